@@ -1,0 +1,25 @@
+"""timm-ll: looks-linear (LL) skip-free networks (Balduzzi et al., ICML 2017) for timm.
+
+Importing this package registers every model in timm's registry, so that
+``timm.create_model("ll_plain56")`` works. After a regular ``pip install`` an import hook
+does that import for you the moment ``timm`` is imported (see ``_timm_ll_autoregister``).
+"""
+
+from timm_ll.init import looks_linear_, mirror_weight_, orthogonal_
+from timm_ll.layers import CReLU, crelu
+from timm_ll.models import CIFAR10_MEAN, CIFAR10_STD, CifarNet, valid_depths
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CReLU",
+    "crelu",
+    "looks_linear_",
+    "orthogonal_",
+    "mirror_weight_",
+    "CifarNet",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "valid_depths",
+    "__version__",
+]

@@ -1,0 +1,493 @@
+"""The four CIFAR families of Balduzzi et al. (2017), registered in timm.
+
+All four are one configurable :class:`CifarNet` (32x32 input, a 3x3 stem conv, three stages
+of 16/32/64 filters with ``n`` blocks of two 3x3 convs each, global average pooling and a
+linear classifier: depth = 6n + 2 weight layers), differing only in activation, shortcut
+and init:
+
+============== ========== ============ =================================================
+family         activation shortcut     init
+============== ========== ============ =================================================
+``ll_plain``   CReLU      none         looks-linear (mirrored orthogonal), Balduzzi et al.
+``crelu_plain``CReLU      none         He (the paper's "CReLU w/o LL")
+``plain``      ReLU       none         He
+``cifar_resnet`` ReLU     identity (A) He, as He et al. (2016) for CIFAR
+============== ========== ============ =================================================
+
+Normalization sits before the activation (conv -> norm -> act), so at init, in eval mode,
+a norm layer is affine and an LL net stays exactly affine in its input.
+
+Filter counts are kept: a CReLU net has the same 16/32/64 pre-activation channels as the
+ReLU nets, so every conv after a CReLU sees twice the input channels and the LL/CReLU
+families have ~2x the parameters and conv FLOPs of ``plain`` (see the README).
+"""
+
+
+from functools import partial
+from typing import Any, Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from timm.layers import create_classifier, get_device_dtype
+from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
+from torch import nn
+
+from timm_ll.init import looks_linear_, orthogonal_
+from timm_ll.layers import CReLU
+from timm_ll.models._checkpoint import checkpoint_filter_fn
+
+__all__ = ["CifarNet", "CIFAR10_MEAN", "CIFAR10_STD", "valid_depths"]
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+STAGE_WIDTHS = (16, 32, 64)
+
+Activation = Literal["relu", "crelu"]
+Init = Literal["he", "looks_linear"]
+
+
+def valid_depths(limit: int = 200) -> list[int]:
+    """Depths a CifarNet can have (6n + 2, n >= 1) up to ``limit``."""
+    return list(range(8, limit + 1, 6))
+
+
+def _check_depth(depth: int) -> int:
+    if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        shown = ", ".join(map(str, valid_depths(56)))
+        raise ValueError(
+            f"depth={depth!r} is not a CIFAR depth: it must be 6n+2 with n >= 1 "
+            f"(valid: {shown}, ..., 110, ..., 200, ...)"
+        )
+    return (depth - 2) // 6
+
+
+class ConvNormAct(nn.Module):
+    """conv -> norm -> activation, the unit every family is built of."""
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        stride: int = 1,
+        norm_layer: Callable[..., nn.Module] | None = nn.BatchNorm2d,
+        act_layer: Callable[[], nn.Module] | None = nn.ReLU,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        dd = {"device": device, "dtype": dtype}
+        self.conv = nn.Conv2d(in_chs, out_chs, 3, stride=stride, padding=1, bias=norm_layer is None, **dd)
+        self.bn = norm_layer(out_chs, **dd) if norm_layer is not None else nn.Identity()
+        self.act = act_layer() if act_layer is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class PlainBlock(nn.Module):
+    """Two conv-norm-act units and no shortcut."""
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int, act_mult: int, **unit_args: Any) -> None:
+        super().__init__()
+        self.unit1 = ConvNormAct(in_chs, out_chs, stride, **unit_args)
+        self.unit2 = ConvNormAct(out_chs * act_mult, out_chs, 1, **unit_args)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unit2(self.unit1(x))
+
+
+class BasicBlock(nn.Module):
+    """He et al. (2016) CIFAR block: conv-norm-act, conv-norm, + identity shortcut (option A), act."""
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int, act_mult: int, **unit_args: Any) -> None:
+        super().__init__()
+        if act_mult != 1:
+            raise ValueError("the residual baseline uses ReLU; a CReLU ResNet is not one of the four families")
+        act_layer = unit_args.pop("act_layer")
+        self.unit1 = ConvNormAct(in_chs, out_chs, stride, act_layer=act_layer, **unit_args)
+        self.unit2 = ConvNormAct(out_chs, out_chs, 1, act_layer=None, **unit_args)
+        self.act = act_layer()
+        self.stride = stride
+        self.pad_chs = out_chs - in_chs
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        # option A of He et al.: subsample and zero-pad the new channels; parameter-free
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.pad_chs > 0:
+            x = F.pad(x, (0, 0, 0, 0, 0, self.pad_chs))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.unit2(self.unit1(x)) + self.shortcut(x))
+
+
+class CifarNet(nn.Module):
+    """One configurable CIFAR network for all four families (see the module docstring).
+
+    Args:
+        depth: number of weight layers, 6n + 2 (20, 32, 44, 56, 110, 200, ...).
+        activation: ``"relu"`` or ``"crelu"``.
+        residual: add He et al.'s identity shortcut (option A) around every pair of convs.
+        init: ``"he"`` (Kaiming normal, fan_out) or ``"looks_linear"`` (needs ``"crelu"``).
+        num_classes: classifier outputs; 0 removes the classifier.
+        in_chans: input channels.
+        global_pool: timm pooling type (``"avg"``, ``"max"``, ``"avgmax"``, ``"catavgmax"``, ``""``).
+        drop_rate: dropout before the classifier.
+        norm_layer: normalization class (called as ``norm_layer(channels)``), or None for a
+            normalization-free net (convs then get a zero-initialized bias).
+        widths: filters of the three stages.
+    """
+
+    def __init__(
+        self,
+        depth: int = 56,
+        activation: Activation = "relu",
+        residual: bool = False,
+        init: Init = "he",
+        num_classes: int = 10,
+        in_chans: int = 3,
+        global_pool: str = "avg",
+        drop_rate: float = 0.0,
+        norm_layer: Callable[..., nn.Module] | None = nn.BatchNorm2d,
+        widths: tuple[int, int, int] = STAGE_WIDTHS,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        blocks_per_stage = _check_depth(depth)
+        if activation not in ("relu", "crelu"):
+            raise ValueError(f"activation={activation!r}: use 'relu' or 'crelu'")
+        if init not in ("he", "looks_linear"):
+            raise ValueError(f"init={init!r}: use 'he' or 'looks_linear'")
+        if init == "looks_linear" and activation != "crelu":
+            raise ValueError("init='looks_linear' needs activation='crelu' (mirrored weights cancel only a CReLU)")
+        if residual and activation != "relu":
+            raise ValueError("residual=True is the He et al. baseline and takes activation='relu'")
+        dd = {"device": device, "dtype": dtype}
+        self.depth = depth
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.drop_rate = drop_rate
+        self.init_mode = init
+        self.grad_checkpointing = False
+        act_mult = 2 if activation == "crelu" else 1
+        act_layer = CReLU if activation == "crelu" else partial(nn.ReLU, inplace=True)
+        unit_args = dict(norm_layer=norm_layer, act_layer=act_layer, **dd)
+
+        self.stem = ConvNormAct(in_chans, widths[0], 1, **unit_args)
+        self.feature_info = [dict(num_chs=widths[0] * act_mult, reduction=1, module="stem")]
+        block_cls = BasicBlock if residual else PlainBlock
+        stages, in_chs, reduction = [], widths[0] * act_mult, 1
+        for stage_idx, width in enumerate(widths):
+            stride = 1 if stage_idx == 0 else 2
+            reduction *= stride
+            blocks = []
+            for block_idx in range(blocks_per_stage):
+                blocks.append(block_cls(in_chs, width, stride if block_idx == 0 else 1, act_mult, **unit_args))
+                in_chs = width * act_mult
+            stages.append(nn.Sequential(*blocks))
+            self.feature_info.append(dict(num_chs=in_chs, reduction=reduction, module=f"stages.{stage_idx}"))
+        self.stages = nn.Sequential(*stages)
+
+        self.num_features = in_chs
+        self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool, **dd)
+        self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
+        self.init_weights()
+
+    @torch.jit.ignore
+    def init_weights(self) -> None:
+        """(Re-)initialize every weight: looks-linear for LL nets, He et al. otherwise."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                if self.init_mode == "looks_linear":
+                    orthogonal_(module) if module is self.stem.conv else looks_linear_(module)
+                else:
+                    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
+            elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) and module.weight is not None:
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        self._init_classifier()
+
+    def _init_classifier(self) -> None:
+        if isinstance(self.fc, nn.Linear) and self.init_mode == "looks_linear":
+            if self.fc.in_features % 2:  # 'catavgmax' keeps it even; any other pool keeps the CReLU layout
+                raise ValueError(f"looks-linear classifier needs an even input size, got {self.fc.in_features}")
+            looks_linear_(self.fc)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        return dict(stem=r"^stem", blocks=r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.(\d+)")
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier (LL nets get a looks-linear one, so they stay affine at init)."""
+        dd = get_device_dtype(self)
+        self.num_classes = num_classes
+        if global_pool is None:
+            global_pool = self.global_pool.pool_type
+        self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool, **dd)
+        self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
+        self._init_classifier()
+        self.global_pool.train(self.training)
+        self.fc.train(self.training)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's intermediate-feature API: index 0 is the stem, 1-3 the stages."""
+        assert output_fmt == "NCHW", "Output shape must be NCHW."
+        take_indices, max_index = feature_take_indices(len(self.stages) + 1, indices)
+        intermediates = []
+        x = self.stem(x)
+        if 0 in take_indices:
+            intermediates.append(x)
+        stages = self.stages if not stop_early else self.stages[:max_index]
+        for idx, stage in enumerate(stages, start=1):
+            if self.grad_checkpointing and not torch.jit.is_scripting():
+                x = checkpoint_seq(stage, x)
+            else:
+                x = stage(x)
+            if idx in take_indices:
+                intermediates.append(x)
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the stages after the last wanted intermediate (and the head if ``prune_head``)."""
+        take_indices, max_index = feature_take_indices(len(self.stages) + 1, indices)
+        self.stages = self.stages[:max_index]
+        if prune_head:
+            self.num_features = self.feature_info[max_index]["num_chs"]
+            self.reset_classifier(0, "")
+        return take_indices
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            x = checkpoint_seq(self.stages, x, flatten=True)
+        else:
+            x = self.stages(x)
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.global_pool(x)
+        if self.drop_rate:
+            x = F.dropout(x, p=float(self.drop_rate), training=self.training)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+# name prefix -> CifarNet arguments of the family
+FAMILIES: dict[str, dict[str, Any]] = {
+    "ll_plain": dict(activation="crelu", init="looks_linear"),
+    "crelu_plain": dict(activation="crelu", init="he"),
+    "plain": dict(activation="relu", init="he"),
+    "cifar_resnet": dict(activation="relu", init="he", residual=True),
+}
+REGISTERED_DEPTHS = (20, 32, 44, 56, 110, 200)
+
+
+def _create_cifar_net(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    return build_model_with_cfg(
+        CifarNet,
+        variant,
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=(0, 1, 2, 3), flatten_sequential=True),
+        **kwargs,
+    )
+
+
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    return {
+        "url": "",
+        "num_classes": 10,
+        "input_size": (3, 32, 32),
+        "pool_size": (8, 8),
+        "crop_pct": 1.0,
+        "interpolation": "bilinear",
+        "mean": CIFAR10_MEAN,
+        "std": CIFAR10_STD,
+        "first_conv": "stem.conv",
+        "classifier": "fc",
+        "license": "apache-2.0",
+        "paper_ids": "arXiv:1702.08591",
+        "paper_name": "The Shattered Gradients Problem: If resnets are the answer, then what is the question?",
+        **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs(
+    {f"{family}{depth}": _cfg() for family in FAMILIES for depth in REGISTERED_DEPTHS}
+)
+
+
+def _entry(family: str, depth: int, pretrained: bool, kwargs: dict[str, Any]) -> CifarNet:
+    model_args = dict(FAMILIES[family], depth=depth)
+    return _create_cifar_net(f"{family}{depth}", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def ll_plain20(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Looks-linear skip-free CReLU net, 20 layers (Balduzzi et al. 2017)."""
+    return _entry("ll_plain", 20, pretrained, kwargs)
+
+
+@register_model
+def ll_plain32(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Looks-linear skip-free CReLU net, 32 layers."""
+    return _entry("ll_plain", 32, pretrained, kwargs)
+
+
+@register_model
+def ll_plain44(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Looks-linear skip-free CReLU net, 44 layers."""
+    return _entry("ll_plain", 44, pretrained, kwargs)
+
+
+@register_model
+def ll_plain56(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Looks-linear skip-free CReLU net, 56 layers."""
+    return _entry("ll_plain", 56, pretrained, kwargs)
+
+
+@register_model
+def ll_plain110(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Looks-linear skip-free CReLU net, 110 layers."""
+    return _entry("ll_plain", 110, pretrained, kwargs)
+
+
+@register_model
+def ll_plain200(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Looks-linear skip-free CReLU net, 200 layers."""
+    return _entry("ll_plain", 200, pretrained, kwargs)
+
+
+@register_model
+def crelu_plain20(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free CReLU net with He init (the paper's "CReLU w/o LL"), 20 layers."""
+    return _entry("crelu_plain", 20, pretrained, kwargs)
+
+
+@register_model
+def crelu_plain32(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free CReLU net with He init, 32 layers."""
+    return _entry("crelu_plain", 32, pretrained, kwargs)
+
+
+@register_model
+def crelu_plain44(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free CReLU net with He init, 44 layers."""
+    return _entry("crelu_plain", 44, pretrained, kwargs)
+
+
+@register_model
+def crelu_plain56(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free CReLU net with He init, 56 layers."""
+    return _entry("crelu_plain", 56, pretrained, kwargs)
+
+
+@register_model
+def crelu_plain110(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free CReLU net with He init, 110 layers."""
+    return _entry("crelu_plain", 110, pretrained, kwargs)
+
+
+@register_model
+def crelu_plain200(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free CReLU net with He init, 200 layers."""
+    return _entry("crelu_plain", 200, pretrained, kwargs)
+
+
+@register_model
+def plain20(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free ReLU net with He init (He et al. 2016's "plain" net), 20 layers."""
+    return _entry("plain", 20, pretrained, kwargs)
+
+
+@register_model
+def plain32(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free ReLU net with He init, 32 layers."""
+    return _entry("plain", 32, pretrained, kwargs)
+
+
+@register_model
+def plain44(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free ReLU net with He init, 44 layers."""
+    return _entry("plain", 44, pretrained, kwargs)
+
+
+@register_model
+def plain56(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free ReLU net with He init, 56 layers."""
+    return _entry("plain", 56, pretrained, kwargs)
+
+
+@register_model
+def plain110(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free ReLU net with He init, 110 layers."""
+    return _entry("plain", 110, pretrained, kwargs)
+
+
+@register_model
+def plain200(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free ReLU net with He init, 200 layers."""
+    return _entry("plain", 200, pretrained, kwargs)
+
+
+@register_model
+def cifar_resnet20(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """He et al. (2016) CIFAR ResNet-20 (identity shortcuts, option A)."""
+    return _entry("cifar_resnet", 20, pretrained, kwargs)
+
+
+@register_model
+def cifar_resnet32(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """He et al. (2016) CIFAR ResNet-32."""
+    return _entry("cifar_resnet", 32, pretrained, kwargs)
+
+
+@register_model
+def cifar_resnet44(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """He et al. (2016) CIFAR ResNet-44."""
+    return _entry("cifar_resnet", 44, pretrained, kwargs)
+
+
+@register_model
+def cifar_resnet56(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """He et al. (2016) CIFAR ResNet-56."""
+    return _entry("cifar_resnet", 56, pretrained, kwargs)
+
+
+@register_model
+def cifar_resnet110(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """He et al. (2016) CIFAR ResNet-110."""
+    return _entry("cifar_resnet", 110, pretrained, kwargs)
+
+
+@register_model
+def cifar_resnet200(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """CIFAR ResNet-200 (same recipe as He et al.'s 20-110)."""
+    return _entry("cifar_resnet", 200, pretrained, kwargs)
