@@ -1,7 +1,8 @@
 """Run timm's own per-model test suite (vendored test_models.py) on timm-ll's models only.
 
 timm parametrizes its tests with ``timm.list_models(...)`` at import time; we narrow that
-function to our models before the test module is imported, then deselect the tests that
+function to our models while the test module is collected (and restore it afterwards),
+then deselect the tests that
 are pinned to timm's own models (``resnet18``, ``convnext_atto``...).
 Set ``TIMM_LL_SUITE=all`` to run every registered depth instead of one per family.
 """
@@ -18,9 +19,11 @@ import timm_ll  # noqa: F401  (registers the models)
 _ONE_PER_FAMILY = {"ll_plain20", "crelu_plain20", "plain20", "cifar_resnet20"}
 _OUR_MODULES = ("cifar", "skipfree_resnet")
 _ALL_OURS = set(timm.list_models(module=_OUR_MODULES))
-SUITE_MODELS = _ALL_OURS if os.environ.get("TIMM_LL_SUITE") == "all" else {
-    name for name in _ALL_OURS if name in _ONE_PER_FAMILY or name in ("ll_resnet18", "plain_resnet18")
-}
+SUITE_MODELS = (
+    _ALL_OURS
+    if os.environ.get("TIMM_LL_SUITE") == "all"
+    else {name for name in _ALL_OURS if name in _ONE_PER_FAMILY or name in ("ll_resnet18", "plain_resnet18")}
+)
 _timm_list_models = timm.list_models
 
 
@@ -30,8 +33,18 @@ def _our_list_models(*args, **kwargs):
 
 timm.list_models = _our_list_models
 
-_TIMM_MARKERS = ("base", "cfg", "cfg_nonstd", "forward", "backward", "torchscript", "features", "fxforward",
-                 "fxbackward", "timeout(seconds): per-test time limit (enforced only with pytest-timeout)")
+_TIMM_MARKERS = (
+    "base",
+    "cfg",
+    "cfg_nonstd",
+    "forward",
+    "backward",
+    "torchscript",
+    "features",
+    "fxforward",
+    "fxbackward",
+    "timeout(seconds): per-test time limit (enforced only with pytest-timeout)",
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -40,6 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    timm.list_models = _timm_list_models  # parametrization is done: give other tests timm's own function back
     keep, drop = [], []
     for item in items:
         if not str(item.fspath).endswith(os.path.join("timm_suite", "test_models.py")):

@@ -19,13 +19,13 @@ def _strip_wrapper_prefixes(state_dict: Mapping[str, torch.Tensor], expected: se
         changed = False
         for prefix in _WRAPPER_PREFIXES:
             if state and all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix):]: v for k, v in state.items()}
+                state = {k[len(prefix) :]: v for k, v in state.items()}
                 changed = True
                 break
     if not (expected & state.keys()):
         # a LightningModule may hold more than the net (a loss with buffers, metrics): keep the net's keys
         for prefix in _WRAPPER_PREFIXES:
-            picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            picked = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             if expected & picked.keys():
                 return picked
     return state
@@ -51,8 +51,13 @@ def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], model: nn.Modul
             "was it saved from another architecture, or under a prefix other than "
             f"{', '.join(p.rstrip('.') for p in _WRAPPER_PREFIXES)}?"
         )
-    classifier = getattr(model, "pretrained_cfg", {}).get("classifier", "fc")
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    classifier = cfg.get("classifier", "fc")
+    # timm drops the checkpoint's head itself when the model asks for another number of classes
+    head_replaced = getattr(model, "num_classes", None) != cfg.get("num_classes")
     for key, tensor in state.items():
+        if head_replaced and key.startswith(f"{classifier}."):
+            continue
         if key in own and own[key].shape != tensor.shape:
             hint = (
                 "the checkpoint was trained for another number of classes: pass num_classes to match it, or "

@@ -22,13 +22,13 @@ ReLU nets, so every conv after a CReLU sees twice the input channels and the LL/
 families have ~2x the parameters and conv FLOPs of ``plain`` (see the README).
 """
 
-
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from timm.layers import create_classifier, get_device_dtype
+from timm.layers import create_classifier, get_device_dtype, get_norm_layer
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from torch import nn
@@ -135,8 +135,10 @@ class CifarNet(nn.Module):
         in_chans: input channels.
         global_pool: timm pooling type (``"avg"``, ``"max"``, ``"avgmax"``, ``"catavgmax"``, ``""``).
         drop_rate: dropout before the classifier.
-        norm_layer: normalization class (called as ``norm_layer(channels)``), or None for a
-            normalization-free net (convs then get a zero-initialized bias).
+        norm_layer: normalization class (called as ``norm_layer(channels)``) or timm norm name,
+            or None / ``""`` for a normalization-free net (convs then get a zero-initialized
+            bias). ``timm.create_model`` drops None-valued kwargs, so pass ``norm_layer=""``
+            there (timm's own convention for "no norm").
         widths: filters of the three stages.
     """
 
@@ -150,7 +152,7 @@ class CifarNet(nn.Module):
         in_chans: int = 3,
         global_pool: str = "avg",
         drop_rate: float = 0.0,
-        norm_layer: Callable[..., nn.Module] | None = nn.BatchNorm2d,
+        norm_layer: Callable[..., nn.Module] | str | None = nn.BatchNorm2d,
         widths: tuple[int, int, int] = STAGE_WIDTHS,
         device=None,
         dtype=None,
@@ -165,6 +167,9 @@ class CifarNet(nn.Module):
             raise ValueError("init='looks_linear' needs activation='crelu' (mirrored weights cancel only a CReLU)")
         if residual and activation != "relu":
             raise ValueError("residual=True is the He et al. baseline and takes activation='relu'")
+        if isinstance(norm_layer, str) and norm_layer.strip().lower() == "none":
+            norm_layer = None
+        norm_layer = get_norm_layer(norm_layer)
         dd = {"device": device, "dtype": dtype}
         self.depth = depth
         self.num_classes = num_classes
@@ -339,9 +344,7 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
     }
 
 
-default_cfgs = generate_default_cfgs(
-    {f"{family}{depth}": _cfg() for family in FAMILIES for depth in REGISTERED_DEPTHS}
-)
+default_cfgs = generate_default_cfgs({f"{family}{depth}": _cfg() for family in FAMILIES for depth in REGISTERED_DEPTHS})
 
 
 def _entry(family: str, depth: int, pretrained: bool, kwargs: dict[str, Any]) -> CifarNet:

@@ -1,0 +1,173 @@
+import pytest
+import timm
+import torch
+from torch import nn
+
+import timm_ll  # noqa: F401
+from timm_ll.models.cifar import REGISTERED_DEPTHS
+
+
+def _affine_error(model: nn.Module, input_shape=(2, 3, 32, 32)) -> float:
+    """Relative error of f(ax+by) = a f(x) + b f(y) + (1-a-b) f(0), in float64."""
+    model = model.double().eval()
+    x, y = torch.randn(2, *input_shape, dtype=torch.float64)
+    a, b = 0.75, -1.5
+    with torch.no_grad():
+        lhs = model(a * x + b * y)
+        rhs = a * model(x) + b * model(y) + (1 - a - b) * model(torch.zeros_like(x))
+    return ((lhs - rhs).norm() / lhs.norm()).item()
+
+
+@pytest.mark.parametrize("depth", REGISTERED_DEPTHS)
+def test_ll_models_are_affine_at_init(depth):
+    assert _affine_error(timm.create_model(f"ll_plain{depth}")) < 1e-9
+
+
+@pytest.mark.parametrize("depth", [20, 110])
+def test_ll_models_without_norm_are_affine_at_init(depth):
+    model = timm.create_model(f"ll_plain{depth}", norm_layer="")  # timm drops None-valued kwargs
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert _affine_error(model) < 1e-9
+    direct = timm_ll.CifarNet(depth=depth, activation="crelu", init="looks_linear", norm_layer=None)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in direct.modules())
+    assert _affine_error(direct) < 1e-9
+
+
+@pytest.mark.parametrize("name", ["plain20", "crelu_plain20", "cifar_resnet20"])
+def test_relu_and_unmirrored_models_are_not_affine(name):
+    assert _affine_error(timm.create_model(name)) > 1e-2
+
+
+def test_any_6n_plus_2_depth_and_clear_error_otherwise():
+    model = timm.create_model("ll_plain20", depth=14)
+    assert model.depth == 14 and len(model.stages[0]) == 2
+    assert _affine_error(model) < 1e-9
+    with pytest.raises(ValueError, match=r"6n\+2.*20, 26, 32"):
+        timm.create_model("plain20", depth=21)
+
+
+def test_parameter_counts_of_the_families_at_depth_56():
+    counts = {
+        f: sum(p.numel() for p in timm.create_model(f"{f}56").parameters())
+        for f in ("ll_plain", "crelu_plain", "plain", "cifar_resnet")
+    }
+    assert counts["cifar_resnet"] == counts["plain"] == 853_018  # He et al.: 0.85M
+    assert counts["ll_plain"] == counts["crelu_plain"]
+    # CReLU doubles the input channels of every conv but the stem
+    assert 1.9 < counts["ll_plain"] / counts["plain"] < 2.0
+
+
+def test_timm_kwargs_are_honoured():
+    model = timm.create_model("ll_plain20", num_classes=7, in_chans=1, global_pool="max", drop_rate=0.5)
+    assert model.stem.conv.in_channels == 1 and model.fc.out_features == 7
+    assert model.global_pool.pool_type == "max" and model.drop_rate == 0.5
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 7)
+    with pytest.raises(TypeError):
+        timm.create_model("ll_plain20", not_an_argument=1)
+
+
+def test_pretrained_cfg_matches_cifar10():
+    cfg = timm.create_model("ll_plain56").pretrained_cfg
+    assert cfg["input_size"] == (3, 32, 32) and cfg["num_classes"] == 10 and cfg["pool_size"] == (8, 8)
+    assert cfg["first_conv"] == "stem.conv" and cfg["classifier"] == "fc"
+    assert cfg["mean"] == pytest.approx((0.4914, 0.4822, 0.4465))
+    assert timm.data.resolve_data_config(model=timm.create_model("plain20"))["input_size"] == (3, 32, 32)
+
+
+def test_features_only_returns_stem_and_three_stages():
+    model = timm.create_model("ll_plain20", features_only=True)
+    feats = model(torch.randn(2, 3, 32, 32))
+    assert [f.shape[1:] for f in feats] == [(32, 32, 32), (32, 32, 32), (64, 16, 16), (128, 8, 8)]
+    assert model.feature_info.channels() == [32, 32, 64, 128]
+    assert model.feature_info.reduction() == [1, 1, 2, 4]
+    picked = timm.create_model("plain20", features_only=True, out_indices=(2, 3))
+    assert [f.shape[1] for f in picked(torch.randn(1, 3, 32, 32))] == [32, 64]
+
+
+def test_reset_classifier_keeps_ll_net_affine():
+    model = timm.create_model("ll_plain20")
+    model.reset_classifier(100)
+    assert model.fc.out_features == 100 and model.num_classes == 100
+    assert _affine_error(model) < 1e-9
+    model.reset_classifier(0)
+    assert model(torch.randn(2, 3, 32, 32).double()).shape == (2, model.num_features)
+
+
+def test_forward_features_head_and_intermediates_agree():
+    model = timm.create_model("cifar_resnet20").eval()
+    x = torch.randn(2, 3, 32, 32)
+    feats = model.forward_features(x)
+    torch.testing.assert_close(model.forward_head(feats), model(x))
+    final, inter = model.forward_intermediates(x)
+    torch.testing.assert_close(final, feats)
+    assert [t.shape[1] for t in inter] == [16, 16, 32, 64]
+    assert model.forward_head(feats, pre_logits=True).shape == (2, 64)
+
+
+def test_grad_checkpointing_gives_the_same_gradients():
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = timm.create_model("ll_plain20")
+        model.set_grad_checkpointing(checkpointing)
+        model(torch.randn(2, 3, 32, 32)).sum().backward()
+        grads.append(model.stem.conv.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_pretrained_from_a_local_state_dict(tmp_path):
+    source = timm.create_model("ll_plain20")
+    path = tmp_path / "weights.pth"
+    torch.save(source.state_dict(), path)
+    loaded = timm.create_model("ll_plain20", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value)
+
+
+def test_pretrained_from_a_lightning_checkpoint(tmp_path):
+    source = timm.create_model("plain20")
+    ckpt = {
+        "epoch": 3,
+        "global_step": 120,
+        "pytorch-lightning_version": "2.6.0",
+        "state_dict": {f"model.{k}": v for k, v in source.state_dict().items()},
+    }
+    path = tmp_path / "last.ckpt"
+    torch.save(ckpt, path)
+    loaded = timm.create_model("plain20", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    torch.testing.assert_close(loaded.fc.weight, source.fc.weight)
+
+
+def test_pretrained_with_other_num_classes_drops_the_head(tmp_path):
+    source = timm.create_model("plain20")
+    path = tmp_path / "w.pth"
+    torch.save(source.state_dict(), path)
+    loaded = timm.create_model("plain20", pretrained=True, num_classes=3, pretrained_cfg_overlay=dict(file=str(path)))
+    assert loaded.fc.out_features == 3
+    torch.testing.assert_close(loaded.stem.conv.weight, source.stem.conv.weight)
+
+
+def test_mismatched_checkpoint_names_the_layer(tmp_path):
+    path = tmp_path / "plain.pth"
+    torch.save(timm.create_model("plain20").state_dict(), path)
+    expected = r"'stages\.0\.0\.unit1\.conv\.weight' has shape \(16, 16, 3, 3\).*\(16, 32, 3, 3\)"
+    with pytest.raises(ValueError, match=expected):
+        timm.create_model("ll_plain20", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    path = tmp_path / "foreign.pth"
+    torch.save({"encoder.weight": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match="none of the checkpoint's keys"):
+        timm.create_model("plain20", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+
+
+def test_registered_names_and_module():
+    names = timm.list_models(module="cifar")
+    for family in ("ll_plain", "crelu_plain", "plain", "cifar_resnet"):
+        for depth in REGISTERED_DEPTHS:
+            assert f"{family}{depth}" in names
+
+
+def test_invalid_configurations_are_refused():
+    with pytest.raises(ValueError, match="needs activation='crelu'"):
+        timm.create_model("plain20", init="looks_linear")
+    with pytest.raises(ValueError, match="use 'relu' or 'crelu'"):
+        timm.create_model("plain20", activation="gelu")
