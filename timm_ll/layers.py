@@ -26,7 +26,14 @@ class _CReLUFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, dim: int) -> torch.Tensor:  # type: ignore[override]
-        out = torch.cat((F.relu(x), F.relu(-x)), dim=dim)
+        # write both halves straight into one buffer: no temporaries for -x and the two relus
+        shape = list(x.shape)
+        shape[dim] *= 2
+        out = x.new_empty(shape)
+        pos, neg = out.chunk(2, dim=dim)
+        torch.clamp_min(x, 0, out=pos)
+        torch.clamp_max(x, 0, out=neg)
+        neg.neg_()
         ctx.dim = dim
         ctx.save_for_backward(out)
         return out
@@ -36,9 +43,10 @@ class _CReLUFunction(torch.autograd.Function):
         (out,) = ctx.saved_tensors
         pos, neg = out.chunk(2, dim=ctx.dim)
         grad_pos, grad_neg = grad_out.chunk(2, dim=ctx.dim)
-        # d relu(x)/dx = [x > 0]; d relu(-x)/dx = -[x < 0]; both 0 at x == 0, as torch.relu
-        grad_x = torch.where(pos > 0, grad_pos, 0.0) - torch.where(neg > 0, grad_neg, 0.0)
-        return grad_x, None
+        # d relu(x)/dx = [x > 0]; d relu(-x)/dx = -[x < 0]; both 0 at x == 0, as torch.relu.
+        # threshold_backward is the kernel torch.relu's own backward uses; subtract in place.
+        grad_x = torch.ops.aten.threshold_backward(grad_pos, pos, 0)
+        return grad_x.sub_(torch.ops.aten.threshold_backward(grad_neg, neg, 0)), None
 
 
 def crelu(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
