@@ -81,8 +81,10 @@ def main() -> None:
         "|---|---|---|---|---|---|" + ("---|" if args.device == "cuda" else ""),
     ]
     for family, r in rows.items():
-        line = (f"| {family}{args.depth} | {r['params']:,} | {r['step_s']:.3f} | {r['step_s'] / base['step_s']:.2f}x "
-                f"| {r['act_mib']:.1f} | {r['act_mib'] / base['act_mib']:.2f}x |")
+        line = (
+            f"| {family}{args.depth} | {r['params']:,} | {r['step_s']:.3f} | {r['step_s'] / base['step_s']:.2f}x "
+            f"| {r['act_mib']:.1f} | {r['act_mib'] / base['act_mib']:.2f}x |"
+        )
         lines.append(line + (f" {r['peak_mib']:.0f} |" if args.device == "cuda" else ""))
     ll = rows["ll_plain"]
     lines += [

@@ -1,0 +1,429 @@
+"""Gradient-shattering statistics as pure torch functions (no Lightning).
+
+Balduzzi et al. (2017) measure how the gradient of a network's output w.r.t. its input
+changes between nearby inputs: along a line of inputs, the gradients of a deep feedforward
+ReLU net decorrelate like white noise ("shatter"); a ResNet's or an LL net's do not. This
+module provides the probes (:func:`line_probe`), the gradients (:func:`input_gradients`)
+and the statistics (:func:`autocorrelation`, :func:`neighbor_correlation`,
+:func:`gradient_covariance`, :func:`effective_rank`, :func:`stable_rank`,
+:func:`spectral_slope`, :func:`depth_profile`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+__all__ = [
+    "InputGradients",
+    "DepthProfile",
+    "line_probe",
+    "random_projection_readout",
+    "input_gradients",
+    "autocorrelation",
+    "neighbor_correlation",
+    "gradient_covariance",
+    "effective_rank",
+    "stable_rank",
+    "spectral_slope",
+    "depth_profile",
+    "auto_layers",
+    "unwrap_compiled",
+]
+
+BNMode = Literal["eval", "batch"]
+Readout = Callable[[torch.Tensor], torch.Tensor]
+# centered energy below this fraction of the uncentered one counts as "all gradients equal"
+_CONSTANT_TOL = 1e-10
+
+
+def line_probe(x0: torch.Tensor, x1: torch.Tensor, num_points: int = 256) -> torch.Tensor:
+    """``num_points`` evenly spaced inputs on the segment from ``x0`` to ``x1`` (both included).
+
+    The paper's probe is the 1-D grid of 256 points on [-2, 2]: ``line_probe(tensor([-2.]),
+    tensor([2.]))``. For images, ``x0`` and ``x1`` are two samples of shape (C, H, W).
+
+    Returns:
+        A tensor of shape ``(num_points, *x0.shape)``, ordered along the path.
+    """
+    if x0.shape != x1.shape:
+        raise ValueError(f"line_probe needs endpoints of one shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
+    if num_points < 2:
+        raise ValueError(f"num_points={num_points}: a line probe needs at least 2 points")
+    if not (x0.is_floating_point() and x1.is_floating_point()):
+        raise TypeError(
+            f"line_probe interpolates between inputs and needs floating tensors, got {x0.dtype}; for integer "
+            "inputs such as token ids, probe a layer's output instead (layers=['<embedding module>'])"
+        )
+    t = torch.linspace(0.0, 1.0, num_points, device=x0.device, dtype=x0.dtype).view(-1, *([1] * x0.dim()))
+    return x0.unsqueeze(0) + t * (x1 - x0).unsqueeze(0)
+
+
+def random_projection_readout(seed: int = 0) -> Readout:
+    """A class-agnostic scalar readout: the output projected on a fixed random unit vector.
+
+    The vector depends only on ``seed`` and the output size (drawn from a private generator:
+    the global RNG is never touched), so every call and every process uses the same one.
+    """
+    cache: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
+
+    def readout(output: torch.Tensor) -> torch.Tensor:
+        flat = output.reshape(output.shape[0], -1)
+        key = (flat.shape[1], flat.device, flat.dtype)
+        if key not in cache:
+            generator = torch.Generator().manual_seed(seed)
+            u = torch.randn(flat.shape[1], generator=generator, dtype=torch.float64)
+            cache[key] = (u / u.norm()).to(device=flat.device, dtype=flat.dtype)
+        return flat @ cache[key]
+
+    return readout
+
+
+def unwrap_compiled(model: nn.Module) -> nn.Module:
+    """The original module behind ``torch.compile`` (its ``_orig_mod``), else ``model`` itself."""
+    return getattr(model, "_orig_mod", model)
+
+
+def auto_layers(model: nn.Module) -> list[str]:
+    """Names of the top-level blocks of ``model``: its children, with ``nn.Sequential``/``nn.ModuleList`` opened up.
+
+    The order is registration order; :func:`input_gradients` reports layers in the order
+    the forward pass actually ran them.
+    """
+    names: list[str] = []
+
+    def visit(module: nn.Module, prefix: str) -> None:
+        for name, child in module.named_children():
+            full = f"{prefix}{name}"
+            if isinstance(child, (nn.Sequential, nn.ModuleList)):
+                visit(child, f"{full}.")
+            elif not isinstance(child, (nn.Dropout, nn.Identity, nn.Flatten)):
+                names.append(full)
+
+    visit(unwrap_compiled(model), "")
+    return names
+
+
+@dataclass
+class InputGradients:
+    """Gradients of a scalar readout along a probe.
+
+    Attributes:
+        input: gradients w.r.t. the probe inputs, shape of the inputs (None for integer inputs).
+        layers: gradients w.r.t. the outputs of the requested layers, in forward order.
+        output: the readout values, shape (num_points,).
+    """
+
+    input: torch.Tensor | None
+    layers: dict[str, torch.Tensor] = field(default_factory=dict)
+    output: torch.Tensor | None = None
+
+
+def _use_batch_statistics(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+    """Forward pre-hook: load the incoming batch's statistics into an eval-mode norm layer's running buffers."""
+    (h,) = args[:1]
+    dims = [0, *range(2, h.dim())]
+    with torch.no_grad():
+        module.running_mean.copy_(h.mean(dims))
+        module.running_var.copy_(h.var(dims, unbiased=False))
+
+
+@contextlib.contextmanager
+def _measurement_context(model: nn.Module, bn_mode: BNMode) -> Iterator[None]:
+    """Set modes for a measurement; restore every module's mode, every buffer and the RNG afterwards."""
+    modes = {module: module.training for module in model.modules()}
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    cpu_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    handles = []
+    try:
+        model.eval()
+        if bn_mode == "batch":
+            for module in model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    if module.running_mean is None:  # no buffers to hold the statistics: normalize as in training
+                        module.train()
+                    else:
+                        handles.append(module.register_forward_pre_hook(_use_batch_statistics))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, training in modes.items():
+            module.training = training
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+def input_gradients(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    readout: Readout | None = None,
+    bn_mode: BNMode = "eval",
+    layers: Sequence[str] | None = None,
+) -> InputGradients:
+    """Per-sample gradients of a scalar readout of ``model`` w.r.t. ``inputs`` (and layer outputs).
+
+    With ``bn_mode="eval"`` every module is in eval mode, samples are independent, and one
+    backward pass of the summed readout gives every per-sample gradient at once (the sum's
+    gradient w.r.t. sample i is sample i's own gradient). ``bn_mode="batch"`` is the paper's
+    setting: batch-norm layers normalize with the probe batch's statistics (BN over the
+    grid), held constant in the backward pass, so the gradient of the summed readout is
+    again each sample's gradient through the network the probe batch defines. (Differentiating
+    through the statistics instead would make the summed readout of a BN net that is linear
+    at init identically constant, sum_i (x_i - mean x) = 0, leaving only round-off as its
+    gradient.) Running statistics are restored exactly afterwards.
+
+    The measurement is invisible to training: parameters' ``.grad`` are never written
+    (``torch.autograd.grad``), and every submodule's train/eval mode, every buffer and the
+    CPU/CUDA RNG states are restored. Autocast is disabled inside, so a ``bf16-mixed`` run is
+    measured in the parameters' precision (float32).
+
+    Args:
+        model: any module; a ``torch.compile``d one is measured through its original module.
+        inputs: the probe, ``(n, ...)``, ordered along the path.
+        readout: maps the model output ``(n, ...)`` to ``(n,)`` scalars; default
+            :func:`random_projection_readout` (class-agnostic, seeded).
+        bn_mode: ``"eval"`` (running statistics) or ``"batch"`` (probe-batch statistics).
+        layers: names of submodules (``model.get_submodule`` names) whose output gradients
+            are wanted too; their outputs must be tensors.
+
+    Returns:
+        :class:`InputGradients` with detached tensors.
+
+    Raises:
+        ValueError: unknown ``bn_mode`` or layer name, or a layer whose output is not a tensor.
+        TypeError: integer inputs and no ``layers`` (nothing differentiable to measure).
+    """
+    if bn_mode not in ("eval", "batch"):
+        raise ValueError(f"bn_mode={bn_mode!r}: use 'eval' (running statistics) or 'batch' (probe statistics)")
+    model = unwrap_compiled(model)
+    layers = list(layers or [])
+    modules = {}
+    for name in layers:
+        try:
+            modules[name] = model.get_submodule(name)
+        except AttributeError as error:
+            raise ValueError(f"layer {name!r} is not a submodule of {type(model).__name__}: {error}") from None
+    differentiable_input = inputs.is_floating_point() or inputs.is_complex()
+    if not differentiable_input and not layers:
+        raise TypeError(
+            f"inputs of dtype {inputs.dtype} cannot be differentiated; for token ids pass "
+            "layers=['<embedding module name>'] to measure the gradient at the embedding output"
+        )
+    readout = readout or random_projection_readout()
+    captured: dict[str, torch.Tensor] = {}
+    order: list[str] = []
+
+    def capture(name: str):
+        def hook(_module: nn.Module, _args: object, output: object) -> None:
+            if not isinstance(output, torch.Tensor):
+                raise ValueError(f"layer {name!r} returns {type(output).__name__}, not a tensor; pick another layer")
+            if name not in captured:
+                order.append(name)
+            captured[name] = output
+
+        return hook
+
+    handles = [module.register_forward_hook(capture(name)) for name, module in modules.items()]
+    try:
+        with _measurement_context(model, bn_mode), torch.enable_grad(), _no_autocast(inputs.device):
+            x = inputs.detach().clone().requires_grad_(differentiable_input)
+            values = readout(model(x))
+            if values.shape != (inputs.shape[0],):
+                raise ValueError(
+                    f"readout must return one scalar per sample, shape ({inputs.shape[0]},), got {tuple(values.shape)}"
+                )
+            targets = ([x] if differentiable_input else []) + [captured[n] for n in order]
+            grads = torch.autograd.grad(values.sum(), targets, allow_unused=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [n for n in layers if n not in captured]
+    if missing:
+        raise ValueError(f"layers {missing} did not run in the forward pass; check the names")
+    input_grad = grads[0] if differentiable_input else None
+    layer_grads = grads[1:] if differentiable_input else grads
+    return InputGradients(
+        input=None if input_grad is None else input_grad.detach(),
+        layers={n: (torch.zeros_like(captured[n]) if g is None else g.detach()) for n, g in zip(order, layer_grads)},
+        output=values.detach(),
+    )
+
+
+def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def _as_matrix(grads: torch.Tensor) -> torch.Tensor:
+    if grads.dim() == 0 or grads.shape[0] < 2:
+        raise ValueError(f"need gradients at >= 2 points along the probe, shape (n, ...), got {tuple(grads.shape)}")
+    return grads.reshape(grads.shape[0], -1).to(torch.float64)
+
+
+def autocorrelation(grads: torch.Tensor, max_lag: int = 1) -> torch.Tensor:
+    """Autocorrelation of gradients along the probe, lags 0..``max_lag``.
+
+    ``z_i = g_i - mean_i g``; ``ACF(k) = sum_i <z_i, z_{i+k}> / sum_i <z_i, z_i>``. For 1-D
+    inputs this is exactly the paper's ACF. If the centered energy is negligible against the
+    uncentered one (all gradients equal, e.g. an LL net at init) every lag is 1.0, never
+    NaN; non-finite gradients give NaN.
+
+    Returns:
+        float64 tensor of shape ``(max_lag + 1,)``; entry 0 is 1.
+    """
+    g = _as_matrix(grads)
+    n = g.shape[0]
+    if not 0 <= max_lag < n:
+        raise ValueError(f"max_lag={max_lag} must be in [0, {n - 1}] for {n} points")
+    if not torch.isfinite(g).all():
+        return torch.full((max_lag + 1,), math.nan, dtype=torch.float64)
+    z = g - g.mean(dim=0, keepdim=True)
+    energy = z.pow(2).sum()
+    if energy <= _CONSTANT_TOL * g.pow(2).sum() or energy == 0:
+        return torch.ones(max_lag + 1, dtype=torch.float64)
+    return torch.stack([(z[: n - k] * z[k:]).sum() / energy for k in range(max_lag + 1)])
+
+
+def neighbor_correlation(grads: torch.Tensor) -> torch.Tensor:
+    """``ACF(1)``: correlation of gradients at neighbouring probe points (1 = smooth, 0 = white noise)."""
+    return autocorrelation(grads, max_lag=1)[1]
+
+
+def gradient_covariance(grads: torch.Tensor) -> torch.Tensor:
+    """The paper's covariance image: ``|Z Z^T|`` of centered gradients, scaled to a maximum of 1.
+
+    Returns:
+        ``(n, n)`` float64 tensor in [0, 1] (all zeros if the gradients do not vary).
+    """
+    g = _as_matrix(grads)
+    z = g - g.mean(dim=0, keepdim=True)
+    cov = (z @ z.T).abs()
+    top = cov.max()
+    return cov / top if top > 0 else cov
+
+
+def _singular_values(matrix: torch.Tensor) -> torch.Tensor:
+    if matrix.dim() < 2:
+        raise ValueError(f"expected a matrix (n, ...), got shape {tuple(matrix.shape)}")
+    s = torch.linalg.svdvals(matrix.reshape(matrix.shape[0], -1).to(torch.float64))
+    return s if torch.isfinite(s).all() else torch.full_like(s, math.nan)
+
+
+def effective_rank(matrix: torch.Tensor, eps: float | None = None) -> torch.Tensor:
+    """Effective rank of Roy & Vetterli (2007): ``exp(H(p))``, ``p = s / sum(s)`` over singular values ``s``.
+
+    ``matrix`` is ``(n, ...)``, flattened to ``(n, D)`` and not centered. Convention: singular
+    values at or below ``eps * max(s)`` are treated as exact zeros (``0 log 0 = 0``), so
+    round-off does not add rank. The default ``eps`` is numpy's ``matrix_rank`` tolerance,
+    ``finfo(matrix.dtype).eps * max(n, D)``. A zero matrix has effective rank 0.
+    """
+    if eps is None:
+        dtype = matrix.dtype if matrix.is_floating_point() else torch.float64
+        eps = torch.finfo(dtype).eps * max(matrix.shape[0], matrix[0].numel())
+    s = _singular_values(matrix)
+    if torch.isnan(s).any():
+        return torch.tensor(math.nan, dtype=torch.float64)
+    if s.numel() == 0 or s.max() <= 0:
+        return torch.tensor(0.0, dtype=torch.float64)
+    s = s[s > eps * s.max()]
+    p = s / s.sum()
+    return torch.exp(-(p * p.log()).sum())
+
+
+def stable_rank(matrix: torch.Tensor) -> torch.Tensor:
+    """Stable rank ``||A||_F^2 / ||A||_2^2`` of the ``(n, D)`` matrix (0 for a zero matrix)."""
+    s = _singular_values(matrix)
+    if s.numel() == 0 or not s.max() > 0:
+        return torch.tensor(0.0 if s.numel() == 0 or s.max() == 0 else math.nan, dtype=torch.float64)
+    return s.pow(2).sum() / s.max().pow(2)
+
+
+def spectral_slope(grads: torch.Tensor) -> torch.Tensor:
+    """Exponent ``beta`` of the power spectrum ``P(f) ~ f^-beta`` of the gradients along the probe.
+
+    The centered gradients are Fourier-transformed along the path, the power is averaged
+    over the remaining dimensions, and ``beta`` is the least-squares slope of ``-log P``
+    against ``log f`` over the non-zero frequencies. White noise gives ~0, brown noise ~2;
+    constant gradients give NaN (no spectrum).
+    """
+    g = _as_matrix(grads)
+    z = g - g.mean(dim=0, keepdim=True)
+    power = torch.fft.rfft(z, dim=0).abs().pow(2).mean(dim=1)[1:]
+    freqs = torch.arange(1, power.shape[0] + 1, dtype=torch.float64)
+    keep = power > 0
+    if keep.sum() < 2 or not torch.isfinite(power).all():
+        return torch.tensor(math.nan, dtype=torch.float64)
+    x, y = freqs[keep].log(), power[keep].log()
+    slope = ((x - x.mean()) * (y - y.mean())).sum() / (x - x.mean()).pow(2).sum()
+    return -slope
+
+
+@dataclass
+class DepthProfile:
+    """Neighbor correlation per layer, in forward order, and the better-fitting decay law.
+
+    Attributes:
+        layers: layer names; ``depths`` their 1-based positions.
+        correlations: neighbor correlation (ACF(1)) at each layer.
+        law: ``"exponential"`` (``c ~ exp(-rate * depth)``), ``"power"`` (``c ~ depth^-rate``)
+            or ``None`` when fewer than 3 positive correlations allow no fit.
+        rate: the fitted rate (exponential) or exponent (power law); ``r2``: its R^2 in log space.
+    """
+
+    layers: list[str]
+    depths: list[int]
+    correlations: list[float]
+    law: str | None = None
+    rate: float = math.nan
+    r2: float = math.nan
+
+
+def _fit_line(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, float]:
+    """Least squares y = a + b x; returns (a, b, R^2)."""
+    xm, ym = x.mean(), y.mean()
+    sxx = (x - xm).pow(2).sum()
+    b = ((x - xm) * (y - ym)).sum() / sxx
+    a = ym - b * xm
+    ss_tot = (y - ym).pow(2).sum()
+    ss_res = (y - a - b * x).pow(2).sum()
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else torch.tensor(1.0, dtype=torch.float64)
+    return a.item(), b.item(), r2.item()
+
+
+def depth_profile(layer_grads: Mapping[str, torch.Tensor]) -> DepthProfile:
+    """Neighbor correlation at each layer (in the mapping's order, i.e. forward order) and its decay law.
+
+    Both ``log c = a - rate * depth`` and ``log c = a - rate * log(depth)`` are fitted to the
+    layers with positive correlation; the one with the higher R^2 is reported.
+    """
+    names = list(layer_grads)
+    correlations = [neighbor_correlation(layer_grads[n]).item() for n in names]
+    depths = list(range(1, len(names) + 1))
+    profile = DepthProfile(layers=names, depths=depths, correlations=correlations)
+    points = [(d, c) for d, c in zip(depths, correlations) if c > 0 and math.isfinite(c)]
+    if len(points) < 3:
+        return profile
+    d = torch.tensor([p[0] for p in points], dtype=torch.float64)
+    log_c = torch.tensor([math.log(p[1]) for p in points], dtype=torch.float64)
+    if torch.allclose(log_c, log_c[0].expand_as(log_c)):
+        profile.law, profile.rate, profile.r2 = "exponential", 0.0, 1.0
+        return profile
+    _, slope_exp, r2_exp = _fit_line(d, log_c)
+    _, slope_pow, r2_pow = _fit_line(d.log(), log_c)
+    if r2_exp >= r2_pow:
+        profile.law, profile.rate, profile.r2 = "exponential", -slope_exp, r2_exp
+    else:
+        profile.law, profile.rate, profile.r2 = "power", -slope_pow, r2_pow
+    return profile

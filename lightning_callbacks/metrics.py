@@ -1,0 +1,88 @@
+"""torchmetrics shells over :mod:`lightning_callbacks.functional`.
+
+Each metric averages a per-probe statistic over every ``update``; the states are a sum and a
+count reduced with ``"sum"``, so a DDP sync gives exactly the mean over all processes' probes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torchmetrics import Metric
+from torchmetrics.utilities.plot import _AX_TYPE, _PLOT_OUT_TYPE
+
+from lightning_callbacks import functional as F
+
+__all__ = ["GradientCorrelation", "EffectiveRank"]
+
+
+class _MeanOfProbes(Metric):
+    """Mean of a per-probe statistic of gradients ``(n, ...)`` ordered along a probe."""
+
+    is_differentiable = False
+    full_state_update = False
+    total: torch.Tensor
+    count: torch.Tensor
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def _statistic(self, grads: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def update(self, grads: torch.Tensor) -> None:
+        """Add one probe's gradients, shape ``(n, ...)`` with ``n >= 2`` points along the path."""
+        value = self._statistic(grads.detach())
+        self.total += value.to(self.total.device)
+        self.count += 1
+
+    def compute(self) -> torch.Tensor:
+        return self.total / self.count if self.count > 0 else torch.tensor(float("nan"), dtype=torch.float64)
+
+    def plot(
+        self, val: torch.Tensor | Sequence[torch.Tensor] | None = None, ax: _AX_TYPE | None = None
+    ) -> _PLOT_OUT_TYPE:
+        """Plot the current value, or a sequence of values (e.g. one per step) as a curve."""
+        return self._plot(val, ax)
+
+
+class GradientCorrelation(_MeanOfProbes):
+    """Mean autocorrelation at ``lag`` of gradients along probes (``lag=1``: neighbor correlation).
+
+    Example:
+        >>> metric = GradientCorrelation()
+        >>> metric.update(torch.ones(8, 3))
+        >>> float(metric.compute())
+        1.0
+    """
+
+    higher_is_better = True
+    plot_lower_bound = -1.0
+    plot_upper_bound = 1.0
+
+    def __init__(self, lag: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if lag < 1:
+            raise ValueError(f"lag={lag}: the gradient correlation is measured at lag >= 1")
+        self.lag = lag
+
+    def _statistic(self, grads: torch.Tensor) -> torch.Tensor:
+        return F.autocorrelation(grads, max_lag=self.lag)[self.lag]
+
+
+class EffectiveRank(_MeanOfProbes):
+    """Mean effective rank (Roy & Vetterli 2007) of the ``(n, D)`` gradient matrix of each probe."""
+
+    higher_is_better = False
+    plot_lower_bound = 0.0
+
+    def __init__(self, eps: float | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.eps = eps
+
+    def _statistic(self, grads: torch.Tensor) -> torch.Tensor:
+        return F.effective_rank(grads, eps=self.eps)

@@ -1,0 +1,100 @@
+"""Figures of shattering measurements (matplotlib, no pyplot state), shared by the callback and the CLI."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from lightning_callbacks.functional import DepthProfile, gradient_covariance
+
+__all__ = ["plot_gradient_traces", "plot_covariance", "plot_depth_profile", "plot_depth_curves"]
+
+
+def _new_axes(ax: Axes | None, size: tuple[float, float] = (5.0, 3.2)) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=size, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def plot_gradient_traces(grads: torch.Tensor, ax: Axes | None = None, max_traces: int = 3, title: str = "") -> Figure:
+    """Gradient along the probe: the whole gradient for 1-D inputs, else the highest-variance coordinates."""
+    fig, ax = _new_axes(ax)
+    flat = grads.detach().reshape(grads.shape[0], -1).double().cpu()
+    picks = flat.var(dim=0).argsort(descending=True)[:max_traces].tolist() if flat.shape[1] > 1 else [0]
+    t = torch.linspace(0, 1, flat.shape[0])
+    for index in picks:
+        ax.plot(t, flat[:, index], lw=0.8, label=f"coordinate {index}" if len(picks) > 1 else None)
+    ax.set_xlabel("position along the probe")
+    ax.set_ylabel("gradient")
+    if len(picks) > 1:
+        ax.legend(fontsize="small")
+    ax.set_title(title or "input gradient along the probe")
+    return fig
+
+
+def plot_covariance(grads: torch.Tensor, ax: Axes | None = None, title: str = "") -> Figure:
+    """The paper's normalized absolute covariance image of the gradients along the probe."""
+    fig, ax = _new_axes(ax, (3.6, 3.2))
+    image = ax.imshow(gradient_covariance(grads).float().cpu(), cmap="viridis", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    ax.set_xlabel("probe point j")
+    ax.set_ylabel("probe point i")
+    ax.set_title(title or "|covariance| of gradients")
+    return fig
+
+
+def _law_curve(profile: DepthProfile) -> tuple[list[float], list[float]] | None:
+    positive = [(d, c) for d, c in zip(profile.depths, profile.correlations) if c > 0]
+    if profile.law is None or not positive:
+        return None
+    depths = [float(d) for d in profile.depths]
+    # anchor the fitted law at the geometric mean of the fitted points, in log space
+    mean_log_c = sum(math.log(c) for _, c in positive) / len(positive)
+    if profile.law == "exponential":
+        mean_x = sum(d for d, _ in positive) / len(positive)
+        return depths, [math.exp(mean_log_c - profile.rate * (d - mean_x)) for d in depths]
+    mean_x = sum(math.log(d) for d, _ in positive) / len(positive)
+    return depths, [math.exp(mean_log_c - profile.rate * (math.log(d) - mean_x)) for d in depths]
+
+
+def plot_depth_profile(profile: DepthProfile, ax: Axes | None = None, title: str = "") -> Figure:
+    """Neighbor correlation per layer (log axis) with the fitted decay law."""
+    fig, ax = _new_axes(ax)
+    ax.plot(profile.depths, profile.correlations, "o-", ms=3, label="neighbor correlation")
+    curve = _law_curve(profile)
+    if curve is not None:
+        label = f"{profile.law} fit: rate {profile.rate:.3g}, R² {profile.r2:.2f}"
+        ax.plot(*curve, "--", color="gray", label=label)
+    if any(c > 0 for c in profile.correlations):
+        ax.set_yscale("log")
+    ax.set_xlabel("layer (forward order)")
+    ax.set_ylabel("ACF(1)")
+    ax.legend(fontsize="small")
+    ax.set_title(title or "shattering by depth")
+    return fig
+
+
+def plot_depth_curves(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    ax: Axes | None = None,
+    title: str = "",
+    fits: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+) -> Figure:
+    """Several families' neighbor correlation against depth (log y axis), with optional fitted curves."""
+    fig, ax = _new_axes(ax, (5.5, 3.6))
+    for name, (depths, values) in curves.items():
+        line = ax.plot(depths, [max(v, 1e-4) for v in values], "o-", label=name)[0]
+        if fits and name in fits:
+            ax.plot(*fits[name], "--", color=line.get_color(), lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xscale("log")
+    ax.set_xlabel("depth")
+    ax.set_ylabel("neighbor correlation (clipped at 1e-4)")
+    ax.legend(fontsize="small")
+    ax.set_title(title or "neighbor correlation vs depth")
+    return fig
