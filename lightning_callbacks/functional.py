@@ -25,6 +25,7 @@ __all__ = [
     "DepthProfile",
     "line_probe",
     "random_projection_readout",
+    "RandomProjectionReadout",
     "input_gradients",
     "autocorrelation",
     "neighbor_correlation",
@@ -65,24 +66,31 @@ def line_probe(x0: torch.Tensor, x1: torch.Tensor, num_points: int = 256) -> tor
     return x0.unsqueeze(0) + t * (x1 - x0).unsqueeze(0)
 
 
-def random_projection_readout(seed: int = 0) -> Readout:
+class RandomProjectionReadout:
     """A class-agnostic scalar readout: the output projected on a fixed random unit vector.
 
     The vector depends only on ``seed`` and the output size (drawn from a private generator:
     the global RNG is never touched), so every call and every process uses the same one.
+    A class rather than a closure so that it pickles (``ddp_spawn``, checkpoints).
     """
-    cache: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
 
-    def readout(output: torch.Tensor) -> torch.Tensor:
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self._cache: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
         flat = output.reshape(output.shape[0], -1)
         key = (flat.shape[1], flat.device, flat.dtype)
-        if key not in cache:
-            generator = torch.Generator().manual_seed(seed)
+        if key not in self._cache:
+            generator = torch.Generator().manual_seed(self.seed)
             u = torch.randn(flat.shape[1], generator=generator, dtype=torch.float64)
-            cache[key] = (u / u.norm()).to(device=flat.device, dtype=flat.dtype)
-        return flat @ cache[key]
+            self._cache[key] = (u / u.norm()).to(device=flat.device, dtype=flat.dtype)
+        return flat @ self._cache[key]
 
-    return readout
+
+def random_projection_readout(seed: int = 0) -> Readout:
+    """The default readout: :class:`RandomProjectionReadout` with ``seed``."""
+    return RandomProjectionReadout(seed)
 
 
 def unwrap_compiled(model: nn.Module) -> nn.Module:
@@ -317,8 +325,10 @@ def gradient_covariance(grads: torch.Tensor) -> torch.Tensor:
 def _singular_values(matrix: torch.Tensor) -> torch.Tensor:
     if matrix.dim() < 2:
         raise ValueError(f"expected a matrix (n, ...), got shape {tuple(matrix.shape)}")
-    s = torch.linalg.svdvals(matrix.reshape(matrix.shape[0], -1).to(torch.float64))
-    return s if torch.isfinite(s).all() else torch.full_like(s, math.nan)
+    flat = matrix.reshape(matrix.shape[0], -1).to(torch.float64)
+    if not torch.isfinite(flat).all():
+        return torch.full((min(flat.shape),), math.nan, dtype=torch.float64)
+    return torch.linalg.svdvals(flat)
 
 
 def effective_rank(matrix: torch.Tensor, eps: float | None = None) -> torch.Tensor:
@@ -345,8 +355,10 @@ def effective_rank(matrix: torch.Tensor, eps: float | None = None) -> torch.Tens
 def stable_rank(matrix: torch.Tensor) -> torch.Tensor:
     """Stable rank ``||A||_F^2 / ||A||_2^2`` of the ``(n, D)`` matrix (0 for a zero matrix)."""
     s = _singular_values(matrix)
-    if s.numel() == 0 or not s.max() > 0:
-        return torch.tensor(0.0 if s.numel() == 0 or s.max() == 0 else math.nan, dtype=torch.float64)
+    if torch.isnan(s).any():
+        return torch.tensor(math.nan, dtype=torch.float64)
+    if s.numel() == 0 or s.max() == 0:
+        return torch.tensor(0.0, dtype=torch.float64)
     return s.pow(2).sum() / s.max().pow(2)
 
 

@@ -28,7 +28,7 @@ def plot_gradient_traces(grads: torch.Tensor, ax: Axes | None = None, max_traces
     picks = flat.var(dim=0).argsort(descending=True)[:max_traces].tolist() if flat.shape[1] > 1 else [0]
     t = torch.linspace(0, 1, flat.shape[0])
     for index in picks:
-        ax.plot(t, flat[:, index], lw=0.8, label=f"coordinate {index}" if len(picks) > 1 else None)
+        ax.plot(t.numpy(), flat[:, index].numpy(), lw=0.8, label=f"coordinate {index}" if len(picks) > 1 else None)
     ax.set_xlabel("position along the probe")
     ax.set_ylabel("gradient")
     if len(picks) > 1:
@@ -40,7 +40,7 @@ def plot_gradient_traces(grads: torch.Tensor, ax: Axes | None = None, max_traces
 def plot_covariance(grads: torch.Tensor, ax: Axes | None = None, title: str = "") -> Figure:
     """The paper's normalized absolute covariance image of the gradients along the probe."""
     fig, ax = _new_axes(ax, (3.6, 3.2))
-    image = ax.imshow(gradient_covariance(grads).float().cpu(), cmap="viridis", vmin=0, vmax=1)
+    image = ax.imshow(gradient_covariance(grads).float().cpu().numpy(), cmap="viridis", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, shrink=0.8)
     ax.set_xlabel("probe point j")
     ax.set_ylabel("probe point i")

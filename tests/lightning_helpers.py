@@ -1,0 +1,54 @@
+"""A tiny BN convnet and LightningModule used by the monitor tests."""
+
+from __future__ import annotations
+
+import lightning.pytorch as L
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+def bn_convnet() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, stride=2), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.2),
+        nn.Flatten(), nn.Linear(8 * 4 * 4, 4),
+    )
+
+
+def loader(n: int = 64, batch_size: int = 8, seed: int = 0, dtype=torch.float32) -> DataLoader:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, 8, 8, generator=gen)
+    y = torch.randint(0, 4, (n,), generator=gen)
+    return DataLoader(TensorDataset(x.to(dtype), y), batch_size=batch_size, shuffle=False)
+
+
+class _Classifier:
+    """bn_convnet as ``.model`` with a cross-entropy training step (mixed into either LightningModule)."""
+
+    def __init__(self, compile_model: bool = False) -> None:
+        super().__init__()
+        self.model = bn_convnet()
+        if compile_model:
+            self.model = torch.compile(self.model, backend="eager")
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return nn.functional.cross_entropy(self.model(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
+
+
+class LitClassifier(_Classifier, L.LightningModule):
+    pass
+
+
+class PLClassifier(_Classifier, pl.LightningModule):
+    pass
+
+
+def make_module(base, compile_model: bool = False):
+    """The classifier for ``base`` (lightning.pytorch or pytorch_lightning); module-level so ddp_spawn can pickle it."""
+    return (LitClassifier if base is L.LightningModule else PLClassifier)(compile_model)

@@ -1,0 +1,154 @@
+import csv
+import warnings
+
+import lightning.pytorch as L
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from lightning_callbacks import ShatteringMonitor
+from tests.lightning_helpers import loader, make_module
+
+KEYS = ("neighbor_corr", "effective_rank", "stable_rank", "spectral_slope")
+
+
+def _trainer(tmp_path, callbacks, steps=30, trainer_cls=L.Trainer, **kwargs):
+    defaults = dict(default_root_dir=tmp_path, max_steps=steps, accelerator="cpu", devices=1, logger=False,
+                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                    deterministic=True, log_every_n_steps=1)
+    return trainer_cls(callbacks=callbacks, **(defaults | kwargs))
+
+
+def _fit(tmp_path, monitor, steps=30, **kwargs):
+    L.seed_everything(7, verbose=False)
+    module = make_module(L.LightningModule)
+    trainer = _trainer(tmp_path, [monitor] if monitor else [], steps, **kwargs)
+    trainer.fit(module, loader())
+    return module, trainer
+
+
+def test_monitor_is_invisible_to_training(tmp_path):
+    with_monitor, trainer = _fit(tmp_path / "a", ShatteringMonitor(every_n_steps=5, num_points=16, log_figures=False))
+    rng_after_with = torch.get_rng_state()
+    without, trainer_plain = _fit(tmp_path / "b", None)
+    rng_after_without = torch.get_rng_state()
+    assert trainer.callbacks[0].last_measurement  # it did measure
+    for (name, a), (_, b) in zip(with_monitor.state_dict().items(), without.state_dict().items()):
+        assert torch.equal(a, b), name  # weights and BN running statistics, bitwise
+    opt_a = trainer.optimizers[0].state_dict()["state"]
+    opt_b = trainer_plain.optimizers[0].state_dict()["state"]
+    assert all(torch.equal(opt_a[k]["momentum_buffer"], opt_b[k]["momentum_buffer"]) for k in opt_a)
+    assert torch.equal(rng_after_with, rng_after_without)
+
+
+def test_loggers_get_scalars_and_figures(tmp_path):
+    monitor = ShatteringMonitor(every_n_steps=4, num_points=32)
+    loggers = [TensorBoardLogger(tmp_path, name="tb"), CSVLogger(tmp_path, name="csv")]
+    _fit(tmp_path, monitor, steps=9, logger=loggers)
+    rows = list(csv.DictReader(open(loggers[1].log_dir + "/metrics.csv")))
+    logged = {k for row in rows for k, v in row.items() if v}
+    for key in KEYS:
+        assert f"shattering/{key}" in logged
+    assert "shattering/neighbor_corr/0" in logged and "shattering/neighbor_corr/8" in logged
+    assert sorted({int(r["step"]) for r in rows if r.get("shattering/neighbor_corr")}) == [0, 4, 8]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(loggers[0].log_dir, size_guidance={"images": 0}).Reload()
+    assert {"shattering/covariance", "shattering/gradient_traces", "shattering/depth_profile"} <= set(
+        events.Tags()["images"])
+    assert "shattering/neighbor_corr" in events.Tags()["scalars"]
+
+
+def test_png_figures_and_callback_metrics_without_figure_logger(tmp_path):
+    monitor = ShatteringMonitor(every_n_steps=100, num_points=16)
+    _, trainer = _fit(tmp_path, monitor, steps=2, logger=CSVLogger(tmp_path, name="csv"))
+    pngs = sorted(p.name for p in (tmp_path / "csv" / "version_0" / "shattering").glob("*.png"))
+    assert pngs == ["covariance_step0000000.png", "depth_profile_step0000000.png", "gradient_traces_step0000000.png"]
+    assert 0.0 < trainer.callback_metrics["shattering/effective_rank"].item() <= 16
+
+
+def test_resume_keeps_probe_and_schedule(tmp_path):
+    monitor = ShatteringMonitor(every_n_steps=4, num_points=16, log_figures=False)
+    _, trainer = _fit(tmp_path, monitor, steps=6, enable_checkpointing=True)
+    ckpt = next((tmp_path).rglob("*.ckpt"))
+    probe = monitor.probe().clone()
+    resumed = ShatteringMonitor(every_n_steps=4, num_points=16, log_figures=False)
+    module = make_module(L.LightningModule)
+    steps = []
+    original_measure = resumed.measure
+    resumed.measure = lambda tr: steps.append(tr.global_step) or original_measure(tr)
+    trainer2 = _trainer(tmp_path / "r", [resumed], steps=10)
+    trainer2.fit(module, loader(seed=1), ckpt_path=ckpt)  # other data: the probe must still be the saved one
+    assert torch.equal(resumed.probe(), probe)
+    assert steps == [8]  # 4 was measured before the checkpoint at step 6; 0 and 4 are not repeated
+
+
+def test_pytorch_lightning_trainer(tmp_path):
+    import pytorch_lightning as pl
+
+    pl.seed_everything(0, verbose=False)
+    monitor = ShatteringMonitor(every_n_steps=2, num_points=16, log_figures=False)
+    trainer = _trainer(tmp_path, [monitor], steps=3, trainer_cls=pl.Trainer)
+    trainer.fit(make_module(pl.LightningModule), loader())
+    assert set(f"shattering/{k}" for k in KEYS) <= set(trainer.callback_metrics)
+
+
+def _step0(tmp_path, **kwargs):
+    monitor = ShatteringMonitor(every_n_steps=1000, num_points=16, log_figures=False)
+    L.seed_everything(3, verbose=False)
+    module = make_module(L.LightningModule, compile_model=kwargs.pop("compile_model", False))
+    _trainer(tmp_path, [monitor], steps=1, **kwargs).fit(module, loader())
+    return monitor.last_measurement
+
+
+def test_bf16_mixed_is_measured_in_float32(tmp_path):
+    assert _step0(tmp_path / "bf16", precision="bf16-mixed") == _step0(tmp_path / "fp32")
+
+
+def test_compiled_model_is_measured_through_the_original_forward(tmp_path):
+    compiled = _step0(tmp_path / "c", compile_model=True)
+    assert compiled == pytest.approx(_step0(tmp_path / "e"))
+    assert "shattering/neighbor_corr/0" in compiled  # layers found in the original module
+
+
+def test_integer_inputs_get_a_clear_error(tmp_path):
+    monitor = ShatteringMonitor(num_points=8, log_figures=False)
+    with pytest.raises(TypeError, match="layers=\\['<embedding module name>'\\]"):
+        _fit(tmp_path, monitor, steps=1, **{}) if False else _trainer(tmp_path, [monitor], steps=1).fit(
+            make_module(L.LightningModule), loader(dtype=torch.long))
+
+
+def test_nan_gradients_warn_and_do_not_crash(tmp_path):
+    monitor = ShatteringMonitor(every_n_steps=1, num_points=8, log_figures=False,
+                                readout=lambda out: out.sum(1) * float("nan"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, trainer = _fit(tmp_path, monitor, steps=2)
+    assert any("not finite" in str(w.message) for w in caught)
+    assert "shattering/neighbor_corr" not in trainer.callback_metrics
+
+
+def test_bad_configuration_is_refused_early(tmp_path):
+    with pytest.raises(ValueError, match="every_n_steps"):
+        ShatteringMonitor(every_n_steps=0)
+    with pytest.raises(ValueError, match="bn_mode"):
+        ShatteringMonitor(bn_mode="train")
+    with pytest.raises(ValueError, match="not a submodule"):
+        _fit(tmp_path, ShatteringMonitor(layers=["99"]), steps=1)
+
+
+@pytest.mark.slow
+def test_ddp_spawn_agrees_with_a_single_process(tmp_path):
+    probe = torch.linspace(-1, 1, 16).view(16, 1, 1, 1).expand(16, 3, 8, 8).contiguous()
+    results = {}
+    for name, devices, strategy in (("single", 1, "auto"), ("ddp", 2, "ddp_spawn")):
+        L.seed_everything(11, verbose=False)
+        module = make_module(L.LightningModule)
+        monitor = ShatteringMonitor(every_n_steps=1000, probe=probe, log_figures=False)
+        logger = CSVLogger(tmp_path, name=name)
+        trainer = _trainer(tmp_path / name, [monitor], steps=2, devices=devices, strategy=strategy, logger=logger)
+        trainer.fit(module, loader())
+        row = next(r for r in csv.DictReader(open(f"{tmp_path}/{name}/version_0/metrics.csv"))
+                   if r.get("shattering/neighbor_corr"))
+        results[name] = {k: float(v) for k, v in row.items() if k.startswith("shattering/") and v}
+    assert results["ddp"] == pytest.approx(results["single"], rel=1e-6)
