@@ -37,16 +37,31 @@ class Classifier(L.LightningModule):
 
 
 def small_net() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
-                         nn.BatchNorm2d(16), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 10),
+    )
 
 
 def fit_seconds(steps: int, monitor: bool) -> float:
     L.seed_everything(0, verbose=False)
     data = TensorDataset(torch.randn(512, 3, 16, 16), torch.randint(0, 10, (512,)))
-    trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[ShatteringMonitor(log_figures=False)] if monitor else [])
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[ShatteringMonitor(log_figures=False)] if monitor else [],
+    )
     start = time.perf_counter()
     trainer.fit(Classifier(small_net()), DataLoader(data, batch_size=32, shuffle=True))
     return time.perf_counter() - start

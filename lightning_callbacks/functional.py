@@ -34,14 +34,15 @@ __all__ = [
     "stable_rank",
     "spectral_slope",
     "depth_profile",
+    "fit_decay",
     "auto_layers",
     "unwrap_compiled",
 ]
 
 BNMode = Literal["eval", "batch"]
 Readout = Callable[[torch.Tensor], torch.Tensor]
-# centered energy below this fraction of the uncentered one counts as "all gradients equal"
-_CONSTANT_TOL = 1e-10
+# gradients that differ by less than this many units of round-off of their dtype count as "all equal"
+_CONSTANT_ULPS = 10_000.0
 
 
 def line_probe(x0: torch.Tensor, x1: torch.Tensor, num_points: int = 256) -> torch.Tensor:
@@ -274,6 +275,11 @@ def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return torch.autocast(device_type=device.type, enabled=False)
 
 
+def _constant_tolerance(grads: torch.Tensor) -> float:
+    """Centered-to-uncentered energy ratio below which gradients count as equal up to round-off."""
+    return (_CONSTANT_ULPS * torch.finfo(grads.dtype if grads.is_floating_point() else torch.float64).eps) ** 2
+
+
 def _as_matrix(grads: torch.Tensor) -> torch.Tensor:
     if grads.dim() == 0 or grads.shape[0] < 2:
         raise ValueError(f"need gradients at >= 2 points along the probe, shape (n, ...), got {tuple(grads.shape)}")
@@ -285,13 +291,14 @@ def autocorrelation(grads: torch.Tensor, max_lag: int = 1) -> torch.Tensor:
 
     ``z_i = g_i - mean_i g``; ``ACF(k) = sum_i <z_i, z_{i+k}> / sum_i <z_i, z_i>``. For 1-D
     inputs this is exactly the paper's ACF. If the centered energy is negligible against the
-    uncentered one (all gradients equal, e.g. an LL net at init) every lag is 1.0, never
-    NaN; non-finite gradients give NaN.
+    uncentered one (below ``(1e4 * finfo(dtype).eps)^2`` of it: all gradients equal up to
+    round-off, e.g. an LL net at init) every lag is 1.0, never NaN; non-finite gradients give NaN.
 
     Returns:
         float64 tensor of shape ``(max_lag + 1,)``; entry 0 is 1.
     """
     g = _as_matrix(grads)
+    tol = _constant_tolerance(grads)
     n = g.shape[0]
     if not 0 <= max_lag < n:
         raise ValueError(f"max_lag={max_lag} must be in [0, {n - 1}] for {n} points")
@@ -299,7 +306,7 @@ def autocorrelation(grads: torch.Tensor, max_lag: int = 1) -> torch.Tensor:
         return torch.full((max_lag + 1,), math.nan, dtype=torch.float64)
     z = g - g.mean(dim=0, keepdim=True)
     energy = z.pow(2).sum()
-    if energy <= _CONSTANT_TOL * g.pow(2).sum() or energy == 0:
+    if energy <= tol * g.pow(2).sum() or energy == 0:
         return torch.ones(max_lag + 1, dtype=torch.float64)
     return torch.stack([(z[: n - k] * z[k:]).sum() / energy for k in range(max_lag + 1)])
 
@@ -368,10 +375,12 @@ def spectral_slope(grads: torch.Tensor) -> torch.Tensor:
     The centered gradients are Fourier-transformed along the path, the power is averaged
     over the remaining dimensions, and ``beta`` is the least-squares slope of ``-log P``
     against ``log f`` over the non-zero frequencies. White noise gives ~0, brown noise ~2;
-    constant gradients give NaN (no spectrum).
+    gradients constant up to round-off (see :func:`autocorrelation`) give NaN (no spectrum).
     """
     g = _as_matrix(grads)
     z = g - g.mean(dim=0, keepdim=True)
+    if z.pow(2).sum() <= _constant_tolerance(grads) * g.pow(2).sum():
+        return torch.tensor(math.nan, dtype=torch.float64)
     power = torch.fft.rfft(z, dim=0).abs().pow(2).mean(dim=1)[1:]
     freqs = torch.arange(1, power.shape[0] + 1, dtype=torch.float64)
     keep = power > 0
@@ -414,28 +423,35 @@ def _fit_line(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, float]:
     return a.item(), b.item(), r2.item()
 
 
+def fit_decay(depths: Sequence[float], values: Sequence[float]) -> tuple[str | None, float, float]:
+    """Fit ``c ~ exp(-rate * depth)`` and ``c ~ depth^-rate`` to the positive values; keep the higher R^2.
+
+    Returns:
+        ``(law, rate, r2)`` with law ``"exponential"`` or ``"power"``, or ``(None, nan, nan)``
+        when fewer than 3 positive values allow no fit.
+    """
+    points = [(float(d), float(c)) for d, c in zip(depths, values) if c > 0 and math.isfinite(c)]
+    if len(points) < 3:
+        return None, math.nan, math.nan
+    d = torch.tensor([p[0] for p in points], dtype=torch.float64)
+    log_c = torch.tensor([math.log(p[1]) for p in points], dtype=torch.float64)
+    if torch.allclose(log_c, log_c[0].expand_as(log_c)):
+        return "exponential", 0.0, 1.0
+    _, slope_exp, r2_exp = _fit_line(d, log_c)
+    _, slope_pow, r2_pow = _fit_line(d.log(), log_c)
+    if r2_exp >= r2_pow:
+        return "exponential", -slope_exp, r2_exp
+    return "power", -slope_pow, r2_pow
+
+
 def depth_profile(layer_grads: Mapping[str, torch.Tensor]) -> DepthProfile:
     """Neighbor correlation at each layer (in the mapping's order, i.e. forward order) and its decay law.
 
     Both ``log c = a - rate * depth`` and ``log c = a - rate * log(depth)`` are fitted to the
-    layers with positive correlation; the one with the higher R^2 is reported.
+    layers with positive correlation; the one with the higher R^2 is reported (:func:`fit_decay`).
     """
     names = list(layer_grads)
     correlations = [neighbor_correlation(layer_grads[n]).item() for n in names]
     depths = list(range(1, len(names) + 1))
-    profile = DepthProfile(layers=names, depths=depths, correlations=correlations)
-    points = [(d, c) for d, c in zip(depths, correlations) if c > 0 and math.isfinite(c)]
-    if len(points) < 3:
-        return profile
-    d = torch.tensor([p[0] for p in points], dtype=torch.float64)
-    log_c = torch.tensor([math.log(p[1]) for p in points], dtype=torch.float64)
-    if torch.allclose(log_c, log_c[0].expand_as(log_c)):
-        profile.law, profile.rate, profile.r2 = "exponential", 0.0, 1.0
-        return profile
-    _, slope_exp, r2_exp = _fit_line(d, log_c)
-    _, slope_pow, r2_pow = _fit_line(d.log(), log_c)
-    if r2_exp >= r2_pow:
-        profile.law, profile.rate, profile.r2 = "exponential", -slope_exp, r2_exp
-    else:
-        profile.law, profile.rate, profile.r2 = "power", -slope_pow, r2_pow
-    return profile
+    law, rate, r2 = fit_decay(depths, correlations)
+    return DepthProfile(layers=names, depths=depths, correlations=correlations, law=law, rate=rate, r2=r2)

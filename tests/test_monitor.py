@@ -13,9 +13,18 @@ KEYS = ("neighbor_corr", "effective_rank", "stable_rank", "spectral_slope")
 
 
 def _trainer(tmp_path, callbacks, steps=30, trainer_cls=L.Trainer, **kwargs):
-    defaults = dict(default_root_dir=tmp_path, max_steps=steps, accelerator="cpu", devices=1, logger=False,
-                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                    deterministic=True, log_every_n_steps=1)
+    defaults = dict(
+        default_root_dir=tmp_path,
+        max_steps=steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+        log_every_n_steps=1,
+    )
     return trainer_cls(callbacks=callbacks, **(defaults | kwargs))
 
 
@@ -55,7 +64,8 @@ def test_loggers_get_scalars_and_figures(tmp_path):
 
     events = EventAccumulator(loggers[0].log_dir, size_guidance={"images": 0}).Reload()
     assert {"shattering/covariance", "shattering/gradient_traces", "shattering/depth_profile"} <= set(
-        events.Tags()["images"])
+        events.Tags()["images"]
+    )
     assert "shattering/neighbor_corr" in events.Tags()["scalars"]
 
 
@@ -115,12 +125,14 @@ def test_integer_inputs_get_a_clear_error(tmp_path):
     monitor = ShatteringMonitor(num_points=8, log_figures=False)
     with pytest.raises(TypeError, match="layers=\\['<embedding module name>'\\]"):
         _fit(tmp_path, monitor, steps=1, **{}) if False else _trainer(tmp_path, [monitor], steps=1).fit(
-            make_module(L.LightningModule), loader(dtype=torch.long))
+            make_module(L.LightningModule), loader(dtype=torch.long)
+        )
 
 
 def test_nan_gradients_warn_and_do_not_crash(tmp_path):
-    monitor = ShatteringMonitor(every_n_steps=1, num_points=8, log_figures=False,
-                                readout=lambda out: out.sum(1) * float("nan"))
+    monitor = ShatteringMonitor(
+        every_n_steps=1, num_points=8, log_figures=False, readout=lambda out: out.sum(1) * float("nan")
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _, trainer = _fit(tmp_path, monitor, steps=2)
@@ -148,7 +160,10 @@ def test_ddp_spawn_agrees_with_a_single_process(tmp_path):
         logger = CSVLogger(tmp_path, name=name)
         trainer = _trainer(tmp_path / name, [monitor], steps=2, devices=devices, strategy=strategy, logger=logger)
         trainer.fit(module, loader())
-        row = next(r for r in csv.DictReader(open(f"{tmp_path}/{name}/version_0/metrics.csv"))
-                   if r.get("shattering/neighbor_corr"))
+        row = next(
+            r
+            for r in csv.DictReader(open(f"{tmp_path}/{name}/version_0/metrics.csv"))
+            if r.get("shattering/neighbor_corr")
+        )
         results[name] = {k: float(v) for k, v in row.items() if k.startswith("shattering/") and v}
     assert results["ddp"] == pytest.approx(results["single"], rel=1e-6)

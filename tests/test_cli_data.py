@@ -1,0 +1,115 @@
+import json
+import zipfile
+
+import pytest
+import torch
+
+from tests.conftest import CIFAR_ZIP
+from timm_ll.cli import main
+from timm_ll.data import DataSourceError, load_source
+
+
+def test_digits_is_embedded_and_upscaled():
+    train, test = load_source("digits", "train"), load_source("digits", "test")
+    assert train.images.shape[1:] == (3, 32, 32) and train.images.dtype == torch.uint8
+    assert len(train) + len(test) == 1797 and train.classes == [str(i) for i in range(10)]
+
+
+def _jpeg_bytes(color: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (color, color, color)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_cifar_style_zip_and_folder(tmp_path):
+    path = tmp_path / "tiny.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for split in ("train", "test"):
+            for cls, color in (("cat", 10), ("dog", 200)):
+                archive.writestr(f"{split}/{cls}/0001.jpg", _jpeg_bytes(color))
+    data = load_source(str(path), "test")
+    assert data.classes == ["cat", "dog"] and data.labels.tolist() == [0, 1]
+    assert abs(int(data.images[1].float().mean()) - 200) < 5
+    folder = tmp_path / "folder"
+    for cls in ("a", "b"):
+        (folder / cls).mkdir(parents=True)
+        (folder / cls / "x.jpg").write_bytes(_jpeg_bytes(50))
+    assert len(load_source(str(folder))) == 2  # an ImageFolder
+
+
+def test_bad_sources_name_the_file_and_the_layout(tmp_path):
+    with pytest.raises(DataSourceError, match="neither 'digits'"):
+        load_source(str(tmp_path / "missing.zip"))
+    corrupt = tmp_path / "corrupt.zip"
+    corrupt.write_bytes(b"not a zip")
+    with pytest.raises(DataSourceError, match=r"corrupt\.zip is not a readable zip.*train/<class>"):
+        load_source(str(corrupt))
+    wrong = tmp_path / "wrong.zip"
+    with zipfile.ZipFile(wrong, "w") as archive:
+        archive.writestr("images/cat/1.jpg", _jpeg_bytes(1))
+    with pytest.raises(DataSourceError, match="no images under train/<class>/"):
+        load_source(str(wrong))
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(broken, "w") as archive:
+        archive.writestr("train/cat/1.jpg", b"garbage")
+    with pytest.raises(DataSourceError, match="cannot decode image .*broken.zip:train/cat/1.jpg"):
+        load_source(str(broken))
+
+
+def test_torchvision_cifar10_without_network_suggests_a_local_path(tmp_path):
+    with pytest.raises(DataSourceError, match="point --data at a local copy"):
+        load_source("cifar10", data_root=tmp_path)
+
+
+@pytest.mark.skipif(not CIFAR_ZIP.exists(), reason="../shared/data/cifar10-jpeg.zip not present")
+def test_shared_cifar_zip():
+    data = load_source(str(CIFAR_ZIP), "test")
+    assert data.images.shape == (10000, 3, 32, 32) and len(data.classes) == 10
+
+
+def test_shatter_command_small(tmp_path, capsys):
+    out_json = tmp_path / "s.json"
+    code = main(
+        [
+            "shatter",
+            "--families",
+            "ll_plain,plain",
+            "--depths",
+            "8,20,32",
+            "--num-points",
+            "16",
+            "--json",
+            str(out_json),
+            "--out",
+            str(tmp_path / "figs"),
+        ]
+    )
+    assert code == 0
+    report = json.loads(out_json.read_text())
+    assert report["schema"] == "timm-ll/shatter/1" and report["num_points"] == 16
+    rows = {r["model"]: r for r in report["results"]}
+    assert set(rows) == {f"{f}{d}" for f in ("ll_plain", "plain") for d in (8, 20, 32)}
+    assert all(rows[f"ll_plain{d}"]["neighbor_corr"] == 1.0 for d in (8, 20, 32))
+    assert rows["ll_plain8"]["dtype"] == "float64" and rows["plain8"]["dtype"] == "float32"
+    assert set(report["fits"]) == {"ll_plain", "plain"}
+    for key in ("effective_rank", "stable_rank", "spectral_slope", "depth", "family", "input_size"):
+        assert key in rows["plain20"]
+    assert {p.split("/")[-1] for p in report["figures"]} == {
+        "neighbor_corr_vs_depth.png",
+        "gradient_traces.png",
+        "covariance.png",
+    }
+    assert "ll_plain32" in capsys.readouterr().out
+
+
+def test_shatter_any_timm_model_and_errors(tmp_path, capsys):
+    assert main(["shatter", "--models", "resnet18", "--num-points", "4", "--out", str(tmp_path)]) == 0
+    assert "resnet18" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="unknown model 'nope20'"):
+        main(["shatter", "--families", "nope", "--out", str(tmp_path)])
+    assert main(["shatter", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 2
+    assert "neither 'digits'" in capsys.readouterr().err
