@@ -120,7 +120,7 @@ def run_shatter(args: argparse.Namespace) -> dict[str, Any]:
         else [(f"{family}{depth}", family, depth) for family in args.families for depth in args.depths]
     )
     known = set(timm.list_models())
-    for name, family, depth in jobs:
+    for name, family, _depth in jobs:
         base = name if args.models else f"{family}20"
         if base not in known:
             raise SystemExit(
@@ -209,6 +209,14 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, list):
         return [_json_safe(v) for v in value]
     return value
+
+
+def _fitted_value(fit: dict[str, Any], anchor: tuple[float, float], depth: float) -> float:
+    """The fitted decay law through ``anchor`` = (depth, value), evaluated at ``depth``."""
+    anchor_depth, anchor_value = anchor
+    if fit["law"] == "exponential":
+        return anchor_value * math.exp(-fit["rate"] * (depth - anchor_depth))
+    return anchor_value * (depth / anchor_depth) ** -fit["rate"]
 
 
 def write_figures(out: Path, results: list[dict[str, Any]], grads: dict[str, Any], fits: dict[str, Any]) -> list[Path]:
