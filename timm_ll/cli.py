@@ -239,14 +239,8 @@ def write_figures(out: Path, results: list[dict[str, Any]], grads: dict[str, Any
             curves[family] = (depths, values)
             if fit["law"] is not None:
                 positive = [(d, v) for d, v in zip(depths, values) if v > 0]
-                anchor_d, anchor_v = positive[0]
                 grid = [min(depths) + i * (max(depths) - min(depths)) / 50 for i in range(51)]
-                decay = (
-                    (lambda d: math.exp(-fit["rate"] * (d - anchor_d)))
-                    if fit["law"] == "exponential"
-                    else (lambda d: (d / anchor_d) ** -fit["rate"])
-                )
-                fitted[family] = (grid, [anchor_v * decay(d) for d in grid])
+                fitted[family] = (grid, [_fitted_value(fit, positive[0], d) for d in grid])
         fig = plot_depth_curves(curves, fits=fitted, title="neighbor correlation vs depth (dashed: fitted law)")
         paths.append(out / "neighbor_corr_vs_depth.png")
         fig.savefig(paths[-1], dpi=110)
