@@ -2,7 +2,8 @@
 
 ``timm-ll shatter`` measures gradient shattering of models at initialization on a line
 probe between two real images and prints a table, writes figures and (with ``--json``)
-every number.
+every number. ``timm-ll train`` trains any timm model with a CIFAR recipe in Lightning, with
+the ShatteringMonitor, and reports test accuracy.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ EPILOG = """examples:
   timm-ll shatter --depths 20,56,110,200 --json shatter.json --out figures/
   timm-ll shatter --models resnet50,vit_small_patch16_224 --num-points 64
   timm-ll shatter --data ../shared/data/cifar10-jpeg.zip --bn-mode batch
+  timm-ll train --model ll_plain56 --data ../shared/data/cifar10-jpeg.zip --epochs 30
+  timm-ll train --model cifar_resnet20 --data digits --max-steps 200 --json result.json
 """
 DEFAULT_FAMILIES = ("ll_plain", "crelu_plain", "plain", "cifar_resnet")
 
@@ -80,6 +83,30 @@ def build_parser() -> argparse.ArgumentParser:
     shatter.add_argument("--seed", type=int, default=0)
     shatter.add_argument("--out", type=Path, default=Path("timm-ll-shatter"), help="folder for the PNG figures")
     shatter.add_argument("--json", type=Path, default=None, help="write every number to this JSON file")
+
+    train = commands.add_parser(
+        "train",
+        help="train a timm model with a CIFAR recipe and the ShatteringMonitor",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
+    train.add_argument("--model", required=True, help="any timm model name, e.g. ll_plain56")
+    train.add_argument("--data", default="digits", help="same sources as for shatter (train and test splits)")
+    length = train.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=float, default=None, help="training length in epochs (default 30)")
+    length.add_argument("--max-steps", type=int, default=None, help="training length in optimizer steps")
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--lr", type=float, default=0.1)
+    train.add_argument("--weight-decay", type=float, default=5e-4)
+    train.add_argument("--schedule", choices=("onecycle", "cosine"), default="onecycle")
+    train.add_argument("--label-smoothing", type=float, default=0.0)
+    train.add_argument("--train-subset", type=int, default=None, help="train on a fixed class-balanced subset")
+    train.add_argument("--accelerator", default="auto", help="auto, cpu, gpu (bf16 + channels_last on GPU)")
+    train.add_argument("--precision", default=None, help="Lightning precision (default: bf16-mixed on GPU, else 32)")
+    train.add_argument("--monitor-every", type=int, default=500, help="ShatteringMonitor period in steps (0: off)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", type=Path, default=Path("timm-ll-runs"), help="folder for logs and checkpoints")
+    train.add_argument("--json", type=Path, default=None, help="write the result to this JSON file")
     return parser
 
 
@@ -256,6 +283,57 @@ def write_figures(out: Path, results: list[dict[str, Any]], grads: dict[str, Any
     return paths
 
 
+def run_train(args: argparse.Namespace) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from rich.console import Console
+
+    from timm_ll.data import load_source
+    from timm_ll.training import Recipe, balanced_subset, fit_and_test
+
+    if args.batch_size < 1:
+        raise SystemExit(f"--batch-size {args.batch_size}: use a positive integer")
+    console = Console()
+    train, test = load_source(args.data, "train"), load_source(args.data, "test")
+    if args.train_subset:
+        train = balanced_subset(train, args.train_subset, seed=args.seed)
+    steps_per_epoch = max(1, len(train) // args.batch_size)
+    max_steps = args.max_steps or round((args.epochs if args.epochs is not None else 30) * steps_per_epoch)
+    recipe = Recipe(
+        lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule, label_smoothing=args.label_smoothing
+    )
+    console.print(f"training {args.model} on {args.data}: {len(train)} images, {max_steps} steps of {args.batch_size}")
+    result = fit_and_test(
+        args.model,
+        train,
+        test,
+        max_steps=max_steps,
+        batch_size=args.batch_size,
+        recipe=recipe,
+        out_dir=str(args.out),
+        accelerator=args.accelerator,
+        precision=args.precision,
+        monitor_every=args.monitor_every or None,
+        seed=args.seed,
+    )
+    report = dict(
+        schema="timm-ll/train/1",
+        data=args.data,
+        train_images=len(train),
+        batch_size=args.batch_size,
+        recipe=asdict(recipe),
+        **asdict(result),
+    )
+    console.print(
+        f"[bold]{args.model}: test accuracy {100 * result.test_acc:.2f}%[/bold] "
+        f"({result.steps} steps, {result.seconds:.0f} s); logs in {result.log_dir}"
+    )
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(_json_safe(report), indent=2))
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from timm_ll.data import DataSourceError
@@ -263,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "shatter":
             run_shatter(args)
+        elif args.command == "train":
+            run_train(args)
     except DataSourceError as error:
         print(f"timm-ll: {error}", file=sys.stderr)
         return 2

@@ -28,10 +28,19 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from timm.layers import create_classifier, get_device_dtype, get_norm_layer
+from timm.layers import create_classifier, get_norm_layer
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from torch import nn
+
+try:
+    from timm.layers import get_device_dtype
+except ImportError:  # timm < 1.0.20
+
+    def get_device_dtype(module: nn.Module) -> dict[str, Any]:
+        param = next(module.parameters(), None)
+        return {"device": None, "dtype": None} if param is None else {"device": param.device, "dtype": param.dtype}
+
 
 from timm_ll.init import looks_linear_, orthogonal_
 from timm_ll.layers import CReLU
