@@ -5,19 +5,23 @@ Importing this package registers every model in timm's registry, so that
 does that import for you the moment ``timm`` is imported (see ``_timm_ll_autoregister``).
 """
 
+from timm_ll.convert import LooksLinearError, make_looks_linear
 from timm_ll.init import looks_linear_, mirror_weight_, orthogonal_
 from timm_ll.layers import CReLU, crelu
-from timm_ll.models import CIFAR10_MEAN, CIFAR10_STD, CifarNet, valid_depths
+from timm_ll.models import CIFAR10_MEAN, CIFAR10_STD, CifarNet, SkipFreeResNet, valid_depths
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CReLU",
+    "make_looks_linear",
+    "LooksLinearError",
     "crelu",
     "looks_linear_",
     "orthogonal_",
     "mirror_weight_",
     "CifarNet",
+    "SkipFreeResNet",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "valid_depths",
