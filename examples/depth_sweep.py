@@ -34,8 +34,11 @@ def main() -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-budget")
     parser.add_argument("--families", default="ll_plain,plain,cifar_resnet,crelu_plain")
     parser.add_argument("--depths", default="20,56,110")
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"),
-                        help="CIFAR-10 in train/<class>/*.jpg, test/<class>/*.jpg layout (zip or folder)")
+    parser.add_argument(
+        "--data",
+        default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"),
+        help="CIFAR-10 in train/<class>/*.jpg, test/<class>/*.jpg layout (zip or folder)",
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "depth_sweep")
     parser.add_argument("--results", type=Path, default=None, help="JSON lines file (default: <out>/results.jsonl)")
@@ -49,8 +52,11 @@ def main() -> None:
     preset = PRESETS[args.preset]
     results_path = args.results or args.out / f"{args.preset}.jsonl"
     results_path.parent.mkdir(parents=True, exist_ok=True)
-    done = {json.loads(line)["model"] for line in results_path.read_text().splitlines()} if results_path.exists() \
+    done = (
+        {json.loads(line)["model"] for line in results_path.read_text().splitlines()}
+        if results_path.exists()
         else set()
+    )
     start = time.perf_counter()
     train, test = load_source(args.data, "train"), load_source(args.data, "test")
     print(f"decoded {len(train)} train / {len(test)} test images in {time.perf_counter() - start:.1f} s", flush=True)
@@ -62,11 +68,29 @@ def main() -> None:
             name = f"{family}{depth}"
             if name in done:
                 continue
-            result = fit_and_test(f"{family}20", train, test, max_steps=steps, batch_size=args.batch_size,
-                                  recipe=Recipe(), out_dir=str(args.out / args.preset), accelerator=args.accelerator,
-                                  monitor_every=max(1, steps // 4), progress=False, model_kwargs=dict(depth=depth))
-            row = dict(asdict(result), model=name, family=family, depth=depth, preset=args.preset,
-                       train_images=len(train), batch_size=args.batch_size, machine=_machine())
+            result = fit_and_test(
+                f"{family}20",
+                train,
+                test,
+                max_steps=steps,
+                batch_size=args.batch_size,
+                recipe=Recipe(),
+                out_dir=str(args.out / args.preset),
+                accelerator=args.accelerator,
+                monitor_every=max(1, steps // 4),
+                progress=False,
+                model_kwargs=dict(depth=depth),
+            )
+            row = dict(
+                asdict(result),
+                model=name,
+                family=family,
+                depth=depth,
+                preset=args.preset,
+                train_images=len(train),
+                batch_size=args.batch_size,
+                machine=_machine(),
+            )
             with results_path.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
             print(f"{name}: test accuracy {100 * result.test_acc:.2f}% in {result.seconds:.0f} s", flush=True)

@@ -181,6 +181,7 @@ def input_gradients(
     readout: Readout | None = None,
     bn_mode: BNMode = "eval",
     layers: Sequence[str] | None = None,
+    chunk_size: int | None = None,
 ) -> InputGradients:
     """Per-sample gradients of a scalar readout of ``model`` w.r.t. ``inputs`` (and layer outputs).
 
@@ -207,6 +208,8 @@ def input_gradients(
         bn_mode: ``"eval"`` (running statistics) or ``"batch"`` (probe-batch statistics).
         layers: names of submodules (``model.get_submodule`` names) whose output gradients
             are wanted too; their outputs must be tensors.
+        chunk_size: with ``bn_mode="eval"``, run the probe in chunks of this many samples to
+            bound memory (samples are independent, so the result is the same).
 
     Returns:
         :class:`InputGradients` with detached tensors.
@@ -217,6 +220,18 @@ def input_gradients(
     """
     if bn_mode not in ("eval", "batch"):
         raise ValueError(f"bn_mode={bn_mode!r}: use 'eval' (running statistics) or 'batch' (probe statistics)")
+    if chunk_size is not None and chunk_size < inputs.shape[0]:
+        if bn_mode != "eval":
+            raise ValueError("chunk_size needs bn_mode='eval': with batch statistics the probe must run as one batch")
+        parts = [
+            input_gradients(model, part, readout=readout, bn_mode=bn_mode, layers=layers)
+            for part in inputs.split(chunk_size)
+        ]
+        return InputGradients(
+            input=None if parts[0].input is None else torch.cat([p.input for p in parts]),
+            layers={name: torch.cat([p.layers[name] for p in parts]) for name in parts[0].layers},
+            output=torch.cat([p.output for p in parts]),
+        )
     model = unwrap_compiled(model)
     layers = list(layers or [])
     modules = {}

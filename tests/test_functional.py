@@ -151,6 +151,17 @@ def test_input_gradients_errors_name_the_fix():
         F.input_gradients(net, ids, layers=["0"], bn_mode="train")
 
 
+def test_chunked_gradients_equal_one_batch():
+    net = _bn_net().eval()
+    x = torch.randn(10, 3, 8, 8)
+    whole = F.input_gradients(net, x, layers=["1"])
+    chunked = F.input_gradients(net, x, layers=["1"], chunk_size=3)
+    torch.testing.assert_close(chunked.input, whole.input)
+    torch.testing.assert_close(chunked.layers["1"], whole.layers["1"])
+    with pytest.raises(ValueError, match="chunk_size needs bn_mode='eval'"):
+        F.input_gradients(net, x, bn_mode="batch", chunk_size=3)
+
+
 def test_compiled_module_is_measured_through_its_original():
     net = _bn_net()
     compiled = torch.compile(net, backend="eager")

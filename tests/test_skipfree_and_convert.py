@@ -40,7 +40,8 @@ def test_skipfree_resnets_keep_timm_resnet_api():
     assert affine_error(full, torch.randn(1, 3, 64, 64)) < 1e-9
     assert timm.create_model("ll_resnet50").pretrained_cfg["input_size"] == (3, 224, 224)
     assert set(timm.list_models(module="skipfree_resnet")) == {
-        f"{p}_resnet{d}" for p in ("ll", "plain") for d in (18, 34, 50, 101)}
+        f"{p}_resnet{d}" for p in ("ll", "plain") for d in (18, 34, 50, 101)
+    }
     assert not set(timm.list_models(module="resnet")) & set(timm.list_models(module="skipfree_resnet"))
     with pytest.raises(ValueError, match="drop_path"):
         timm.create_model("ll_resnet18", drop_path_rate=0.1)
@@ -54,9 +55,18 @@ def test_ll_resnet50_zero_import_in_fresh_process():
 
 def _user_convnet() -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.Dropout(0.1),
-        nn.Flatten(), nn.Linear(32 * 8 * 8, 64), nn.ReLU(), nn.Linear(64, 10),
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.Dropout(0.1),
+        nn.Flatten(),
+        nn.Linear(32 * 8 * 8, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
     )
 
 
@@ -109,7 +119,9 @@ def test_converts_timm_vgg11_and_trains():
 
 def test_refuses_resnet18_naming_the_residual_add():
     model = timm.create_model("resnet18")
-    with pytest.raises(LooksLinearError, match=r"node 'add_?\w*' in module 'layer1\.0' \(BasicBlock\) is a residual add"):
+    with pytest.raises(
+        LooksLinearError, match=r"node 'add_?\w*' in module 'layer1\.0' \(BasicBlock\) is a residual add"
+    ):
         make_looks_linear(model, torch.randn(1, 3, 64, 64))
 
 

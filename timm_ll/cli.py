@@ -175,7 +175,9 @@ def run_shatter(args: argparse.Namespace) -> dict[str, Any]:
             cfg = model.pretrained_cfg
             ends = _probe_images(data, cfg["input_size"], cfg["mean"], cfg["std"], args.seed).to(dtype)
             probe = F.line_probe(ends[0], ends[1], args.num_points)
-            grads = F.input_gradients(model, probe, bn_mode=args.bn_mode).input
+            # bound memory on large inputs (224x224 timm models): samples are independent in eval mode
+            chunk = max(1, (2**22) // probe[0].numel()) if args.bn_mode == "eval" else None
+            grads = F.input_gradients(model, probe, bn_mode=args.bn_mode, chunk_size=chunk).input
             grads_by_model[name] = grads
             results.append(
                 dict(

@@ -34,23 +34,67 @@ __all__ = ["make_looks_linear", "LooksLinearError", "affine_error"]
 aten = torch.ops.aten
 _RELU = {aten.relu.default, aten.relu_.default}
 _OTHER_ACTIVATIONS = {
-    aten.gelu.default, aten.silu.default, aten.silu_.default, aten.sigmoid.default, aten.tanh.default,
-    aten.hardswish.default, aten.hardswish_.default, aten.hardsigmoid.default, aten.leaky_relu.default,
-    aten.leaky_relu_.default, aten.elu.default, aten.elu_.default, aten.relu6.default, aten.hardtanh.default,
-    aten.hardtanh_.default, aten.mish.default, aten.softplus.default, aten.prelu.default, aten.selu.default,
-    aten.celu.default, aten.glu.default,
+    aten.gelu.default,
+    aten.silu.default,
+    aten.silu_.default,
+    aten.sigmoid.default,
+    aten.tanh.default,
+    aten.hardswish.default,
+    aten.hardswish_.default,
+    aten.hardsigmoid.default,
+    aten.leaky_relu.default,
+    aten.leaky_relu_.default,
+    aten.elu.default,
+    aten.elu_.default,
+    aten.relu6.default,
+    aten.hardtanh.default,
+    aten.hardtanh_.default,
+    aten.mish.default,
+    aten.softplus.default,
+    aten.prelu.default,
+    aten.selu.default,
+    aten.celu.default,
+    aten.glu.default,
 }
-_MERGES = {aten.add.Tensor, aten.add_.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.cat.default,
-           aten.stack.default, operator.add, operator.mul}
-_CONSUMERS = {aten.conv1d.default, aten.conv2d.default, aten.conv3d.default, aten.convolution.default,
-              aten.linear.default}
+_MERGES = {
+    aten.add.Tensor,
+    aten.add_.Tensor,
+    aten.sub.Tensor,
+    aten.mul.Tensor,
+    aten.cat.default,
+    aten.stack.default,
+    operator.add,
+    operator.mul,
+}
+_CONSUMERS = {
+    aten.conv1d.default,
+    aten.conv2d.default,
+    aten.conv3d.default,
+    aten.convolution.default,
+    aten.linear.default,
+}
 # ops that may sit between a ReLU and the layer consuming it: linear per channel, so the CReLU halves stay apart
 _TRANSPARENT = {
-    aten.dropout.default, aten.clone.default, aten.contiguous.default, aten.avg_pool1d.default,
-    aten.avg_pool2d.default, aten.avg_pool3d.default, aten.adaptive_avg_pool1d.default,
-    aten.adaptive_avg_pool2d.default, aten.adaptive_avg_pool3d.default, aten.max_pool1d.default,
-    aten.max_pool2d.default, aten.max_pool3d.default, aten.max_pool2d_with_indices.default, aten.flatten.using_ints,
-    aten.view.default, aten.reshape.default, aten.mean.dim, aten.alias.default, aten.detach.default, operator.getitem,
+    aten.dropout.default,
+    aten.clone.default,
+    aten.contiguous.default,
+    aten.avg_pool1d.default,
+    aten.avg_pool2d.default,
+    aten.avg_pool3d.default,
+    aten.adaptive_avg_pool1d.default,
+    aten.adaptive_avg_pool2d.default,
+    aten.adaptive_avg_pool3d.default,
+    aten.max_pool1d.default,
+    aten.max_pool2d.default,
+    aten.max_pool3d.default,
+    aten.max_pool2d_with_indices.default,
+    aten.flatten.using_ints,
+    aten.view.default,
+    aten.reshape.default,
+    aten.mean.dim,
+    aten.alias.default,
+    aten.detach.default,
+    operator.getitem,
 }
 _FLATTENING = {aten.flatten.using_ints, aten.view.default, aten.reshape.default, aten.mean.dim}
 
@@ -84,26 +128,35 @@ def _follow_to_consumer(relu: fx.Node) -> tuple[fx.Node, bool]:
     """From a ReLU node through transparent ops to the conv/linear that consumes it; (consumer, flattened)."""
     node, flattened = relu, False
     while True:
-        users = [u for u in node.users if not (u.op == "call_function" and u.target is operator.getitem
-                                                and u.args[1] != 0)]
+        users = [
+            u for u in node.users if not (u.op == "call_function" and u.target is operator.getitem and u.args[1] != 0)
+        ]
         if len(users) != 1:
             where = ", ".join(_where(u) for u in users) or "the output"
-            raise LooksLinearError(f"the ReLU at {_where(relu)} feeds {len(users)} consumers ({where}); a looks-linear "
-                                   "ReLU must feed exactly one conv/linear layer")
+            raise LooksLinearError(
+                f"the ReLU at {_where(relu)} feeds {len(users)} consumers ({where}); a looks-linear "
+                "ReLU must feed exactly one conv/linear layer"
+            )
         (user,) = users
         if user.op == "output":
-            raise LooksLinearError(f"the ReLU at {_where(relu)} is the network's output; CReLU would double the "
-                                   "output size. End the network with a conv/linear layer")
+            raise LooksLinearError(
+                f"the ReLU at {_where(relu)} is the network's output; CReLU would double the "
+                "output size. End the network with a conv/linear layer"
+            )
         if user.target in _CONSUMERS:
             if user.args[0] is not node:
                 raise LooksLinearError(f"{_where(user)} takes the ReLU output of {_where(relu)} as a weight")
             return user, flattened
         if user.target in _MERGES:
-            raise LooksLinearError(f"{_where(user)} combines the ReLU output of {_where(relu)} with another tensor "
-                                   "(a residual add or concatenation); looks-linear needs a skip-free chain")
+            raise LooksLinearError(
+                f"{_where(user)} combines the ReLU output of {_where(relu)} with another tensor "
+                "(a residual add or concatenation); looks-linear needs a skip-free chain"
+            )
         if user.target not in _TRANSPARENT:
-            raise LooksLinearError(f"{_where(user)} ({user.target}) sits between the ReLU at {_where(relu)} and the "
-                                   "next conv/linear layer; only dropout, pooling and flattening may")
+            raise LooksLinearError(
+                f"{_where(user)} ({user.target}) sits between the ReLU at {_where(relu)} and the "
+                "next conv/linear layer; only dropout, pooling and flattening may"
+            )
         flattened |= user.target in _FLATTENING
         node = user
 
@@ -112,8 +165,10 @@ def _check_graph(graph: fx.Graph) -> list[tuple[fx.Node, fx.Node, bool]]:
     calls = [node for node in graph.nodes if node.op == "call_function"]
     for node in calls:  # whole-graph refusals first, so the error names the root cause
         if node.target in _OTHER_ACTIVATIONS:
-            raise LooksLinearError(f"{_where(node)} applies {node.target}, not a ReLU; looks-linear init cancels only "
-                                   "ReLUs (as CReLU halves)")
+            raise LooksLinearError(
+                f"{_where(node)} applies {node.target}, not a ReLU; looks-linear init cancels only "
+                "ReLUs (as CReLU halves)"
+            )
         if node.target in _MERGES and len(_tensor_args(node)) >= 2:
             kind = "residual add" if "add" in str(node.target) else "merge of two tensors"
             raise LooksLinearError(f"{_where(node)} is a {kind}; make_looks_linear converts skip-free networks only")
@@ -127,16 +182,19 @@ def _check_graph(graph: fx.Graph) -> list[tuple[fx.Node, fx.Node, bool]]:
     return pairs
 
 
-def _submodule(model: nn.Module, node: fx.Node, expected: type[nn.Module] | tuple[type[nn.Module], ...],
-               what: str) -> tuple[str, nn.Module]:
+def _submodule(
+    model: nn.Module, node: fx.Node, expected: type[nn.Module] | tuple[type[nn.Module], ...], what: str
+) -> tuple[str, nn.Module]:
     path = _module_path(node)
     try:
         module = model.get_submodule(path) if path else None
     except AttributeError:
         module = None
     if not isinstance(module, expected):
-        raise LooksLinearError(f"{_where(node)} is a functional {what}; make_looks_linear rewrites modules, so use an "
-                               f"nn.{expected.__name__ if isinstance(expected, type) else 'Conv/Linear'} module there")
+        raise LooksLinearError(
+            f"{_where(node)} is a functional {what}; make_looks_linear rewrites modules, so use an "
+            f"nn.{expected.__name__ if isinstance(expected, type) else 'Conv/Linear'} module there"
+        )
     return path, module
 
 
@@ -152,9 +210,17 @@ def _doubled(layer: nn.Module) -> nn.Module:
         return nn.Linear(2 * layer.in_features, layer.out_features, bias=layer.bias is not None, **factory)
     if layer.groups != 1:
         raise LooksLinearError(f"conv {layer} has groups={layer.groups}; looks-linear needs groups=1 consumers")
-    return type(layer)(2 * layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-                       padding=layer.padding, dilation=layer.dilation, bias=layer.bias is not None,
-                       padding_mode=layer.padding_mode, **factory)
+    return type(layer)(
+        2 * layer.in_channels,
+        layer.out_channels,
+        layer.kernel_size,
+        stride=layer.stride,
+        padding=layer.padding,
+        dilation=layer.dilation,
+        bias=layer.bias is not None,
+        padding_mode=layer.padding_mode,
+        **factory,
+    )
 
 
 _AVG_FOR_MAX = {nn.MaxPool1d: nn.AvgPool1d, nn.MaxPool2d: nn.AvgPool2d, nn.MaxPool3d: nn.AvgPool3d}
@@ -172,8 +238,9 @@ def affine_error(model: nn.Module, example_input: torch.Tensor) -> float:
     return ((lhs - rhs).norm() / lhs.norm().clamp_min(1e-300)).item()
 
 
-def make_looks_linear(model: nn.Module, example_input: torch.Tensor, *, keep_maxpool: bool = False,
-                      tolerance: float = 1e-9) -> nn.Module:
+def make_looks_linear(
+    model: nn.Module, example_input: torch.Tensor, *, keep_maxpool: bool = False, tolerance: float = 1e-9
+) -> nn.Module:
     """Return the CReLU + looks-linear counterpart of a skip-free ReLU network (see the module docstring).
 
     Args:
@@ -202,8 +269,9 @@ def make_looks_linear(model: nn.Module, example_input: torch.Tensor, *, keep_max
     consumers: set[int] = set()
     for relu_node, consumer_node, flattened in pairs:
         relu_path, _ = _submodule(converted, relu_node, nn.ReLU, "relu")
-        consumer_path, consumer = _submodule(converted, consumer_node, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear),
-                                             "conv/linear")
+        consumer_path, consumer = _submodule(
+            converted, consumer_node, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear), "conv/linear"
+        )
         relu_out = relu_node.meta["val"]
         linear_on_last_dim = isinstance(consumer, nn.Linear) and relu_out.dim() > 2 and not flattened
         _set_submodule(converted, relu_path, CReLU(dim=-1 if linear_on_last_dim else 1))
@@ -222,12 +290,22 @@ def make_looks_linear(model: nn.Module, example_input: torch.Tensor, *, keep_max
         elif type(module) in _AVG_FOR_MAX and not keep_maxpool:
             if module.dilation not in (1, (1,), (1, 1), (1, 1, 1)) or module.return_indices:
                 raise LooksLinearError(f"max-pool {name!r} uses dilation or return_indices; no average pool matches it")
-            _set_submodule(converted, name, _AVG_FOR_MAX[type(module)](
-                module.kernel_size, module.stride, module.padding, ceil_mode=module.ceil_mode,
-                count_include_pad=False))
+            _set_submodule(
+                converted,
+                name,
+                _AVG_FOR_MAX[type(module)](
+                    module.kernel_size,
+                    module.stride,
+                    module.padding,
+                    ceil_mode=module.ceil_mode,
+                    count_include_pad=False,
+                ),
+            )
     if not keep_maxpool:
         error = affine_error(converted, example_input)
         if not error < tolerance:
-            raise LooksLinearError(f"the converted network is not affine at init (relative error {error:.2e} > "
-                                   f"{tolerance:.0e}): it holds a nonlinearity make_looks_linear does not know")
+            raise LooksLinearError(
+                f"the converted network is not affine at init (relative error {error:.2e} > "
+                f"{tolerance:.0e}): it holds a nonlinearity make_looks_linear does not know"
+            )
     return converted

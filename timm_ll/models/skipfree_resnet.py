@@ -42,8 +42,9 @@ def _refuse_unsupported(**options: object) -> None:
     """timm's block options that the skip-free blocks do not implement must not be silently ignored."""
     given = sorted(name for name, value in options.items() if value is not None)
     if given:
-        raise ValueError(f"skip-free ResNet blocks do not support {', '.join(given)} (drop_path needs a shortcut); "
-                         "leave them unset")
+        raise ValueError(
+            f"skip-free ResNet blocks do not support {', '.join(given)} (drop_path needs a shortcut); leave them unset"
+        )
 
 
 class SkipFreeBasicBlock(nn.Module):
@@ -84,13 +85,22 @@ class SkipFreeBasicBlock(nn.Module):
         dd = {"device": device, "dtype": dtype}
         first_planes = planes // reduce_first
         first_dilation = first_dilation or dilation
-        self.conv1 = nn.Conv2d(inplanes * act_mult, first_planes, 3, stride=stride, padding=first_dilation,
-                               dilation=first_dilation, bias=False, **dd)
+        self.conv1 = nn.Conv2d(
+            inplanes * act_mult,
+            first_planes,
+            3,
+            stride=stride,
+            padding=first_dilation,
+            dilation=first_dilation,
+            bias=False,
+            **dd,
+        )
         self.bn1 = norm_layer(first_planes, **dd)
         self.drop_block = drop_block() if drop_block is not None else nn.Identity()
         self.act1 = act_layer(inplace=True)
-        self.conv2 = nn.Conv2d(first_planes * act_mult, planes, 3, padding=dilation, dilation=dilation, bias=False,
-                               **dd)
+        self.conv2 = nn.Conv2d(
+            first_planes * act_mult, planes, 3, padding=dilation, dilation=dilation, bias=False, **dd
+        )
         self.bn2 = norm_layer(planes, **dd)
         self.act2 = act_layer(inplace=True)
 
@@ -137,8 +147,16 @@ class SkipFreeBottleneck(nn.Module):
         self.conv1 = nn.Conv2d(inplanes * act_mult, first_planes, 1, bias=False, **dd)
         self.bn1 = norm_layer(first_planes, **dd)
         self.act1 = act_layer(inplace=True)
-        self.conv2 = nn.Conv2d(first_planes * act_mult, width, 3, stride=stride, padding=first_dilation,
-                               dilation=first_dilation, bias=False, **dd)
+        self.conv2 = nn.Conv2d(
+            first_planes * act_mult,
+            width,
+            3,
+            stride=stride,
+            padding=first_dilation,
+            dilation=first_dilation,
+            bias=False,
+            **dd,
+        )
         self.bn2 = norm_layer(width, **dd)
         self.drop_block = drop_block() if drop_block is not None else nn.Identity()
         self.act2 = act_layer(inplace=True)
@@ -159,16 +177,18 @@ class SkipFreeResNet(ResNet):
     with a shortcut (``avg_down``, ``down_kernel_size``, ``zero_init_last`` are fixed).
     """
 
-    def __init__(self, block: type[nn.Module], layers: tuple[int, ...], looks_linear: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, block: type[nn.Module], layers: tuple[int, ...], looks_linear: bool = False, **kwargs: Any
+    ) -> None:
         for arg in ("act_layer", "zero_init_last", "avg_down", "down_kernel_size"):
             if arg in kwargs:
                 raise TypeError(f"SkipFreeResNet fixes {arg!r} (no shortcut / LL activation); do not pass it")
         mult = 2 if looks_linear else 1
         block_args = dict(kwargs.pop("block_args", None) or {}, act_mult=mult)
         act_layer = crelu_layer if looks_linear else nn.ReLU
-        super().__init__(block=block, layers=layers, act_layer=act_layer, block_args=block_args,
-                         zero_init_last=False, **kwargs)
+        super().__init__(
+            block=block, layers=layers, act_layer=act_layer, block_args=block_args, zero_init_last=False, **kwargs
+        )
         self.looks_linear = looks_linear
         if looks_linear:
             self.maxpool = nn.AvgPool2d(kernel_size=3, stride=2, padding=1, count_include_pad=False)
@@ -202,9 +222,18 @@ class SkipFreeResNet(ResNet):
 
 def _cfg(**kwargs: Any) -> dict[str, Any]:
     return {
-        "url": "", "num_classes": 1000, "input_size": (3, 224, 224), "pool_size": (7, 7), "crop_pct": 0.875,
-        "interpolation": "bilinear", "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD,
-        "first_conv": "conv1", "classifier": "fc", "license": "apache-2.0", "paper_ids": "arXiv:1702.08591",
+        "url": "",
+        "num_classes": 1000,
+        "input_size": (3, 224, 224),
+        "pool_size": (7, 7),
+        "crop_pct": 0.875,
+        "interpolation": "bilinear",
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
+        "first_conv": "conv1",
+        "classifier": "fc",
+        "license": "apache-2.0",
+        "paper_ids": "arXiv:1702.08591",
         **kwargs,
     }
 
@@ -221,8 +250,9 @@ default_cfgs = generate_default_cfgs({f"{p}_resnet{d}": _cfg() for p in ("ll", "
 def _create(variant: str, depth: int, looks_linear: bool, pretrained: bool, kwargs: dict[str, Any]) -> ResNet:
     block, layers = ARCHS[depth]
     model_args = dict(block=block, layers=layers, looks_linear=looks_linear)
-    return build_model_with_cfg(SkipFreeResNet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
-                                **dict(model_args, **kwargs))
+    return build_model_with_cfg(
+        SkipFreeResNet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn, **dict(model_args, **kwargs)
+    )
 
 
 @register_model
