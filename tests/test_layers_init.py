@@ -37,6 +37,15 @@ def test_crelu_keeps_only_its_output_for_backward():
     assert sum(t.numel() for t in saved) >= out.numel()  # the primitive version keeps a second copy
 
 
+def test_crelu_keeps_channels_last():
+    x = torch.randn(2, 3, 4, 4).contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = crelu(x)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, _reference_crelu(x))
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, torch.zeros_like(x) + torch.sign(x.detach()))
+
+
 def test_crelu_scripts():
     scripted = torch.jit.script(CReLU())
     x = torch.randn(2, 3, 4, 4)
