@@ -10,7 +10,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
   python3 -c "import torch, timm, lightning; print(torch.__version__, timm.__version__, lightning.__version__)"; } \
   > "$OUT/versions.txt" 2>&1
-(cd benchmarks && timeout 90 python3 models.py --device cuda --repeats 10 > "$OUT/models-cuda.md" 2>&1
+[ -n "${SKIP_BENCH:-}" ] || (cd benchmarks && timeout 90 python3 models.py --device cuda --repeats 10 > "$OUT/models-cuda.md" 2>&1
  timeout 90 python3 models.py --imagenet --device cuda --batch-size 64 --repeats 10 > "$OUT/models-imagenet-cuda.md" 2>&1)
 cp docs/PERFORMANCE.md "$OUT/PERFORMANCE.md"
 timeout "${SWEEP_SECONDS:-380}" python3 examples/depth_sweep.py --preset gpu-budget --data .gpu_data/cifar10-jpeg.zip \

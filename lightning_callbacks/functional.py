@@ -397,7 +397,7 @@ def spectral_slope(grads: torch.Tensor) -> torch.Tensor:
     if z.pow(2).sum() <= _constant_tolerance(grads) * g.pow(2).sum():
         return torch.tensor(math.nan, dtype=torch.float64)
     power = torch.fft.rfft(z, dim=0).abs().pow(2).mean(dim=1)[1:]
-    freqs = torch.arange(1, power.shape[0] + 1, dtype=torch.float64)
+    freqs = torch.arange(1, power.shape[0] + 1, dtype=torch.float64, device=power.device)
     keep = power > 0
     if keep.sum() < 2 or not torch.isfinite(power).all():
         return torch.tensor(math.nan, dtype=torch.float64)
