@@ -62,8 +62,10 @@ def main() -> None:
             lag1[(label, depth)] = values
             acfs[(label, depth)] = torch.stack(curves).mean(0)
     white = torch.randn(256, 1, generator=torch.Generator().manual_seed(0))
-    noise = {"white noise": F.neighbor_correlation(white).item(),
-             "brown noise": F.neighbor_correlation(white.cumsum(0)).item()}
+    noise = {
+        "white noise": F.neighbor_correlation(white).item(),
+        "brown noise": F.neighbor_correlation(white.cumsum(0)).item(),
+    }
 
     FIGURES.mkdir(parents=True, exist_ok=True)
     shown = (2, 10, 50)
@@ -71,8 +73,11 @@ def main() -> None:
         fig = Figure(figsize=(4 * len(shown), 3 * len(NETS)), layout="constrained")
         for row, label in enumerate(NETS):
             for col, depth in enumerate(shown):
-                plot(examples[(label, depth)], ax=fig.add_subplot(len(NETS), len(shown), row * len(shown) + col + 1),
-                     title=f"{label}, depth {depth}")
+                plot(
+                    examples[(label, depth)],
+                    ax=fig.add_subplot(len(NETS), len(shown), row * len(shown) + col + 1),
+                    title=f"{label}, depth {depth}",
+                )
         fig.savefig(FIGURES / f"paper_1d_{kind}.png", dpi=80)
     fig = Figure(figsize=(4 * len(NETS), 3.2), layout="constrained")
     for i, label in enumerate(NETS):
@@ -96,9 +101,8 @@ def main() -> None:
         "| net | " + " | ".join(f"L={d}" for d in DEPTHS) + " |",
         "|---|" + "---|" * len(DEPTHS),
         *[f"| {label} | " + " | ".join(cell(label, d) for d in DEPTHS) + " |" for label in NETS],
-        "| theory, feedforward: 2^-L | " + " | ".join(f"{2.0 ** -d:.3g}" for d in DEPTHS) + " |",
-        "| theory, BN-ResNet: prod (2l+1)/(2l+2) | " + " | ".join(f"{bn_resnet_product(d):.3f}" for d in DEPTHS)
-        + " |",
+        "| theory, feedforward: 2^-L | " + " | ".join(f"{2.0**-d:.3g}" for d in DEPTHS) + " |",
+        "| theory, BN-ResNet: prod (2l+1)/(2l+2) | " + " | ".join(f"{bn_resnet_product(d):.3f}" for d in DEPTHS) + " |",
         "| approx. 2/sqrt(pi(L+1)) | " + " | ".join(f"{2 / math.sqrt(math.pi * (d + 1)):.3f}" for d in DEPTHS) + " |",
         "",
         f"Reference signals (256 points): white noise ACF(1) = {noise['white noise']:.3f}, "

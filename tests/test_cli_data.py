@@ -113,3 +113,48 @@ def test_shatter_any_timm_model_and_errors(tmp_path, capsys):
         main(["shatter", "--families", "nope", "--out", str(tmp_path)])
     assert main(["shatter", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 2
     assert "neither 'digits'" in capsys.readouterr().err
+
+
+def test_lightning_cli_example_selects_ll_plain56_by_name(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "examples/lightning_cli/train.py"),
+            "fit",
+            "--config",
+            str(REPO / "examples/lightning_cli/config.yaml"),
+            "--trainer.max_steps",
+            "2",
+            "--model.max_steps",
+            "2",
+            "--model.model_kwargs",
+            "{depth: 8}",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.enable_progress_bar",
+            "false",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = next(tmp_path.rglob("config.yaml")).read_text()
+    assert "model_name: ll_plain56" in config and "ShatteringMonitor" in config
+
+
+def test_monitor_example_adds_the_callback_in_one_line(tmp_path):
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("example", REPO / "examples/monitor_in_existing_module.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    measured = example.main(["--model", "resnet18", "--max-steps", "3", "--out", str(tmp_path)])
+    assert {"shattering/neighbor_corr", "shattering/effective_rank"} <= set(measured)

@@ -31,8 +31,12 @@ class _CReLUFunction(torch.autograd.Function):
         shape[dim] *= 2
         # keep a channels-last input channels-last (what the next conv wants on GPUs)
         channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-        out = torch.empty(shape, dtype=x.dtype, device=x.device,
-                          memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        out = torch.empty(
+            shape,
+            dtype=x.dtype,
+            device=x.device,
+            memory_format=torch.channels_last if channels_last else torch.contiguous_format,
+        )
         pos, neg = out.chunk(2, dim=dim)
         torch.clamp_min(x, 0, out=pos)
         torch.clamp_max(x, 0, out=neg)

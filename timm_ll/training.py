@@ -18,7 +18,15 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from timm_ll.data import ImageData
 
-__all__ = ["Recipe", "ImageClassifier", "InMemoryImages", "random_crop_flip", "balanced_subset"]
+__all__ = [
+    "Recipe",
+    "ImageClassifier",
+    "InMemoryImages",
+    "ImageSourceDataModule",
+    "random_crop_flip",
+    "balanced_subset",
+    "fit_and_test",
+]
 
 
 @dataclass
@@ -71,12 +79,19 @@ def balanced_subset(data: ImageData, size: int, seed: int = 0) -> ImageData:
 class InMemoryImages(L.LightningDataModule):
     """uint8 images held in memory; batches stay uint8 until they reach the device."""
 
-    def __init__(self, train: ImageData, test: ImageData, batch_size: int = 128, num_workers: int = 0) -> None:
+    def __init__(
+        self, train: ImageData | None, test: ImageData | None, batch_size: int = 128, num_workers: int = 0
+    ) -> None:
         super().__init__()
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.train_data = self.test_data = None
+        if train is not None and test is not None:
+            self._set_data(train, test)
+
+    def _set_data(self, train: ImageData, test: ImageData) -> None:
         if train.classes != test.classes:
             raise ValueError(f"train and test classes differ: {train.classes} vs {test.classes}")
         self.train_data, self.test_data = train, test
-        self.batch_size, self.num_workers = batch_size, num_workers
 
     def train_dataloader(self) -> DataLoader:
         data = TensorDataset(self.train_data.images, self.train_data.labels)
@@ -98,6 +113,28 @@ class InMemoryImages(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader()
+
+
+class ImageSourceDataModule(InMemoryImages):
+    """:class:`InMemoryImages` loaded by name or path (see :func:`timm_ll.data.load_source`) in ``setup``.
+
+    Configurable from a LightningCLI config: ``data: {source: digits, batch_size: 128}``.
+    """
+
+    def __init__(
+        self, source: str = "digits", batch_size: int = 128, train_subset: int | None = None, num_workers: int = 0
+    ) -> None:
+        super().__init__(None, None, batch_size=batch_size, num_workers=num_workers)
+        self.source, self.train_subset = source, train_subset
+
+    def setup(self, stage: str) -> None:
+        if self.train_data is None:
+            from timm_ll.data import load_source
+
+            train = load_source(self.source, "train")
+            if self.train_subset:
+                train = balanced_subset(train, self.train_subset)
+            self._set_data(train, load_source(self.source, "test"))
 
 
 class ImageClassifier(L.LightningModule):
