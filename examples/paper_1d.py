@@ -41,7 +41,7 @@ FIGURES = REPO / "docs" / "figures"
 
 def bn_resnet_product(depth: int) -> float:
     """prod_{l=1}^{L} (2l+1)/(2l+2), the BN-ResNet correlation of the paper's analysis."""
-    return math.prod((2 * l + 1) / (2 * l + 2) for l in range(1, depth + 1))
+    return math.prod((2 * layer + 1) / (2 * layer + 2) for layer in range(1, depth + 1))
 
 
 def main() -> None:
