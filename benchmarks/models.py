@@ -13,6 +13,7 @@ step holds at its peak beside weights and gradients; on CUDA the allocator's pea
 from __future__ import annotations
 
 import argparse
+import gc
 
 import timm
 import torch
@@ -52,9 +53,12 @@ def measure(name: str, batch_size: int, repeats: int, device: str) -> dict[str, 
     seconds = median_time(step, repeats)
     peak = float("nan")
     if device == "cuda":
+        opt.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+        held = torch.cuda.memory_allocated()
         step()
-        peak = torch.cuda.max_memory_allocated() / 2**20
+        peak = (torch.cuda.max_memory_allocated() - held) / 2**20  # what one step adds to the weights and state
     return dict(
         step_s=seconds,
         act_mib=saved_activation_bytes(model, x) / 2**20,
@@ -73,7 +77,12 @@ def main() -> None:
     args = parser.parse_args()
     batch = args.batch_size or (8 if args.imagenet else 128)
     names = IMAGENET if args.imagenet else tuple(f"{f}{args.depth}" for f in FAMILIES)
-    rows = {name: measure(name, batch, args.repeats, args.device) for name in names}
+    rows = {}
+    for name in names:
+        rows[name] = measure(name, batch, args.repeats, args.device)
+        gc.collect()  # free this model before the next one is measured
+        if args.device == "cuda":
+            torch.cuda.empty_cache()
     base_name = names[0]
     base = rows[base_name]
     title = "ResNet-50 family, 224x224" if args.imagenet else f"CIFAR families at depth {args.depth}"
@@ -86,7 +95,7 @@ def main() -> None:
         "from the same run. Activation memory: distinct tensors autograd saves for backward.",
         "",
         f"| model | params | step (s) | step / {base_name} | activations (MiB) | act. / {base_name} |"
-        + (" peak CUDA (MiB) |" if args.device == "cuda" else ""),
+        + (" peak CUDA above weights+state (MiB) |" if args.device == "cuda" else ""),
         "|---|---|---|---|---|---|" + ("---|" if args.device == "cuda" else ""),
     ]
     for name, r in rows.items():
