@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from lightning_callbacks.functional import DepthProfile, gradient_covariance
 
-__all__ = ["plot_gradient_traces", "plot_covariance", "plot_depth_profile", "plot_depth_curves"]
+__all__ = ["plot_gradient_traces", "plot_covariance", "plot_depth_profile", "plot_depth_curves", "fitted_law_curve"]
 
 
 def _new_axes(ax: Axes | None, size: tuple[float, float] = (5.0, 3.2)) -> tuple[Figure, Axes]:
@@ -48,25 +48,32 @@ def plot_covariance(grads: torch.Tensor, ax: Axes | None = None, title: str = ""
     return fig
 
 
-def _law_curve(profile: DepthProfile) -> tuple[list[float], list[float]] | None:
-    positive = [(d, c) for d, c in zip(profile.depths, profile.correlations) if c > 0]
-    if profile.law is None or not positive:
+def fitted_law_curve(
+    depths: Sequence[float], values: Sequence[float], law: str | None, rate: float, num: int = 50
+) -> tuple[list[float], list[float]] | None:
+    """Points of a fitted decay law (see ``functional.fit_decay``) over the span of ``depths``.
+
+    The law fixes only the slope in log space; the curve is anchored at the mean of the
+    positive values' logs (at the mean depth, or mean log depth for a power law).
+    """
+    positive = [(float(d), float(v)) for d, v in zip(depths, values) if v > 0 and math.isfinite(v)]
+    if law is None or not positive or not math.isfinite(rate):
         return None
-    depths = [float(d) for d in profile.depths]
-    # anchor the fitted law at the geometric mean of the fitted points, in log space
-    mean_log_c = sum(math.log(c) for _, c in positive) / len(positive)
-    if profile.law == "exponential":
+    lo, hi = min(depths), max(depths)
+    grid = [lo + i * (hi - lo) / num for i in range(num + 1)]
+    mean_log_v = sum(math.log(v) for _, v in positive) / len(positive)
+    if law == "exponential":
         mean_x = sum(d for d, _ in positive) / len(positive)
-        return depths, [math.exp(mean_log_c - profile.rate * (d - mean_x)) for d in depths]
+        return grid, [math.exp(mean_log_v - rate * (d - mean_x)) for d in grid]
     mean_x = sum(math.log(d) for d, _ in positive) / len(positive)
-    return depths, [math.exp(mean_log_c - profile.rate * (math.log(d) - mean_x)) for d in depths]
+    return grid, [math.exp(mean_log_v - rate * (math.log(d) - mean_x)) for d in grid]
 
 
 def plot_depth_profile(profile: DepthProfile, ax: Axes | None = None, title: str = "") -> Figure:
     """Neighbor correlation per layer (log axis) with the fitted decay law."""
     fig, ax = _new_axes(ax)
     ax.plot(profile.depths, profile.correlations, "o-", ms=3, label="neighbor correlation")
-    curve = _law_curve(profile)
+    curve = fitted_law_curve(profile.depths, profile.correlations, profile.law, profile.rate)
     if curve is not None:
         label = f"{profile.law} fit: rate {profile.rate:.3g}, R² {profile.r2:.2f}"
         ax.plot(*curve, "--", color="gray", label=label)

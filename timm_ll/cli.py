@@ -240,14 +240,6 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _fitted_value(fit: dict[str, Any], anchor: tuple[float, float], depth: float) -> float:
-    """The fitted decay law through ``anchor`` = (depth, value), evaluated at ``depth``."""
-    anchor_depth, anchor_value = anchor
-    if fit["law"] == "exponential":
-        return anchor_value * math.exp(-fit["rate"] * (depth - anchor_depth))
-    return anchor_value * (depth / anchor_depth) ** -fit["rate"]
-
-
 def write_figures(out: Path, results: list[dict[str, Any]], grads: dict[str, Any], fits: dict[str, Any]) -> list[Path]:
     """Neighbor correlation vs depth per family (with fits), gradient traces and covariance images."""
     import matplotlib
@@ -255,7 +247,12 @@ def write_figures(out: Path, results: list[dict[str, Any]], grads: dict[str, Any
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from lightning_callbacks.plotting import plot_covariance, plot_depth_curves, plot_gradient_traces
+    from lightning_callbacks.plotting import (
+        fitted_law_curve,
+        plot_covariance,
+        plot_depth_curves,
+        plot_gradient_traces,
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -266,10 +263,9 @@ def write_figures(out: Path, results: list[dict[str, Any]], grads: dict[str, Any
             depths = [r["depth"] for r in rows]
             values = [r["neighbor_corr"] for r in rows]
             curves[family] = (depths, values)
-            if fit["law"] is not None:
-                positive = [(d, v) for d, v in zip(depths, values) if v > 0]
-                grid = [min(depths) + i * (max(depths) - min(depths)) / 50 for i in range(51)]
-                fitted[family] = (grid, [_fitted_value(fit, positive[0], d) for d in grid])
+            curve = fitted_law_curve(depths, values, fit["law"], fit["rate"])
+            if curve is not None:
+                fitted[family] = curve
         fig = plot_depth_curves(curves, fits=fitted, title="neighbor correlation vs depth (dashed: fitted law)")
         paths.append(out / "neighbor_corr_vs_depth.png")
         fig.savefig(paths[-1], dpi=110)
