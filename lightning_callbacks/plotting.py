@@ -95,13 +95,13 @@ def plot_depth_curves(
     """Several families' neighbor correlation against depth (log y axis), with optional fitted curves."""
     fig, ax = _new_axes(ax, (5.5, 3.6))
     for name, (depths, values) in curves.items():
-        line = ax.plot(depths, [max(v, 1e-4) for v in values], "o-", label=name)[0]
+        line = ax.plot(depths, list(values), "o-", label=name)[0]
         if fits and name in fits:
             ax.plot(*fits[name], "--", color=line.get_color(), lw=0.8)
-    ax.set_yscale("log")
+    ax.set_yscale("symlog", linthresh=0.01)  # log above 0.01, linear through 0: shattered nets sit near 0
     ax.set_xscale("log")
     ax.set_xlabel("depth")
-    ax.set_ylabel("neighbor correlation (clipped at 1e-4)")
+    ax.set_ylabel("neighbor correlation (symlog)")
     ax.legend(fontsize="small")
     ax.set_title(title or "neighbor correlation vs depth")
     return fig

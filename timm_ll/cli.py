@@ -165,7 +165,7 @@ def run_shatter(args: argparse.Namespace) -> dict[str, Any]:
             torch.manual_seed(args.seed)
             kwargs = {} if depth is None else {"depth": depth}
             model = timm.create_model(f"{family}20" if depth is not None else name, **kwargs)
-            looks_linear = getattr(model, "init_mode", None) == "looks_linear"
+            looks_linear = getattr(model, "looks_linear", False)  # CifarNet and SkipFreeResNet both say
             dtype = (
                 getattr(torch, args.dtype)
                 if args.dtype != "auto"

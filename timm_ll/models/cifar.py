@@ -185,6 +185,7 @@ class CifarNet(nn.Module):
         self.in_chans = in_chans
         self.drop_rate = drop_rate
         self.init_mode = init
+        self.looks_linear = init == "looks_linear"
         self.grad_checkpointing = False
         act_mult = 2 if activation == "crelu" else 1
         act_layer = CReLU if activation == "crelu" else partial(nn.ReLU, inplace=True)
