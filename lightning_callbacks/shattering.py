@@ -129,6 +129,7 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         self._model: nn.Module | None = None
         self._layer_names: list[str] = []
         self.last_measurement: dict[str, float] = {}
+        self._warned: set[str] = set()
 
     # ---- configuration -------------------------------------------------------------------
     def _resolve_module(self, pl_module: nn.Module) -> nn.Module:
@@ -231,9 +232,7 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in finite.items()})
 
     def _log_figures(self, trainer: Any, grads: torch.Tensor, profile: F.DepthProfile | None) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
+        # plotting builds bare matplotlib Figures: no pyplot, no backend switch in the user's process
         step = trainer.global_step
         figures = {"gradient_traces": plot_gradient_traces(grads), "covariance": plot_covariance(grads)}
         if profile is not None and len(profile.layers) > 1:

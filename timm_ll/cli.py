@@ -242,10 +242,7 @@ def _json_safe(value: Any) -> Any:
 
 def write_figures(out: Path, results: list[dict[str, Any]], grads: dict[str, Any], fits: dict[str, Any]) -> list[Path]:
     """Neighbor correlation vs depth per family (with fits), gradient traces and covariance images."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # bare Figures: no pyplot, no backend needed
 
     from lightning_callbacks.plotting import (
         fitted_law_curve,
