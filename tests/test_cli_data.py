@@ -60,8 +60,17 @@ def test_bad_sources_name_the_file_and_the_layout(tmp_path):
         load_source(str(broken))
 
 
-def test_torchvision_cifar10_without_network_suggests_a_local_path(tmp_path):
-    with pytest.raises(DataSourceError, match="point --data at a local copy"):
+def test_torchvision_cifar10_without_network_suggests_a_local_path(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets
+
+    def offline(root, train, download):  # what torchvision raises with no network; never download in tests
+        assert download is True and root == str(tmp_path)
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    with pytest.raises(DataSourceError, match=r"URLError.*point --data at a local copy laid out as train/<class>"):
         load_source("cifar10", data_root=tmp_path)
 
 
