@@ -16,13 +16,13 @@ import timm
 
 import timm_ll  # noqa: F401  (registers the models)
 
-_ONE_PER_FAMILY = {"ll_plain20", "crelu_plain20", "plain20", "cifar_resnet20"}
+_ONE_PER_FAMILY = {"ll_plain20", "crelu_plain20", "plain20", "cifar_resnet20"}  # + ll_resnet50, plain_resnet18
 _OUR_MODULES = ("cifar", "skipfree_resnet")
 _ALL_OURS = set(timm.list_models(module=_OUR_MODULES))
 SUITE_MODELS = (
     _ALL_OURS
     if os.environ.get("TIMM_LL_SUITE") == "all"
-    else {name for name in _ALL_OURS if name in _ONE_PER_FAMILY or name in ("ll_resnet18", "plain_resnet18")}
+    else {name for name in _ALL_OURS if name in _ONE_PER_FAMILY or name in ("ll_resnet50", "plain_resnet18")}
 )
 _timm_list_models = timm.list_models
 
