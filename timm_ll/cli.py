@@ -205,9 +205,8 @@ def run_shatter(args: argparse.Namespace) -> dict[str, Any]:
     for column in ("model", "neighbor corr.", "effective rank", "spectral slope"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for r in results:
-        table.add_row(
-            r["model"], f"{r['neighbor_corr']:.3f}", f"{r['effective_rank']:.1f}", f"{r['spectral_slope']:.2f}"
-        )
+        slope = "flat" if math.isnan(r["spectral_slope"]) else f"{r['spectral_slope']:.2f}"  # no spectrum
+        table.add_row(r["model"], f"{r['neighbor_corr']:.3f}", f"{r['effective_rank']:.1f}", slope)
     console.print(table)
     figures = write_figures(args.out, results, grads_by_model, fits)
     report = dict(
