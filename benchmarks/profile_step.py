@@ -18,8 +18,16 @@ from torch.profiler import ProfilerActivity, profile
 import timm_ll  # noqa: F401
 
 CONV = ("aten::convolution_backward", "aten::mkldnn_convolution", "aten::_convolution", "aten::cudnn_convolution")
-ACTIVATION = ("CReLU", "aten::threshold_backward", "aten::clamp_min", "aten::clamp_max", "aten::neg_", "aten::sub_",
-              "aten::relu", "aten::relu_")
+ACTIVATION = (
+    "CReLU",
+    "aten::threshold_backward",
+    "aten::clamp_min",
+    "aten::clamp_max",
+    "aten::neg_",
+    "aten::sub_",
+    "aten::relu",
+    "aten::relu_",
+)
 
 
 def breakdown(name: str, steps: int) -> dict[str, float]:
@@ -57,8 +65,11 @@ def main() -> None:
         "",
         "| model | convolutions (ms) | activation fwd+bwd (ms) | everything else (ms) | total (ms) |",
         "|---|---|---|---|---|",
-        *[f"| {n} | {r['conv']:.0f} ({r['conv'] / base['conv']:.2f}x) | {r['act']:.0f} | {r['other']:.0f} | "
-          f"{r['total']:.0f} ({r['total'] / base['total']:.2f}x) |" for n, r in rows.items()],
+        *[
+            f"| {n} | {r['conv']:.0f} ({r['conv'] / base['conv']:.2f}x) | {r['act']:.0f} | {r['other']:.0f} | "
+            f"{r['total']:.0f} ({r['total'] / base['total']:.2f}x) |"
+            for n, r in rows.items()
+        ],
     ]
     write_section("PERFORMANCE.md", "profile", "\n".join(lines))
     print("\n".join(lines))
