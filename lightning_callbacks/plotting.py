@@ -69,6 +69,15 @@ def fitted_law_curve(
     return grid, [math.exp(mean_log_v - rate * (math.log(d) - mean_x)) for d in grid]
 
 
+def _style_correlation_axes(ax: Axes, xlabel: str, title: str) -> None:
+    # symlog: log above 0.01, linear through 0, where shattered layers/nets sit (possibly negative)
+    ax.set_yscale("symlog", linthresh=0.01)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("neighbor correlation (symlog)")
+    ax.legend(fontsize="small")
+    ax.set_title(title)
+
+
 def plot_depth_profile(profile: DepthProfile, ax: Axes | None = None, title: str = "") -> Figure:
     """Neighbor correlation per layer (log axis) with the fitted decay law."""
     fig, ax = _new_axes(ax)
@@ -77,12 +86,7 @@ def plot_depth_profile(profile: DepthProfile, ax: Axes | None = None, title: str
     if curve is not None:
         label = f"{profile.law} fit: rate {profile.rate:.3g}, R² {profile.r2:.2f}"
         ax.plot(*curve, "--", color="gray", label=label)
-    if any(c > 0 for c in profile.correlations):
-        ax.set_yscale("log")
-    ax.set_xlabel("layer (forward order)")
-    ax.set_ylabel("ACF(1)")
-    ax.legend(fontsize="small")
-    ax.set_title(title or "shattering by depth")
+    _style_correlation_axes(ax, "layer (forward order)", title or "shattering by depth")
     return fig
 
 
@@ -98,10 +102,6 @@ def plot_depth_curves(
         line = ax.plot(depths, list(values), "o-", label=name)[0]
         if fits and name in fits:
             ax.plot(*fits[name], "--", color=line.get_color(), lw=0.8)
-    ax.set_yscale("symlog", linthresh=0.01)  # log above 0.01, linear through 0: shattered nets sit near 0
     ax.set_xscale("log")
-    ax.set_xlabel("depth")
-    ax.set_ylabel("neighbor correlation (symlog)")
-    ax.legend(fontsize="small")
-    ax.set_title(title or "neighbor correlation vs depth")
+    _style_correlation_axes(ax, "depth", title or "neighbor correlation vs depth")
     return fig
