@@ -23,7 +23,7 @@ def import_times() -> tuple[int, int]:
     for line in err.splitlines():
         if not line.startswith("import time:") or "|" not in line or "cumulative" in line:
             continue
-        _, cumulative, raw_name = line[len("import time:"):].split("|")
+        _, cumulative, raw_name = line[len("import time:") :].split("|")
         if not raw_name.startswith("  "):  # top-level entries: one space of indent, nested ones have more
             total += int(cumulative)
         if raw_name.strip() == "_timm_ll_autoregister":

@@ -301,6 +301,16 @@ def _as_matrix(grads: torch.Tensor) -> torch.Tensor:
     return grads.reshape(grads.shape[0], -1).to(torch.float64)
 
 
+def _centered(grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """``(g, z, flat)``: gradients as float64 ``(n, D)``, centered along the probe, and whether they are
+    equal up to round-off (centered energy at most :func:`_constant_tolerance` of the uncentered one)."""
+    g = _as_matrix(grads)
+    z = g - g.mean(dim=0, keepdim=True)
+    energy = z.pow(2).sum()
+    flat = bool(energy <= _constant_tolerance(grads) * g.pow(2).sum() or energy == 0)
+    return g, z, flat
+
+
 def autocorrelation(grads: torch.Tensor, max_lag: int = 1) -> torch.Tensor:
     """Autocorrelation of gradients along the probe, lags 0..``max_lag``.
 
@@ -312,17 +322,15 @@ def autocorrelation(grads: torch.Tensor, max_lag: int = 1) -> torch.Tensor:
     Returns:
         float64 tensor of shape ``(max_lag + 1,)``; entry 0 is 1.
     """
-    g = _as_matrix(grads)
-    tol = _constant_tolerance(grads)
+    g, z, flat = _centered(grads)
     n = g.shape[0]
     if not 0 <= max_lag < n:
         raise ValueError(f"max_lag={max_lag} must be in [0, {n - 1}] for {n} points")
     if not torch.isfinite(g).all():
         return torch.full((max_lag + 1,), math.nan, dtype=torch.float64)
-    z = g - g.mean(dim=0, keepdim=True)
-    energy = z.pow(2).sum()
-    if energy <= tol * g.pow(2).sum() or energy == 0:
+    if flat:
         return torch.ones(max_lag + 1, dtype=torch.float64)
+    energy = z.pow(2).sum()
     return torch.stack([(z[: n - k] * z[k:]).sum() / energy for k in range(max_lag + 1)])
 
 
@@ -337,8 +345,7 @@ def gradient_covariance(grads: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(n, n)`` float64 tensor in [0, 1] (all zeros if the gradients do not vary).
     """
-    g = _as_matrix(grads)
-    z = g - g.mean(dim=0, keepdim=True)
+    _, z, _ = _centered(grads)
     cov = (z @ z.T).abs()
     top = cov.max()
     return cov / top if top > 0 else cov
@@ -392,18 +399,16 @@ def spectral_slope(grads: torch.Tensor) -> torch.Tensor:
     against ``log f`` over the non-zero frequencies. White noise gives ~0, brown noise ~2;
     gradients constant up to round-off (see :func:`autocorrelation`) give NaN (no spectrum).
     """
-    g = _as_matrix(grads)
-    z = g - g.mean(dim=0, keepdim=True)
-    if z.pow(2).sum() <= _constant_tolerance(grads) * g.pow(2).sum():
+    _, z, flat = _centered(grads)
+    if flat:
         return torch.tensor(math.nan, dtype=torch.float64)
     power = torch.fft.rfft(z, dim=0).abs().pow(2).mean(dim=1)[1:]
     freqs = torch.arange(1, power.shape[0] + 1, dtype=torch.float64, device=power.device)
     keep = power > 0
     if keep.sum() < 2 or not torch.isfinite(power).all():
         return torch.tensor(math.nan, dtype=torch.float64)
-    x, y = freqs[keep].log(), power[keep].log()
-    slope = ((x - x.mean()) * (y - y.mean())).sum() / (x - x.mean()).pow(2).sum()
-    return -slope
+    _, slope, _ = _fit_line(freqs[keep].log(), power[keep].log())
+    return torch.tensor(-slope, dtype=torch.float64)
 
 
 @dataclass

@@ -129,7 +129,6 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         self._model: nn.Module | None = None
         self._layer_names: list[str] = []
         self.last_measurement: dict[str, float] = {}
-        self._warned: set[str] = set()
 
     # ---- configuration -------------------------------------------------------------------
     def _resolve_module(self, pl_module: nn.Module) -> nn.Module:

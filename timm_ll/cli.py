@@ -222,11 +222,15 @@ def run_shatter(args: argparse.Namespace) -> dict[str, Any]:
         figures=[str(p) for p in figures],
     )
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(_json_safe(report), indent=2))
+        _write_json(args.json, report)
         console.print(f"numbers: {args.json}")
     console.print(f"figures: {', '.join(str(p) for p in figures)}")
     return report
+
+
+def _write_json(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_json_safe(report), indent=2))
 
 
 def _json_safe(value: Any) -> Any:
@@ -323,8 +327,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         f"({result.steps} steps, {result.seconds:.0f} s); logs in {result.log_dir}"
     )
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(_json_safe(report), indent=2))
+        _write_json(args.json, report)
     return report
 
 

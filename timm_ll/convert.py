@@ -198,11 +198,6 @@ def _submodule(
     return path, module
 
 
-def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, name = path.rpartition(".")
-    setattr(model.get_submodule(parent_path) if parent_path else model, name, module)
-
-
 def _doubled(layer: nn.Module) -> nn.Module:
     """A copy of ``layer`` with twice the input channels/features (weights re-initialized afterwards)."""
     factory = {"device": layer.weight.device, "dtype": layer.weight.dtype}
@@ -274,12 +269,12 @@ def make_looks_linear(
         )
         relu_out = relu_node.meta["val"]
         linear_on_last_dim = isinstance(consumer, nn.Linear) and relu_out.dim() > 2 and not flattened
-        _set_submodule(converted, relu_path, CReLU(dim=-1 if linear_on_last_dim else 1))
+        converted.set_submodule(relu_path, CReLU(dim=-1 if linear_on_last_dim else 1))
         if id(consumer) in consumers:
             continue
         replacement = _doubled(consumer)
         looks_linear_(replacement)
-        _set_submodule(converted, consumer_path, replacement)
+        converted.set_submodule(consumer_path, replacement)
         consumers.add(id(replacement))
     for name, module in list(converted.named_modules()):
         if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)) and id(module) not in consumers:
@@ -290,8 +285,7 @@ def make_looks_linear(
         elif type(module) in _AVG_FOR_MAX and not keep_maxpool:
             if module.dilation not in (1, (1,), (1, 1), (1, 1, 1)) or module.return_indices:
                 raise LooksLinearError(f"max-pool {name!r} uses dilation or return_indices; no average pool matches it")
-            _set_submodule(
-                converted,
+            converted.set_submodule(
                 name,
                 _AVG_FOR_MAX[type(module)](
                     module.kernel_size,
