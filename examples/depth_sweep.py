@@ -80,6 +80,7 @@ def main() -> None:
                 monitor_every=max(1, steps // 4),
                 progress=False,
                 model_kwargs=dict(depth=depth),
+                run_name=name,
             )
             row = dict(
                 asdict(result),

@@ -167,3 +167,56 @@ def test_monitor_example_adds_the_callback_in_one_line(tmp_path):
     spec.loader.exec_module(example)
     measured = example.main(["--model", "resnet18", "--max-steps", "3", "--out", str(tmp_path)])
     assert {"shattering/neighbor_corr", "shattering/effective_rank"} <= set(measured)
+
+
+def test_train_command_small_and_its_checkpoint_loads_in_timm(tmp_path):
+    import timm
+
+    out_json = tmp_path / "t.json"
+    code = main(
+        [
+            "train",
+            "--model",
+            "cifar_resnet20",
+            "--data",
+            "digits",
+            "--max-steps",
+            "4",
+            "--batch-size",
+            "32",
+            "--monitor-every",
+            "2",
+            "--out",
+            str(tmp_path / "runs"),
+            "--json",
+            str(out_json),
+        ]
+    )
+    assert code == 0
+    report = json.loads(out_json.read_text())
+    assert report["schema"] == "timm-ll/train/1" and report["steps"] == 4 and 0.0 <= report["test_acc"] <= 1.0
+    assert report["log_dir"].endswith("cifar_resnet20/version_0")
+    loaded = timm.create_model(
+        "cifar_resnet20", pretrained=True, pretrained_cfg_overlay=dict(file=report["checkpoint"])
+    )
+    saved = torch.load(report["checkpoint"], weights_only=True)["state_dict"]
+    torch.testing.assert_close(loaded.fc.weight, saved["model.fc.weight"])
+
+
+def test_fit_and_test_names_runs_with_changed_depth(tmp_path):
+    from timm_ll.training import fit_and_test
+
+    data = load_source("digits", "test")
+    result = fit_and_test(
+        "ll_plain20",
+        data,
+        data,
+        max_steps=1,
+        batch_size=32,
+        out_dir=str(tmp_path),
+        monitor_every=None,
+        progress=False,
+        model_kwargs=dict(depth=8),
+        run_name="ll_plain8",
+    )
+    assert result.model == "ll_plain8" and "ll_plain8/version_0" in result.log_dir

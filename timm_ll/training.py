@@ -271,10 +271,12 @@ def fit_and_test(
     seed: int = 0,
     progress: bool = True,
     model_kwargs: dict[str, Any] | None = None,
+    run_name: str | None = None,
 ) -> TrainResult:
     """Train ``model_name`` for ``max_steps`` with the recipe, then report accuracy on ``test``.
 
-    Logs to CSV and TensorBoard under ``out_dir/<model_name>``, checkpoints the last step, and
+    Logs to CSV and TensorBoard under ``out_dir/<run_name>`` (default: the model name; pass
+    e.g. ``ll_plain80`` when ``model_kwargs`` change the depth), checkpoints the last step, and
     runs the ShatteringMonitor every ``monitor_every`` steps (None: off). On a GPU it trains in
     ``bf16-mixed`` with channels-last unless ``precision`` says otherwise.
     """
@@ -296,7 +298,8 @@ def fit_and_test(
         channels_last=on_gpu,
         model_kwargs=model_kwargs,
     )
-    loggers = [CSVLogger(out_dir, name=model_name), TensorBoardLogger(out_dir, name=model_name)]
+    run_name = run_name or model_name
+    loggers = [CSVLogger(out_dir, name=run_name), TensorBoardLogger(out_dir, name=run_name)]
     checkpoint = ModelCheckpoint(dirpath=f"{loggers[0].log_dir}/checkpoints", save_last=True, save_top_k=0)
     callbacks: list[Any] = [checkpoint]
     if monitor_every:
@@ -322,7 +325,7 @@ def fit_and_test(
     seconds = time.perf_counter() - start
     metrics = trainer.test(module, datamodule=data, verbose=False)[0]
     return TrainResult(
-        model=model_name,
+        model=run_name,
         test_acc=float(metrics["test/acc"]),
         test_loss=float(metrics["test/loss"]),
         steps=trainer.global_step,
