@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import gc
+from pathlib import Path
 
 import timm
 import torch
-from _report import machine, median_time, write_section
 
 import timm_ll  # noqa: F401
+from timm_ll.reporting import machine, median_time, write_section
+
+REPO = Path(__file__).resolve().parents[1]
 
 FAMILIES = ("plain", "ll_plain", "crelu_plain", "cifar_resnet")
 IMAGENET = ("resnet50", "ll_resnet50", "plain_resnet50")
@@ -112,7 +115,7 @@ def main() -> None:
             f"activation memory <= 1.5x plain -> **{ll['act_mib'] / base['act_mib']:.2f}x**.",
         ]
     section = ("models-imagenet" if args.imagenet else "models") + ("" if args.device == "cpu" else f"-{args.device}")
-    path = write_section("PERFORMANCE.md", section, "\n".join(lines))
+    path = write_section(REPO / "docs" / "PERFORMANCE.md", section, "\n".join(lines))
     print("\n".join(lines))
     print(f"wrote {path}")
 

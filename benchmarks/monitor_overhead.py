@@ -10,17 +10,20 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import lightning.pytorch as L
 import timm
 import torch
-from _report import machine, median_time, write_section
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import timm_ll  # noqa: F401
 from lightning_callbacks import ShatteringMonitor
 from lightning_callbacks import functional as F
+from timm_ll.reporting import machine, median_time, write_section
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class Classifier(L.LightningModule):
@@ -96,7 +99,7 @@ def probe_vs_step(name: str, batch_size: int, repeats: int) -> tuple[float, floa
 
     def measure() -> None:
         grads = F.input_gradients(model, probe, layers=layers)
-        F.neighbor_correlation(grads.input), F.effective_rank(grads.input), F.spectral_slope(grads.input)
+        F.gradient_statistics(grads.input)
         F.depth_profile(grads.layers)
 
     return median_time(measure, repeats), median_time(step, repeats)
@@ -141,7 +144,7 @@ def main() -> None:
         "",
         "Target: one probe <= 2x one training step.",
     ]
-    write_section("PERFORMANCE.md", "monitor", "\n".join(lines))
+    write_section(REPO / "docs" / "PERFORMANCE.md", "monitor", "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -9,13 +9,16 @@ of the activation (ReLU or CReLU and their backward), and of everything else.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import timm
 import torch
-from _report import machine, write_section
 from torch.profiler import ProfilerActivity, profile
 
 import timm_ll  # noqa: F401
+from timm_ll.reporting import machine, write_section
+
+REPO = Path(__file__).resolve().parents[1]
 
 CONV = ("aten::convolution_backward", "aten::mkldnn_convolution", "aten::_convolution", "aten::cudnn_convolution")
 ACTIVATION = (
@@ -71,7 +74,7 @@ def main() -> None:
             for n, r in rows.items()
         ],
     ]
-    write_section("PERFORMANCE.md", "profile", "\n".join(lines))
+    write_section(REPO / "docs" / "PERFORMANCE.md", "profile", "\n".join(lines))
     print("\n".join(lines))
 
 

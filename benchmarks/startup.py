@@ -12,8 +12,11 @@ import argparse
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
-from _report import machine, write_section
+from timm_ll.reporting import machine, write_section
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def import_times() -> tuple[int, int]:
@@ -48,7 +51,7 @@ def main() -> None:
         f"**{hook:.0f} µs**, against {total / 1000:.1f} ms for all the imports of a bare start-up "
         f"({100 * hook / total:.1f}%). It imports only `os` and `sys`, both already loaded.",
     ]
-    write_section("PERFORMANCE.md", "startup", "\n".join(lines))
+    write_section(REPO / "docs" / "PERFORMANCE.md", "startup", "\n".join(lines))
     print("\n".join(lines))
 
 

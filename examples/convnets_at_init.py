@@ -10,14 +10,12 @@ docs/convnets_at_init.json and the "convnets-at-init" section of docs/REPRODUCTI
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from timm_ll.cli import main as timm_ll_main
+from timm_ll.reporting import machine, write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-from _report import machine, write_section  # noqa: E402
 
 DOCS = REPO / "docs"
 
@@ -88,7 +86,7 @@ def main() -> None:
         "",
         "![gradient traces](figures/resnet50_family_at_init/gradient_traces.png)",
     ]
-    write_section("REPRODUCTION.md", "convnets-at-init", "\n".join(lines))
+    write_section(REPO / "docs" / "REPRODUCTION.md", "convnets-at-init", "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+
+from timm_ll.reporting import machine, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -40,7 +42,12 @@ def main() -> None:
         help="CIFAR-10 in train/<class>/*.jpg, test/<class>/*.jpg layout (zip or folder)",
     )
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "depth_sweep")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "timm-ll-depth-sweep",
+        help="logs, checkpoints and (by default) the results file; outside the repository unless asked",
+    )
     parser.add_argument("--results", type=Path, default=None, help="JSON lines file (default: <out>/results.jsonl)")
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--doc", action="store_true", help="write the results table into docs/REPRODUCTION.md")
@@ -69,7 +76,7 @@ def main() -> None:
             if name in done:
                 continue
             result = fit_and_test(
-                f"{family}20",
+                name,
                 train,
                 test,
                 max_steps=steps,
@@ -79,8 +86,6 @@ def main() -> None:
                 accelerator=args.accelerator,
                 monitor_every=max(1, steps // 4),
                 progress=False,
-                model_kwargs=dict(depth=depth),
-                run_name=name,
             )
             row = dict(
                 asdict(result),
@@ -90,7 +95,7 @@ def main() -> None:
                 preset=args.preset,
                 train_images=len(train),
                 batch_size=args.batch_size,
-                machine=_machine(),
+                machine=machine(),
             )
             with results_path.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
@@ -99,18 +104,8 @@ def main() -> None:
         write_doc(results_path, args.preset)
 
 
-def _machine() -> str:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from _report import machine
-
-    return machine()
-
-
 def write_doc(results_path: Path, preset: str) -> None:
     """Write the sweep's table (test error per family and depth) into docs/REPRODUCTION.md."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from _report import write_section
-
     rows = [json.loads(line) for line in results_path.read_text().splitlines()]
     families = list(dict.fromkeys(r["family"] for r in rows))
     depths = sorted({r["depth"] for r in rows})
@@ -127,7 +122,7 @@ def write_doc(results_path: Path, preset: str) -> None:
         cells = [f"{100 * (1 - by[(family, d)]['test_acc']):.2f}%" if (family, d) in by else "-" for d in depths]
         lines.append(f"| {family} (test error) | " + " | ".join(cells) + " |")
     lines += ["", "Wall time per run (s): " + ", ".join(f"{r['model']} {r['seconds']:.0f}" for r in rows) + "."]
-    write_section("REPRODUCTION.md", f"sweep-{preset}", "\n".join(lines))
+    write_section(REPO / "docs" / "REPRODUCTION.md", f"sweep-{preset}", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -23,10 +22,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from lightning_callbacks import functional as F  # noqa: E402
 from lightning_callbacks.plotting import plot_covariance, plot_gradient_traces  # noqa: E402
 from timm_ll.models.toy import toy_net  # noqa: E402
+from timm_ll.reporting import machine, write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-from _report import machine, write_section  # noqa: E402
 
 DEPTHS = (2, 4, 10, 24, 50)
 SEEDS = 20
@@ -112,7 +110,7 @@ def main() -> None:
         "![covariance images](figures/paper_1d_covariance.png)",
         "![ACF curves](figures/paper_1d_acf.png)",
     ]
-    write_section("REPRODUCTION.md", "paper-1d", "\n".join(lines))
+    write_section(REPO / "docs" / "REPRODUCTION.md", "paper-1d", "\n".join(lines))
     print("\n".join(lines))
 
 

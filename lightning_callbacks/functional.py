@@ -27,6 +27,10 @@ __all__ = [
     "random_projection_readout",
     "RandomProjectionReadout",
     "input_gradients",
+    "check_bn_mode",
+    "resolve_layers",
+    "gradient_statistics",
+    "is_flat",
     "autocorrelation",
     "neighbor_correlation",
     "gradient_covariance",
@@ -143,24 +147,43 @@ def _use_batch_statistics(module: nn.Module, args: tuple[torch.Tensor, ...]) -> 
         module.running_var.copy_(h.var(dims, unbiased=False))
 
 
+def check_bn_mode(bn_mode: str) -> BNMode:
+    """Return ``bn_mode`` if it is ``"eval"`` or ``"batch"``; else raise a ``ValueError`` naming both."""
+    if bn_mode not in ("eval", "batch"):
+        raise ValueError(f"bn_mode={bn_mode!r}: use 'eval' (running statistics) or 'batch' (probe statistics)")
+    return bn_mode  # type: ignore[return-value]
+
+
+def resolve_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module]:
+    """The submodules of ``model`` named ``names`` (``get_submodule`` names); a ``ValueError`` names any unknown one."""
+    modules = {}
+    for name in names:
+        try:
+            modules[name] = model.get_submodule(name)
+        except AttributeError as error:
+            raise ValueError(f"layer {name!r} is not a submodule of {type(model).__name__}: {error}") from None
+    return modules
+
+
 @contextlib.contextmanager
 def _measurement_context(model: nn.Module, bn_mode: BNMode) -> Iterator[None]:
     """Set modes for a measurement; restore every module's mode, every buffer and the RNG afterwards."""
     modes = {module: module.training for module in model.modules()}
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    cpu_rng = torch.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    # fork_rng saves and restores the CPU RNG and that of every CUDA device already in use
+    cuda_devices = range(torch.cuda.device_count()) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     handles = []
     try:
-        model.eval()
-        if bn_mode == "batch":
-            for module in model.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    if module.running_mean is None:  # no buffers to hold the statistics: normalize as in training
-                        module.train()
-                    else:
-                        handles.append(module.register_forward_pre_hook(_use_batch_statistics))
-        yield
+        with torch.random.fork_rng(devices=cuda_devices):
+            model.eval()
+            if bn_mode == "batch":
+                for module in model.modules():
+                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                        if module.running_mean is None:  # no buffers to hold the statistics: normalize as in training
+                            module.train()
+                        else:
+                            handles.append(module.register_forward_pre_hook(_use_batch_statistics))
+            yield
     finally:
         for handle in handles:
             handle.remove()
@@ -169,9 +192,26 @@ def _measurement_context(model: nn.Module, bn_mode: BNMode) -> Iterator[None]:
         with torch.no_grad():
             for buffer, saved in buffers:
                 buffer.copy_(saved)
-        torch.set_rng_state(cpu_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+class _OutputCapture:
+    """Forward hooks that keep the outputs of named layers, in the order the forward pass ran them."""
+
+    def __init__(self, modules: Mapping[str, nn.Module]) -> None:
+        self.outputs: dict[str, torch.Tensor] = {}
+        self._handles = [module.register_forward_hook(self._hook(name)) for name, module in modules.items()]
+
+    def _hook(self, name: str) -> Callable[..., None]:
+        def hook(_module: nn.Module, _args: object, output: object) -> None:
+            if not isinstance(output, torch.Tensor):
+                raise ValueError(f"layer {name!r} returns {type(output).__name__}, not a tensor; pick another layer")
+            self.outputs[name] = output  # a layer run twice keeps its first place and its last output
+
+        return hook
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
 
 
 def input_gradients(
@@ -218,28 +258,12 @@ def input_gradients(
         ValueError: unknown ``bn_mode`` or layer name, or a layer whose output is not a tensor.
         TypeError: integer inputs and no ``layers`` (nothing differentiable to measure).
     """
-    if bn_mode not in ("eval", "batch"):
-        raise ValueError(f"bn_mode={bn_mode!r}: use 'eval' (running statistics) or 'batch' (probe statistics)")
+    check_bn_mode(bn_mode)
     if chunk_size is not None and chunk_size < inputs.shape[0]:
-        if bn_mode != "eval":
-            raise ValueError("chunk_size needs bn_mode='eval': with batch statistics the probe must run as one batch")
-        parts = [
-            input_gradients(model, part, readout=readout, bn_mode=bn_mode, layers=layers)
-            for part in inputs.split(chunk_size)
-        ]
-        return InputGradients(
-            input=None if parts[0].input is None else torch.cat([p.input for p in parts]),
-            layers={name: torch.cat([p.layers[name] for p in parts]) for name in parts[0].layers},
-            output=torch.cat([p.output for p in parts]),
-        )
+        return _chunked_input_gradients(model, inputs, readout, bn_mode, layers, chunk_size)
     model = unwrap_compiled(model)
     layers = list(layers or [])
-    modules = {}
-    for name in layers:
-        try:
-            modules[name] = model.get_submodule(name)
-        except AttributeError as error:
-            raise ValueError(f"layer {name!r} is not a submodule of {type(model).__name__}: {error}") from None
+    modules = resolve_layers(model, layers)
     differentiable_input = inputs.is_floating_point() or inputs.is_complex()
     if not differentiable_input and not layers:
         raise TypeError(
@@ -247,20 +271,7 @@ def input_gradients(
             "layers=['<embedding module name>'] to measure the gradient at the embedding output"
         )
     readout = readout or random_projection_readout()
-    captured: dict[str, torch.Tensor] = {}
-    order: list[str] = []
-
-    def capture(name: str):
-        def hook(_module: nn.Module, _args: object, output: object) -> None:
-            if not isinstance(output, torch.Tensor):
-                raise ValueError(f"layer {name!r} returns {type(output).__name__}, not a tensor; pick another layer")
-            if name not in captured:
-                order.append(name)
-            captured[name] = output
-
-        return hook
-
-    handles = [module.register_forward_hook(capture(name)) for name, module in modules.items()]
+    capture = _OutputCapture(modules)
     try:
         with _measurement_context(model, bn_mode), torch.enable_grad(), _no_autocast(inputs.device):
             x = inputs.detach().clone().requires_grad_(differentiable_input)
@@ -269,20 +280,44 @@ def input_gradients(
                 raise ValueError(
                     f"readout must return one scalar per sample, shape ({inputs.shape[0]},), got {tuple(values.shape)}"
                 )
-            targets = ([x] if differentiable_input else []) + [captured[n] for n in order]
+            targets = ([x] if differentiable_input else []) + list(capture.outputs.values())
             grads = torch.autograd.grad(values.sum(), targets, allow_unused=True)
     finally:
-        for handle in handles:
-            handle.remove()
-    missing = [n for n in layers if n not in captured]
+        capture.remove()
+    missing = [n for n in layers if n not in capture.outputs]
     if missing:
         raise ValueError(f"layers {missing} did not run in the forward pass; check the names")
     input_grad = grads[0] if differentiable_input else None
     layer_grads = grads[1:] if differentiable_input else grads
     return InputGradients(
         input=None if input_grad is None else input_grad.detach(),
-        layers={n: (torch.zeros_like(captured[n]) if g is None else g.detach()) for n, g in zip(order, layer_grads)},
+        layers={
+            name: (torch.zeros_like(output) if g is None else g.detach())
+            for (name, output), g in zip(capture.outputs.items(), layer_grads)
+        },
         output=values.detach(),
+    )
+
+
+def _chunked_input_gradients(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    readout: Readout | None,
+    bn_mode: BNMode,
+    layers: Sequence[str] | None,
+    chunk_size: int,
+) -> InputGradients:
+    """:func:`input_gradients` of ``inputs`` in chunks (eval mode: samples are independent), concatenated."""
+    if bn_mode != "eval":
+        raise ValueError("chunk_size needs bn_mode='eval': with batch statistics the probe must run as one batch")
+    parts = [
+        input_gradients(model, part, readout=readout, bn_mode=bn_mode, layers=layers)
+        for part in inputs.split(chunk_size)
+    ]
+    return InputGradients(
+        input=None if parts[0].input is None else torch.cat([p.input for p in parts]),
+        layers={name: torch.cat([p.layers[name] for p in parts]) for name in parts[0].layers},
+        output=torch.cat([p.output for p in parts]),
     )
 
 
@@ -309,6 +344,11 @@ def _centered(grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
     energy = z.pow(2).sum()
     flat = bool(energy <= _constant_tolerance(grads) * g.pow(2).sum() or energy == 0)
     return g, z, flat
+
+
+def is_flat(grads: torch.Tensor) -> bool:
+    """Whether the gradients ``(n, ...)`` are equal at every probe point up to round-off (a linear net's are)."""
+    return _centered(grads)[2]
 
 
 def autocorrelation(grads: torch.Tensor, max_lag: int = 1) -> torch.Tensor:
@@ -411,6 +451,21 @@ def spectral_slope(grads: torch.Tensor) -> torch.Tensor:
     return torch.tensor(-slope, dtype=torch.float64)
 
 
+def gradient_statistics(grads: torch.Tensor) -> dict[str, float]:
+    """Every statistic of one probe's gradients ``(n, ...)``: the one place the monitor and the CLI compute them.
+
+    Returns:
+        ``neighbor_corr``, ``effective_rank``, ``stable_rank`` and ``spectral_slope`` (NaN for
+        a flat gradient, which has no spectrum; see :func:`spectral_slope`), as Python floats.
+    """
+    return {
+        "neighbor_corr": neighbor_correlation(grads).item(),
+        "effective_rank": effective_rank(grads).item(),
+        "stable_rank": stable_rank(grads).item(),
+        "spectral_slope": spectral_slope(grads).item(),
+    }
+
+
 @dataclass
 class DepthProfile:
     """Neighbor correlation per layer, in forward order, and the better-fitting decay law.
@@ -432,15 +487,13 @@ class DepthProfile:
 
 
 def _fit_line(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, float]:
-    """Least squares y = a + b x; returns (a, b, R^2)."""
-    xm, ym = x.mean(), y.mean()
-    sxx = (x - xm).pow(2).sum()
-    b = ((x - xm) * (y - ym)).sum() / sxx
-    a = ym - b * xm
-    ss_tot = (y - ym).pow(2).sum()
+    """Least squares y = a + b x (``torch.linalg.lstsq``); returns (a, b, R^2)."""
+    design = torch.stack([torch.ones_like(x), x], dim=1)
+    a, b = torch.linalg.lstsq(design, y.unsqueeze(1)).solution.flatten().tolist()
+    ss_tot = (y - y.mean()).pow(2).sum()
     ss_res = (y - a - b * x).pow(2).sum()
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else torch.tensor(1.0, dtype=torch.float64)
-    return a.item(), b.item(), r2.item()
+    return a, b, float(r2)
 
 
 def fit_decay(depths: Sequence[float], values: Sequence[float]) -> tuple[str | None, float, float]:

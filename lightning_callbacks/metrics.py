@@ -1,7 +1,8 @@
 """torchmetrics shells over :mod:`lightning_callbacks.functional`.
 
-Each metric averages a per-probe statistic over every ``update``; the states are a sum and a
-count reduced with ``"sum"``, so a DDP sync gives exactly the mean over all processes' probes.
+Each metric is a :class:`torchmetrics.aggregation.MeanMetric` of a per-probe statistic: every
+``update`` adds one probe's value, and the states (a weighted sum and a weight, reduced with
+``"sum"``) make a DDP sync give exactly the mean over all processes' probes.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torchmetrics import Metric
+from torchmetrics.aggregation import MeanMetric
 from torchmetrics.utilities.plot import _AX_TYPE, _PLOT_OUT_TYPE
 
 from lightning_callbacks import functional as F
@@ -18,30 +19,23 @@ from lightning_callbacks import functional as F
 __all__ = ["GradientCorrelation", "EffectiveRank"]
 
 
-class _MeanOfProbes(Metric):
-    """Mean of a per-probe statistic of gradients ``(n, ...)`` ordered along a probe."""
+class _MeanOfProbes(MeanMetric):
+    """Mean of a per-probe statistic of gradients ``(n, ...)`` ordered along a probe (float64 states)."""
 
     is_differentiable = False
     full_state_update = False
-    total: torch.Tensor
-    count: torch.Tensor
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        # a NaN statistic (non-finite gradients) must show in the mean, never be dropped silently
+        super().__init__(nan_strategy="disable", **kwargs)
+        self.set_dtype(torch.float64)
 
     def _statistic(self, grads: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def update(self, grads: torch.Tensor) -> None:
+    def update(self, grads: torch.Tensor) -> None:  # type: ignore[override]
         """Add one probe's gradients, shape ``(n, ...)`` with ``n >= 2`` points along the path."""
-        value = self._statistic(grads.detach())
-        self.total += value.to(self.total.device)
-        self.count += 1
-
-    def compute(self) -> torch.Tensor:
-        return self.total / self.count if self.count > 0 else torch.tensor(float("nan"), dtype=torch.float64)
+        super().update(self._statistic(grads.detach()).to(self.device))
 
     def plot(
         self, val: torch.Tensor | Sequence[torch.Tensor] | None = None, ax: _AX_TYPE | None = None

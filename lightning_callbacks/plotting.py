@@ -8,10 +8,22 @@ from collections.abc import Mapping, Sequence
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter
 
-from lightning_callbacks.functional import DepthProfile, gradient_covariance
+from lightning_callbacks.functional import DepthProfile, gradient_covariance, is_flat
 
-__all__ = ["plot_gradient_traces", "plot_covariance", "plot_depth_profile", "plot_depth_curves", "fitted_law_curve"]
+__all__ = [
+    "plot_gradient_traces",
+    "plot_covariance",
+    "plot_depth_profile",
+    "plot_depth_curves",
+    "plot_model_bars",
+    "fitted_law_curve",
+    "law_label",
+]
+FLAT_TEXT = "flat: the gradient is the same at every\npoint (up to round-off); nothing to show"
+# tick marks of a neighbor-correlation axis: readable values across the symlog range
+_CORRELATION_TICKS = [-1, -0.3, -0.1, -0.03, -0.01, 0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1]
 
 
 def _new_axes(ax: Axes | None, size: tuple[float, float] = (5.0, 3.2)) -> tuple[Figure, Axes]:
@@ -38,13 +50,22 @@ def plot_gradient_traces(grads: torch.Tensor, ax: Axes | None = None, max_traces
 
 
 def plot_covariance(grads: torch.Tensor, ax: Axes | None = None, title: str = "") -> Figure:
-    """The paper's normalized absolute covariance image of the gradients along the probe."""
+    """The paper's normalized absolute covariance image of the gradients along the probe.
+
+    A flat gradient (equal at every point up to round-off) has no covariance to draw: scaling
+    its round-off to 1 would read as structure, so the panel says "flat" instead.
+    """
     fig, ax = _new_axes(ax, (3.6, 3.2))
+    ax.set_title(title or "|covariance| of gradients")
+    if is_flat(grads):
+        ax.text(0.5, 0.5, FLAT_TEXT, ha="center", va="center", transform=ax.transAxes, fontsize="small")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return fig
     image = ax.imshow(gradient_covariance(grads).float().cpu().numpy(), cmap="viridis", vmin=0, vmax=1)
-    fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="|covariance| / max")
     ax.set_xlabel("probe point j")
     ax.set_ylabel("probe point i")
-    ax.set_title(title or "|covariance| of gradients")
     return fig
 
 
@@ -69,9 +90,25 @@ def fitted_law_curve(
     return grid, [math.exp(mean_log_v - rate * (math.log(d) - mean_x)) for d in grid]
 
 
-def _style_correlation_axes(ax: Axes, xlabel: str, title: str) -> None:
-    # symlog: log above 0.01, linear through 0, where shattered layers/nets sit (possibly negative)
+def law_label(law: str | None, rate: float, r2: float) -> str:
+    """Legend text of a fitted decay law (see ``functional.fit_decay``), e.g. ``c ~ exp(-0.035 depth), R² 0.98``."""
+    if law is None or not math.isfinite(rate):
+        return "no fit (fewer than 3 positive values)"
+    formula = f"c ~ exp(-{rate:.3g} depth)" if law == "exponential" else f"c ~ depth^-{rate:.3g}"
+    return f"{law} law: {formula}, R² {r2:.2f}"
+
+
+def _style_correlation_axes(ax: Axes, xlabel: str, title: str, values: Sequence[float]) -> None:
+    # symlog: log above 0.01, linear through 0, where shattered layers/nets sit (possibly negative);
+    # fixed limits from 0 (or below) to 1 and plain-number ticks, so every value can be read
     ax.set_yscale("symlog", linthresh=0.01)
+    finite = [v for v in values if math.isfinite(v)]
+    low = min([0.0, *finite])
+    ax.set_ylim(-0.004 if low >= 0 else 1.3 * low, 1.25)
+    ax.yaxis.set_major_locator(FixedLocator(_CORRELATION_TICKS))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_locator(FixedLocator([]))
+    ax.grid(axis="y", lw=0.3, alpha=0.5)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("neighbor correlation (symlog)")
     ax.legend(fontsize="small")
@@ -84,9 +121,8 @@ def plot_depth_profile(profile: DepthProfile, ax: Axes | None = None, title: str
     ax.plot(profile.depths, profile.correlations, "o-", ms=3, label="neighbor correlation")
     curve = fitted_law_curve(profile.depths, profile.correlations, profile.law, profile.rate)
     if curve is not None:
-        label = f"{profile.law} fit: rate {profile.rate:.3g}, R² {profile.r2:.2f}"
-        ax.plot(*curve, "--", color="gray", label=label)
-    _style_correlation_axes(ax, "layer (forward order)", title or "shattering by depth")
+        ax.plot(*curve, "--", color="gray", label=law_label(profile.law, profile.rate, profile.r2))
+    _style_correlation_axes(ax, "layer (forward order)", title or "shattering by depth", profile.correlations)
     return fig
 
 
@@ -94,14 +130,33 @@ def plot_depth_curves(
     curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     ax: Axes | None = None,
     title: str = "",
-    fits: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+    fits: Mapping[str, tuple[Sequence[float], Sequence[float], str]] | None = None,
 ) -> Figure:
-    """Several families' neighbor correlation against depth (log y axis), with optional fitted curves."""
-    fig, ax = _new_axes(ax, (5.5, 3.6))
+    """Several families' neighbor correlation against depth (symlog y axis).
+
+    ``fits`` maps a family to ``(depths, values, label)`` of its fitted law (see :func:`law_label`),
+    drawn dashed in the family's colour with the label in the legend.
+    """
+    fig, ax = _new_axes(ax, (6.0, 3.8))
     for name, (depths, values) in curves.items():
         line = ax.plot(depths, list(values), "o-", label=name)[0]
         if fits and name in fits:
-            ax.plot(*fits[name], "--", color=line.get_color(), lw=0.8)
+            xs, ys, label = fits[name]
+            ax.plot(xs, ys, "--", color=line.get_color(), lw=0.8, label=f"  {label}")
     ax.set_xscale("log")
-    _style_correlation_axes(ax, "depth", title or "neighbor correlation vs depth")
+    all_values = [v for _, values in curves.values() for v in values]
+    _style_correlation_axes(ax, "depth", title or "neighbor correlation vs depth", all_values)
+    return fig
+
+
+def plot_model_bars(values: Mapping[str, float], ax: Axes | None = None, title: str = "") -> Figure:
+    """One horizontal bar of neighbor correlation per model, highest first (a ``--models`` survey)."""
+    order = sorted(values, key=lambda name: values[name] if math.isfinite(values[name]) else -math.inf)
+    fig, ax = _new_axes(ax, (6.0, 0.6 + 0.28 * len(order)))
+    ax.barh(range(len(order)), [values[name] for name in order], color="tab:blue")
+    ax.set_yticks(range(len(order)), order, fontsize="small")
+    ax.set_xlim(min([0.0, *(v for v in values.values() if math.isfinite(v))]) - 0.02, 1.02)
+    ax.axvline(0, color="black", lw=0.5)
+    ax.set_xlabel("neighbor correlation (1 = smooth, 0 = white noise)")
+    ax.set_title(title or "neighbor correlation at init")
     return fig

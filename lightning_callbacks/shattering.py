@@ -53,6 +53,13 @@ def _first_two_samples(batch: Any) -> torch.Tensor:
     return batch[:2].detach().clone()
 
 
+def _log_dir(trainer: Any) -> Path:
+    """The first logger's folder, as ``trainer.log_dir`` has it, without its broadcast (this runs on rank 0 only)."""
+    logger = trainer.loggers[0] if trainer.loggers else None
+    folder = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None) or trainer.default_root_dir
+    return Path(folder)
+
+
 class ShatteringMonitor(*_BASES):  # type: ignore[misc]
     """Log how shattered the model's input gradients are while it trains.
 
@@ -64,13 +71,15 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
 
     - ``shattering/neighbor_corr``: autocorrelation at lag 1 (1 = smooth, 0 = white noise),
     - ``shattering/effective_rank`` and ``shattering/stable_rank`` of the gradient matrix,
-    - ``shattering/spectral_slope``: 0 for white noise, 2 for brown noise,
+    - ``shattering/spectral_slope``: 0 for white noise, 2 for brown noise (omitted when the
+      gradient is flat, equal at every probe point as a linear net's is: it has no spectrum),
     - ``shattering/neighbor_corr/<layer>``: the same at each layer's output, in forward order,
 
     and copies them into ``trainer.callback_metrics`` (so ``EarlyStopping``/``ModelCheckpoint``
     can monitor them). With ``log_figures`` it sends gradient traces, the covariance image
-    and the depth profile to TensorBoard or W&B loggers, else writes PNG files under the
-    log directory.
+    and the depth profile to TensorBoard or W&B loggers, and writes them as PNGs under
+    ``<log_dir>/shattering/``: ``<figure>.png`` (the latest measurement, overwritten) and
+    ``<figure>_init.png`` (step 0), so a long run leaves a bounded number of files.
 
     The measurement never changes what training computes: no parameter ``.grad``, buffer,
     module mode or RNG state is left changed (see :func:`~lightning_callbacks.functional.input_gradients`).
@@ -107,8 +116,6 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
             raise ValueError(f"every_n_steps={every_n_steps!r}: use a positive integer")
         if not isinstance(num_points, int) or num_points < 2:
             raise ValueError(f"num_points={num_points!r}: a probe needs at least 2 points")
-        if bn_mode not in ("eval", "batch"):
-            raise ValueError(f"bn_mode={bn_mode!r}: use 'eval' (running statistics) or 'batch' (probe statistics)")
         if probe is not None and (not isinstance(probe, torch.Tensor) or probe.dim() < 1 or probe.shape[0] < 2):
             raise ValueError("probe must be a tensor (n, ...) of n >= 2 inputs ordered along a path")
         if isinstance(layers, str) and layers != "auto":
@@ -118,7 +125,7 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         self.every_n_steps = every_n_steps
         self.num_points = num_points
         self.layers = layers
-        self.bn_mode = bn_mode
+        self.bn_mode = F.check_bn_mode(bn_mode)
         self.readout = readout or F.random_projection_readout()
         self.log_figures = log_figures
         self.module = module
@@ -129,6 +136,7 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         self._model: nn.Module | None = None
         self._layer_names: list[str] = []
         self.last_measurement: dict[str, float] = {}
+        self._warned: set[str] = set()
 
     # ---- configuration -------------------------------------------------------------------
     def _resolve_module(self, pl_module: nn.Module) -> nn.Module:
@@ -155,14 +163,7 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         if self.layers == "auto":
             self._layer_names = F.auto_layers(measured)
         else:
-            self._layer_names = list(self.layers or [])
-            for name in self._layer_names:
-                try:
-                    measured.get_submodule(name)
-                except AttributeError:
-                    raise ValueError(
-                        f"ShatteringMonitor(layers=...): {name!r} is not a submodule of {type(measured).__name__}"
-                    ) from None
+            self._layer_names = list(F.resolve_layers(measured, self.layers or []))
 
     # ---- schedule ------------------------------------------------------------------------
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
@@ -202,12 +203,9 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
             probe = probe.to(param.dtype if param is not None else torch.float32)
         grads = F.input_gradients(measured, probe, readout=self.readout, bn_mode=self.bn_mode, layers=self._layer_names)
         main = grads.input if grads.input is not None else next(iter(grads.layers.values()))
-        stats = {
-            "neighbor_corr": F.neighbor_correlation(main).item(),
-            "effective_rank": F.effective_rank(main).item(),
-            "stable_rank": F.stable_rank(main).item(),
-            "spectral_slope": F.spectral_slope(main).item(),
-        }
+        stats = F.gradient_statistics(main)
+        if F.is_flat(main):  # a flat gradient (a linear net's) has no spectrum: the slope is omitted, not NaN
+            del stats["spectral_slope"]
         profile = F.depth_profile(grads.layers) if grads.layers else None
         if profile is not None:
             stats.update({f"neighbor_corr/{n}": c for n, c in zip(profile.layers, profile.correlations)})
@@ -219,12 +217,13 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         return metrics
 
     def _log(self, trainer: Any, metrics: dict[str, float]) -> None:
-        bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+        bad = sorted(k for k, v in metrics.items() if not math.isfinite(v) and k not in self._warned)
         if bad:
             rank_zero_warn(
-                f"ShatteringMonitor: {', '.join(bad)} not finite at step {trainer.global_step} (NaN/Inf "
-                "gradients, or a flat gradient with no spectrum); those keys are not logged this time"
+                f"ShatteringMonitor: {', '.join(bad)} not finite at step {trainer.global_step} (NaN/Inf gradients); "
+                "non-finite values are not logged, and this warning is given once per key"
             )
+            self._warned.update(bad)
         finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
         for logger in trainer.loggers:
             logger.log_metrics(finite, step=trainer.global_step)
@@ -236,24 +235,29 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         figures = {"gradient_traces": plot_gradient_traces(grads), "covariance": plot_covariance(grads)}
         if profile is not None and len(profile.layers) > 1:
             figures["depth_profile"] = plot_depth_profile(profile)
-        sent = False
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_figure"):  # TensorBoard
                 for name, fig in figures.items():
                     experiment.add_figure(f"{self.prefix}/{name}", fig, global_step=step, close=False)
-                sent = True
             elif type(logger).__name__ == "WandbLogger":
                 for name, fig in figures.items():
                     logger.log_image(key=f"{self.prefix}/{name}", images=[fig], step=step)
-                sent = True
-        if not sent:
-            root = Path(trainer.log_dir or trainer.default_root_dir) / self.prefix
-            root.mkdir(parents=True, exist_ok=True)
-            for name, fig in figures.items():
-                fig.savefig(root / f"{name}_step{step:07d}.png", dpi=100)
+        # PNGs beside the logs, a bounded set: the latest measurement, overwritten, and the one at init
+        root = _log_dir(trainer) / self.prefix
+        root.mkdir(parents=True, exist_ok=True)
+        for name, fig in figures.items():
+            fig.savefig(root / f"{name}.png", dpi=100)
+            if step == 0:
+                fig.savefig(root / f"{name}_init.png", dpi=100)
 
     # ---- checkpointing -------------------------------------------------------------------
+    @property
+    def state_key(self) -> str:
+        # two monitors in one Trainer (other modules, probes or keys) keep separate checkpoint states
+        module = self.module if isinstance(self.module, str) or self.module is None else type(self.module).__name__
+        return self._generate_state_key(module=module, prefix=self.prefix, bn_mode=self.bn_mode)
+
     def state_dict(self) -> dict[str, Any]:
         return {"endpoints": self._endpoints, "fixed_probe": self._fixed_probe, "last_step": self._last_step}
 

@@ -17,7 +17,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def installed_python(tmp_path_factory) -> Path:
-    """A fresh venv (seeing this interpreter's torch/timm) with timm-ll installed from a built wheel."""
+    """A fresh venv (seeing this interpreter's torch/timm) with timm-ll installed from a built wheel.
+
+    ``system_site_packages=True`` exposes the *base* interpreter's site-packages only; when the
+    tests themselves run inside a virtualenv (the usual install), torch and timm live in that
+    outer venv, so its site-packages are appended with a plain path ``.pth`` file. Plain path
+    lines do not process the outer directory's own ``.pth`` files, so the outer (editable)
+    timm-ll and its hook stay out of the way: the fresh venv's wheel install comes first.
+    """
     env_dir = tmp_path_factory.mktemp("venv")
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
@@ -45,6 +52,9 @@ def installed_python(tmp_path_factory) -> Path:
         capture_output=True,
         text=True,
     ).stdout.strip()
+    outer = [path for path in sys.path if path.endswith("site-packages") and path.startswith(sys.prefix)]
+    if sys.prefix != sys.base_prefix and outer:
+        (Path(site) / "zz_outer_venv.pth").write_text("\n".join(outer) + "\n")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", site, str(wheel)],
         check=True,

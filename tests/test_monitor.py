@@ -69,11 +69,13 @@ def test_loggers_get_scalars_and_figures(tmp_path):
     assert "shattering/neighbor_corr" in events.Tags()["scalars"]
 
 
-def test_png_figures_and_callback_metrics_without_figure_logger(tmp_path):
-    monitor = ShatteringMonitor(every_n_steps=100, num_points=16)
-    _, trainer = _fit(tmp_path, monitor, steps=2, logger=CSVLogger(tmp_path, name="csv"))
+def test_png_figures_are_a_bounded_set_and_callback_metrics_are_filled(tmp_path):
+    monitor = ShatteringMonitor(every_n_steps=2, num_points=16)
+    _, trainer = _fit(tmp_path, monitor, steps=7, logger=CSVLogger(tmp_path, name="csv"))
     pngs = sorted(p.name for p in (tmp_path / "csv" / "version_0" / "shattering").glob("*.png"))
-    assert pngs == ["covariance_step0000000.png", "depth_profile_step0000000.png", "gradient_traces_step0000000.png"]
+    # four measurements (steps 0, 2, 4, 6): the latest, overwritten in place, and the one at init
+    figures = ("covariance", "depth_profile", "gradient_traces")
+    assert pngs == sorted([f"{f}.png" for f in figures] + [f"{f}_init.png" for f in figures])
     assert 0.0 < trainer.callback_metrics["shattering/effective_rank"].item() <= 16
 
 
@@ -136,8 +138,41 @@ def test_nan_gradients_warn_and_do_not_crash(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _, trainer = _fit(tmp_path, monitor, steps=2)
-    assert any("not finite" in str(w.message) for w in caught)
+    warned = [w for w in caught if "not finite" in str(w.message)]
+    assert len(warned) == 1  # two measurements, one warning per key
     assert "shattering/neighbor_corr" not in trainer.callback_metrics
+
+
+def test_a_flat_gradient_omits_its_spectral_slope_without_a_warning(tmp_path):
+    import timm
+
+    import timm_ll  # noqa: F401
+
+    class Wrapped(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = timm.create_model("ll_plain8", num_classes=4, in_chans=3).double()
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self.model(x.double()), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    monitor = ShatteringMonitor(every_n_steps=1000, num_points=16, log_figures=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _trainer(tmp_path, [monitor], steps=1).fit(Wrapped(), loader(dtype=torch.float64))
+    assert not [w for w in caught if "ShatteringMonitor" in str(w.message)]
+    assert monitor.last_measurement["shattering/neighbor_corr"] == 1.0
+    assert "shattering/spectral_slope" not in monitor.last_measurement
+
+
+def test_two_monitors_keep_separate_checkpoint_states():
+    first = ShatteringMonitor(module="model", num_points=8)
+    second = ShatteringMonitor(module="model", num_points=8, prefix="shattering_batch", bn_mode="batch")
+    assert first.state_key != second.state_key and first.state_key.startswith("ShatteringMonitor")
 
 
 def test_bad_configuration_is_refused_early(tmp_path):

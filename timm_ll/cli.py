@@ -1,14 +1,15 @@
-"""The ``timm-ll`` command.
+"""The timm-ll command.
 
-``timm-ll shatter`` measures gradient shattering of models at initialization on a line
-probe between two real images and prints a table, writes figures and (with ``--json``)
-every number. ``timm-ll train`` trains any timm model with a CIFAR recipe in Lightning, with
-the ShatteringMonitor, and reports test accuracy.
+timm-ll shatter measures gradient shattering of models at initialization on a line probe
+between two real images and prints a table, writes figures and (with --json) every number.
+timm-ll train trains any timm model with a CIFAR recipe in Lightning, with the
+ShatteringMonitor, and reports test accuracy.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import sys
@@ -16,15 +17,36 @@ import time
 from pathlib import Path
 from typing import Any
 
-EPILOG = """examples:
+DATA_HELP = (
+    "digits (scikit-learn's 8x8 digits, embedded: no download), cifar10 (torchvision's copy under "
+    "~/.cache/timm-ll, downloaded where a network exists), a CIFAR-10-style zip or folder laid out as "
+    "train/<class>/*.jpg and test/<class>/*.jpg, or an ImageFolder directory (<class>/*.jpg)"
+)
+SHATTER_EXAMPLES = """examples:
   timm-ll shatter                                   # 4 CIFAR families x depths 20, 56, 110 on digits
   timm-ll shatter --depths 20,56,110,200 --json shatter.json --out figures/
   timm-ll shatter --models resnet50,vit_small_patch16_224 --num-points 64
-  timm-ll shatter --data ../shared/data/cifar10-jpeg.zip --bn-mode batch
-  timm-ll train --model ll_plain56 --data ../shared/data/cifar10-jpeg.zip --epochs 30
-  timm-ll train --model cifar_resnet20 --data digits --max-steps 200 --json result.json
+  timm-ll shatter --data path/to/cifar10 --bn-mode batch   # your CIFAR-10 copy (folder or zip)
 """
+TRAIN_EXAMPLES = """examples:
+  timm-ll train --model cifar_resnet20 --data digits --max-steps 200 --json result.json
+  timm-ll train --model ll_plain56 --data path/to/cifar10 --epochs 30   # folder or zip: train/<class>/*.jpg
+  timm-ll train --model ll_plain56 --data cifar10 --epochs 30           # torchvision's copy
+"""
+BN_MODE_HELP = (
+    "how batch-norm layers normalize the probe: eval = with their running statistics (each probe point "
+    "is independent, as at inference); batch = with the probe's own statistics, held fixed in the backward "
+    "pass (the paper's 'BN over the grid')"
+)
 DEFAULT_FAMILIES = ("ll_plain", "crelu_plain", "plain", "cifar_resnet")
+
+
+class UsageError(Exception):
+    """A mistake in the command line; ``main`` prints it as one line and exits with status 2."""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the examples' layout and shows every option's default."""
 
 
 def _parse_list(text: str) -> list[str]:
@@ -39,75 +61,110 @@ def _parse_depths(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="timm-ll", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG
-    )
+    parser = argparse.ArgumentParser(prog="timm-ll", description=__doc__, formatter_class=_HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     shatter = commands.add_parser(
         "shatter",
         help="measure gradient shattering of models at init",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EPILOG,
+        description="Measure gradient shattering of models at initialization on a line between two real images.",
+        formatter_class=_HelpFormatter,
+        epilog=SHATTER_EXAMPLES,
     )
     shatter.add_argument(
         "--families",
         type=_parse_list,
-        default=list(DEFAULT_FAMILIES),
-        help="CIFAR families, crossed with --depths (default: %(default)s)",
+        default=",".join(DEFAULT_FAMILIES),
+        help="CIFAR families, crossed with --depths",
     )
-    shatter.add_argument("--depths", type=_parse_depths, default=[20, 56, 110], help="default: 20,56,110")
+    shatter.add_argument("--depths", type=_parse_depths, default="20,56,110", help="registered CIFAR depths")
     shatter.add_argument(
         "--models",
         type=_parse_list,
-        default=[],
+        default="",
         help="any timm model names instead of families x depths (input size from pretrained_cfg)",
     )
+    shatter.add_argument("--data", default="digits", help=DATA_HELP)
     shatter.add_argument(
-        "--data", default="digits", help="digits (embedded), a CIFAR-style zip/folder, an ImageFolder dir, or cifar10"
+        "--num-points", type=int, default=128, help="points on the line probe (128 keeps the default run short)"
     )
-    shatter.add_argument(
-        "--num-points",
-        type=int,
-        default=128,
-        help="points on the line probe (default 128 keeps the default run under a minute on 2 cores)",
-    )
-    shatter.add_argument("--bn-mode", choices=("eval", "batch"), default="eval")
+    shatter.add_argument("--bn-mode", choices=("eval", "batch"), default="eval", help=BN_MODE_HELP)
     shatter.add_argument(
         "--dtype",
         choices=("auto", "float64", "float32"),
         default="auto",
-        help="precision of the measurement; auto (default): float64 for looks-linear models, whose "
-        "exact cancellation leaves ~1e-3 relative round-off noise in float32 at depth 56+, "
-        "float32 for the rest",
+        help="precision of the measurement; auto: float64 for looks-linear models, whose exact cancellation "
+        "leaves ~1e-3 relative round-off noise in float32 at depth 56+, float32 for the rest",
     )
-    shatter.add_argument("--seed", type=int, default=0)
+    shatter.add_argument("--seed", type=int, default=0, help="seed of the weights and of the two probe images")
     shatter.add_argument("--out", type=Path, default=Path("timm-ll-shatter"), help="folder for the PNG figures")
     shatter.add_argument("--json", type=Path, default=None, help="write every number to this JSON file")
 
     train = commands.add_parser(
         "train",
         help="train a timm model with a CIFAR recipe and the ShatteringMonitor",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EPILOG,
+        description="Train any timm model with a CIFAR recipe in Lightning, with the ShatteringMonitor attached.",
+        formatter_class=_HelpFormatter,
+        epilog=TRAIN_EXAMPLES,
     )
-    train.add_argument("--model", required=True, help="any timm model name, e.g. ll_plain56")
-    train.add_argument("--data", default="digits", help="same sources as for shatter (train and test splits)")
+    train.add_argument("--model", required=True, default=argparse.SUPPRESS, help="any timm model name, e.g. ll_plain56")
+    train.add_argument("--data", default="digits", help=DATA_HELP + " (its train and test splits)")
     length = train.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=float, default=None, help="training length in epochs (default 30)")
+    length.add_argument("--epochs", type=float, default=30.0, help="training length in epochs")
     length.add_argument("--max-steps", type=int, default=None, help="training length in optimizer steps")
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--lr", type=float, default=0.1)
-    train.add_argument("--weight-decay", type=float, default=5e-4)
-    train.add_argument("--schedule", choices=("onecycle", "cosine"), default="onecycle")
-    train.add_argument("--label-smoothing", type=float, default=0.0)
+    train.add_argument("--batch-size", type=int, default=128, help="training batch size")
+    train.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
+    train.add_argument("--weight-decay", type=float, default=5e-4, help="on weights, not on norm scales and biases")
+    train.add_argument("--schedule", choices=("onecycle", "cosine"), default="onecycle", help="learning-rate schedule")
+    train.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing")
     train.add_argument("--train-subset", type=int, default=None, help="train on a fixed class-balanced subset")
     train.add_argument("--accelerator", default="auto", help="auto, cpu, gpu (bf16 + channels_last on GPU)")
-    train.add_argument("--precision", default=None, help="Lightning precision (default: bf16-mixed on GPU, else 32)")
+    train.add_argument("--precision", default=None, help="Lightning precision (None: bf16-mixed on GPU, else 32)")
     train.add_argument("--monitor-every", type=int, default=500, help="ShatteringMonitor period in steps (0: off)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="seed of the weights, the data order and augmentation")
     train.add_argument("--out", type=Path, default=Path("timm-ll-runs"), help="folder for logs and checkpoints")
     train.add_argument("--json", type=Path, default=None, help="write the result to this JSON file")
     return parser
+
+
+# ---- shatter --------------------------------------------------------------------------------
+def _unknown_model_message(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f"did you mean {', '.join(close)}?" if close else "timm.list_models() lists every name"
+    return f"unknown model {name!r}: {hint}"
+
+
+def check_model_names(names: list[str]) -> None:
+    """Raise :class:`UsageError` for any name that is not a registered timm model."""
+    import timm
+
+    import timm_ll  # noqa: F401  (registers the models even where the import hook is off)
+
+    for name in names:
+        if not timm.is_model(name):
+            raise UsageError(_unknown_model_message(name, timm.list_models()))
+
+
+def shatter_jobs(args: argparse.Namespace) -> list[tuple[str, str | None, int | None]]:
+    """``(registered model name, family, depth)`` for each model to measure; bad names raise :class:`UsageError`."""
+    from timm_ll.models.cifar import FAMILIES, REGISTERED_DEPTHS
+
+    if args.num_points < 2:
+        raise UsageError(f"--num-points {args.num_points}: a probe needs at least 2 points")
+    if args.models:
+        check_model_names(args.models)
+        return [(name, None, None) for name in args.models]
+    for family in args.families:
+        if family not in FAMILIES:
+            raise UsageError(
+                f"unknown family {family!r}: use {', '.join(FAMILIES)}, or --models with any timm model name"
+            )
+    for depth in args.depths:
+        if depth not in REGISTERED_DEPTHS:
+            raise UsageError(
+                f"--depths {depth}: use registered CIFAR depths ({', '.join(map(str, REGISTERED_DEPTHS))}); "
+                f"other 6n+2 depths: timm.create_model('ll_plain20', depth=...) in Python"
+            )
+    return [(f"{family}{depth}", family, depth) for family in args.families for depth in args.depths]
 
 
 def _probe_images(data: Any, input_size: tuple[int, int, int], mean: Any, std: Any, seed: int) -> Any:
@@ -127,33 +184,59 @@ def _probe_images(data: Any, input_size: tuple[int, int, int], mean: Any, std: A
     return (images - mean_t) / std_t
 
 
-def run_shatter(args: argparse.Namespace) -> dict[str, Any]:
+def measure_at_init(name: str, data: Any, args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
+    """Create ``name`` at init, take its input gradients on the line probe; ``(statistics row, gradients)``."""
     import timm
     import torch
-    from rich.console import Console
-    from rich.progress import Progress
+
+    from lightning_callbacks import functional as F
+
+    torch.manual_seed(args.seed)
+    model = timm.create_model(name)
+    looks_linear = getattr(model, "looks_linear", False)  # CifarNet and SkipFreeResNet both say
+    auto_dtype = torch.float64 if looks_linear else torch.float32
+    dtype = auto_dtype if args.dtype == "auto" else getattr(torch, args.dtype)
+    model = model.to(dtype)
+    cfg = model.pretrained_cfg
+    ends = _probe_images(data, cfg["input_size"], cfg["mean"], cfg["std"], args.seed).to(dtype)
+    probe = F.line_probe(ends[0], ends[1], args.num_points)
+    # bound memory on large inputs (224x224 timm models): samples are independent in eval mode
+    chunk = max(1, (2**22) // probe[0].numel()) if args.bn_mode == "eval" else None
+    grads = F.input_gradients(model, probe, bn_mode=args.bn_mode, chunk_size=chunk).input
+    row = dict(
+        model=name,
+        architecture=cfg.get("architecture", name),
+        input_size=list(cfg["input_size"]),
+        dtype=str(dtype).removeprefix("torch."),
+        **F.gradient_statistics(grads),
+    )
+    return row, grads
+
+
+def _print_table(console: Any, results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     from rich.table import Table
 
-    import timm_ll  # noqa: F401  (registers the models even where the import hook is off)
+    table = Table(
+        title=f"gradient shattering at init ({args.data}, {args.num_points}-point line probe, bn_mode={args.bn_mode})",
+        caption="flat: the gradient is the same at every point (a linear net), so it has no spectrum",
+    )
+    for column in ("model", "neighbor corr.", "effective rank", "spectral slope"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for r in results:
+        slope = "flat" if math.isnan(r["spectral_slope"]) else f"{r['spectral_slope']:.2f}"
+        table.add_row(r["model"], f"{r['neighbor_corr']:.3f}", f"{r['effective_rank']:.1f}", slope)
+    console.print(table)
+
+
+def run_shatter(args: argparse.Namespace) -> dict[str, Any]:
+    from rich.console import Console
+    from rich.progress import Progress
+
     from lightning_callbacks import functional as F
     from timm_ll.data import load_source
 
     console = Console()
-    if args.num_points < 2:
-        raise SystemExit(f"--num-points {args.num_points}: a probe needs at least 2 points")
-    jobs: list[tuple[str, str, int | None]] = (
-        [(name, name, None) for name in args.models]
-        if args.models
-        else [(f"{family}{depth}", family, depth) for family in args.families for depth in args.depths]
-    )
-    known = set(timm.list_models())
-    for name, family, _depth in jobs:
-        base = name if args.models else f"{family}20"
-        if base not in known:
-            raise SystemExit(
-                f"unknown model {base!r}: use a timm model name (timm.list_models()) or one of the "
-                f"families {', '.join(DEFAULT_FAMILIES)}"
-            )
+    jobs = shatter_jobs(args)
     data = load_source(args.data, "train")
     results: list[dict[str, Any]] = []
     grads_by_model: dict[str, Any] = {}
@@ -162,52 +245,15 @@ def run_shatter(args: argparse.Namespace) -> dict[str, Any]:
         task = progress.add_task("measuring", total=len(jobs))
         for name, family, depth in jobs:
             progress.update(task, description=f"measuring {name}")
-            torch.manual_seed(args.seed)
-            kwargs = {} if depth is None else {"depth": depth}
-            model = timm.create_model(f"{family}20" if depth is not None else name, **kwargs)
-            looks_linear = getattr(model, "looks_linear", False)  # CifarNet and SkipFreeResNet both say
-            dtype = (
-                getattr(torch, args.dtype)
-                if args.dtype != "auto"
-                else (torch.float64 if looks_linear else torch.float32)
-            )
-            model = model.to(dtype)
-            cfg = model.pretrained_cfg
-            ends = _probe_images(data, cfg["input_size"], cfg["mean"], cfg["std"], args.seed).to(dtype)
-            probe = F.line_probe(ends[0], ends[1], args.num_points)
-            # bound memory on large inputs (224x224 timm models): samples are independent in eval mode
-            chunk = max(1, (2**22) // probe[0].numel()) if args.bn_mode == "eval" else None
-            grads = F.input_gradients(model, probe, bn_mode=args.bn_mode, chunk_size=chunk).input
-            grads_by_model[name] = grads
-            results.append(
-                dict(
-                    model=name,
-                    family=family,
-                    depth=depth,
-                    input_size=list(cfg["input_size"]),
-                    dtype=str(dtype)[6:],
-                    neighbor_corr=F.neighbor_correlation(grads).item(),
-                    effective_rank=F.effective_rank(grads).item(),
-                    stable_rank=F.stable_rank(grads).item(),
-                    spectral_slope=F.spectral_slope(grads).item(),
-                )
-            )
+            row, grads_by_model[name] = measure_at_init(name, data, args)
+            results.append(dict(row, family=family, depth=depth))
             progress.advance(task)
     fits = {}
-    if not args.models:
-        for family in args.families:
-            rows = [r for r in results if r["family"] == family]
-            law, rate, r2 = F.fit_decay([r["depth"] for r in rows], [r["neighbor_corr"] for r in rows])
-            fits[family] = dict(law=law, rate=rate, r2=r2)
-    table = Table(
-        title=f"gradient shattering at init ({args.data}, {args.num_points}-point line probe, bn_mode={args.bn_mode})"
-    )
-    for column in ("model", "neighbor corr.", "effective rank", "spectral slope"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for r in results:
-        slope = "flat" if math.isnan(r["spectral_slope"]) else f"{r['spectral_slope']:.2f}"  # no spectrum
-        table.add_row(r["model"], f"{r['neighbor_corr']:.3f}", f"{r['effective_rank']:.1f}", slope)
-    console.print(table)
+    for family in dict.fromkeys(r["family"] for r in results if r["family"] is not None):
+        rows = [r for r in results if r["family"] == family]
+        law, rate, r2 = F.fit_decay([r["depth"] for r in rows], [r["neighbor_corr"] for r in rows])
+        fits[family] = dict(law=law, rate=rate, r2=r2)
+    _print_table(console, results, args)
     figures = write_figures(args.out, results, grads_by_model, fits)
     report = dict(
         schema="timm-ll/shatter/1",
@@ -243,60 +289,69 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+FIGURE_NAMES = ("neighbor_corr.png", "gradient_traces.png", "covariance.png")
+
+
 def write_figures(out: Path, results: list[dict[str, Any]], grads: dict[str, Any], fits: dict[str, Any]) -> list[Path]:
-    """Neighbor correlation vs depth per family (with fits), gradient traces and covariance images."""
+    """The run's three figures, always the same set (:data:`FIGURE_NAMES`), overwritten in ``out``.
+
+    ``neighbor_corr.png``: correlation against depth per family with the fitted laws, or one bar
+    per model for a ``--models`` run; ``gradient_traces.png`` and ``covariance.png``: one panel per model.
+    """
     from matplotlib.figure import Figure  # bare Figures: no pyplot, no backend needed
 
-    from lightning_callbacks.plotting import (
-        fitted_law_curve,
-        plot_covariance,
-        plot_depth_curves,
-        plot_gradient_traces,
-    )
+    from lightning_callbacks.plotting import plot_covariance, plot_gradient_traces, plot_model_bars
 
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths = [out / name for name in FIGURE_NAMES]
     if fits:
-        curves, fitted = {}, {}
-        for family, fit in fits.items():
-            rows = [r for r in results if r["family"] == family]
-            depths = [r["depth"] for r in rows]
-            values = [r["neighbor_corr"] for r in rows]
-            curves[family] = (depths, values)
-            curve = fitted_law_curve(depths, values, fit["law"], fit["rate"])
-            if curve is not None:
-                fitted[family] = curve
-        fig = plot_depth_curves(curves, fits=fitted, title="neighbor correlation vs depth (dashed: fitted law)")
-        paths.append(out / "neighbor_corr_vs_depth.png")
-        fig.savefig(paths[-1], dpi=110)
+        _depth_curves_figure(results, fits).savefig(paths[0], dpi=110)
+    else:
+        plot_model_bars({r["model"]: r["neighbor_corr"] for r in results}).savefig(paths[0], dpi=110)
     names = list(grads)
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
-    for kind, plot in (("gradient_traces", plot_gradient_traces), ("covariance", plot_covariance)):
+    for path, plot in zip(paths[1:], (plot_gradient_traces, plot_covariance)):
         fig = Figure(figsize=(4.2 * cols, 3.2 * rows), layout="constrained")
         for i, name in enumerate(names):
             plot(grads[name], ax=fig.add_subplot(rows, cols, i + 1), title=name)
-        paths.append(out / f"{kind}.png")
-        fig.savefig(paths[-1], dpi=90)
+        fig.savefig(path, dpi=90)
     return paths
 
 
+def _depth_curves_figure(results: list[dict[str, Any]], fits: dict[str, Any]) -> Any:
+    from lightning_callbacks.plotting import fitted_law_curve, law_label, plot_depth_curves
+
+    curves, fitted = {}, {}
+    for family, fit in fits.items():
+        rows = [r for r in results if r["family"] == family]
+        depths, values = [r["depth"] for r in rows], [r["neighbor_corr"] for r in rows]
+        curves[family] = (depths, values)
+        curve = fitted_law_curve(depths, values, fit["law"], fit["rate"])
+        if curve is not None:
+            fitted[family] = (*curve, law_label(fit["law"], fit["rate"], fit["r2"]))
+    return plot_depth_curves(curves, fits=fitted, title="neighbor correlation vs depth (dashed: fitted law)")
+
+
+# ---- train ----------------------------------------------------------------------------------
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
     from dataclasses import asdict
 
     from rich.console import Console
 
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size {args.batch_size}: use a positive integer")
+    check_model_names([args.model])  # before any data is decoded
+
     from timm_ll.data import load_source
     from timm_ll.training import Recipe, balanced_subset, fit_and_test
 
-    if args.batch_size < 1:
-        raise SystemExit(f"--batch-size {args.batch_size}: use a positive integer")
     console = Console()
     train, test = load_source(args.data, "train"), load_source(args.data, "test")
     if args.train_subset:
         train = balanced_subset(train, args.train_subset, seed=args.seed)
     steps_per_epoch = max(1, len(train) // args.batch_size)
-    max_steps = args.max_steps or round((args.epochs if args.epochs is not None else 30) * steps_per_epoch)
+    max_steps = args.max_steps or round(args.epochs * steps_per_epoch)
     recipe = Recipe(
         lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule, label_smoothing=args.label_smoothing
     )
@@ -324,7 +379,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     )
     console.print(
         f"[bold]{args.model}: test accuracy {100 * result.test_acc:.2f}%[/bold] "
-        f"({result.steps} steps, {result.seconds:.0f} s); logs in {result.log_dir}"
+        f"({result.steps} steps, {result.seconds:.0f} s)\n"
+        f"logs, figures and checkpoint: {result.log_dir}"
     )
     if args.json is not None:
         _write_json(args.json, report)
@@ -340,8 +396,8 @@ def main(argv: list[str] | None = None) -> int:
             run_shatter(args)
         elif args.command == "train":
             run_train(args)
-    except DataSourceError as error:
-        print(f"timm-ll: {error}", file=sys.stderr)
+    except (UsageError, DataSourceError) as error:
+        print(f"timm-ll: error: {error}", file=sys.stderr)
         return 2
     return 0
 

@@ -26,7 +26,7 @@ import operator
 import torch
 from torch import fx, nn
 
-from timm_ll.init import looks_linear_, orthogonal_
+from timm_ll.init import init_looks_linear_
 from timm_ll.layers import CReLU
 
 __all__ = ["make_looks_linear", "LooksLinearError", "affine_error"]
@@ -273,16 +273,11 @@ def make_looks_linear(
         if id(consumer) in consumers:
             continue
         replacement = _doubled(consumer)
-        looks_linear_(replacement)
         converted.set_submodule(consumer_path, replacement)
         consumers.add(id(replacement))
+    init_looks_linear_(converted, mirrored=lambda layer: id(layer) in consumers)
     for name, module in list(converted.named_modules()):
-        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)) and id(module) not in consumers:
-            if getattr(module, "groups", 1) == 1:
-                orthogonal_(module)
-        elif isinstance(module, nn.modules.batchnorm._NormBase):
-            module.reset_parameters()
-        elif type(module) in _AVG_FOR_MAX and not keep_maxpool:
+        if type(module) in _AVG_FOR_MAX and not keep_maxpool:
             if module.dilation not in (1, (1,), (1, 1), (1, 1, 1)) or module.return_indices:
                 raise LooksLinearError(f"max-pool {name!r} uses dilation or return_indices; no average pool matches it")
             converted.set_submodule(

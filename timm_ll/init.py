@@ -24,12 +24,13 @@ layer, square or not, strided or not, keeps the per-unit variance of its input.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
 from torch import nn
 
-__all__ = ["looks_linear_", "orthogonal_", "mirror_weight_", "OrthogonalKind"]
+__all__ = ["looks_linear_", "orthogonal_", "mirror_weight_", "init_looks_linear_", "OrthogonalKind"]
 
 OrthogonalKind = Literal["flattened", "delta"]
 _LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -129,3 +130,30 @@ def looks_linear_(module: nn.Module, kind: OrthogonalKind = "flattened") -> nn.M
     if module.bias is not None:
         nn.init.zeros_(module.bias)
     return module
+
+
+def init_looks_linear_(model: nn.Module, mirrored: Callable[[nn.Module], bool]) -> nn.Module:
+    """Looks-linear init of a whole network: the one place every LL model and the converter use.
+
+    Every conv/linear layer for which ``mirrored(layer)`` is true consumes a CReLU output and
+    gets :func:`looks_linear_`; every other one with ``groups=1`` (the first layer, which sees
+    the raw input) gets the plain :func:`orthogonal_`; grouped layers that are not mirrored keep
+    their init. Norm layers get their default reset (weight 1, bias 0, running statistics
+    cleared), so that at init, in eval mode, they are affine and the network stays exactly affine.
+
+    Args:
+        model: the network, initialized in place.
+        mirrored: tells which conv/linear layers consume a CReLU output.
+
+    Returns:
+        ``model``.
+    """
+    for module in model.modules():
+        if isinstance(module, _LAYER_TYPES):
+            if mirrored(module):
+                looks_linear_(module)
+            elif getattr(module, "groups", 1) == 1:
+                orthogonal_(module)
+        elif isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
+            module.reset_parameters()
+    return model

@@ -7,7 +7,9 @@ in memory, optional label smoothing. Used by ``timm-ll train`` and ``examples/de
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as L
@@ -77,13 +79,31 @@ def balanced_subset(data: ImageData, size: int, seed: int = 0) -> ImageData:
 
 
 class InMemoryImages(L.LightningDataModule):
-    """uint8 images held in memory; batches stay uint8 until they reach the device."""
+    """uint8 images held in memory; batches stay uint8 until they reach the device, where they are
+    augmented (random crop + flip, training only) and normalized.
+
+    Args:
+        train, test: the splits (or None, for a subclass that loads them in ``setup``).
+        batch_size: training batch size (evaluation uses twice as many).
+        num_workers: DataLoader workers.
+        mean, std: per-channel normalization in [0, 1] units (e.g. the model's ``pretrained_cfg``);
+            None: the training images' own statistics.
+        augment: random crop (4-pixel zero padding) + horizontal flip of training batches.
+    """
 
     def __init__(
-        self, train: ImageData | None, test: ImageData | None, batch_size: int = 128, num_workers: int = 0
+        self,
+        train: ImageData | None,
+        test: ImageData | None,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+        augment: bool = True,
     ) -> None:
         super().__init__()
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size, self.num_workers, self.augment = batch_size, num_workers, augment
+        self.mean, self.std = mean, std
         self.train_data = self.test_data = None
         if train is not None and test is not None:
             self._set_data(train, test)
@@ -92,6 +112,22 @@ class InMemoryImages(L.LightningDataModule):
         if train.classes != test.classes:
             raise ValueError(f"train and test classes differ: {train.classes} vs {test.classes}")
         self.train_data, self.test_data = train, test
+        if self.mean is None or self.std is None:
+            pixels = train.images.transpose(0, 1).reshape(train.images.shape[1], -1).double().div(255)
+            self.mean = tuple(pixels.mean(1).tolist()) if self.mean is None else self.mean
+            self.std = tuple(pixels.std(1).clamp_min(1e-3).tolist()) if self.std is None else self.std
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Augment (training only) and normalize uint8 images on the device; float batches pass unchanged."""
+        images, labels = batch
+        if images.dtype != torch.uint8:
+            return images, labels
+        images = images.float()
+        if self.augment and self.trainer is not None and self.trainer.training:
+            images = random_crop_flip(images)
+        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1) * 255
+        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1) * 255
+        return (images - mean) / std, labels
 
     def train_dataloader(self) -> DataLoader:
         data = TensorDataset(self.train_data.images, self.train_data.labels)
@@ -118,13 +154,21 @@ class InMemoryImages(L.LightningDataModule):
 class ImageSourceDataModule(InMemoryImages):
     """:class:`InMemoryImages` loaded by name or path (see :func:`timm_ll.data.load_source`) in ``setup``.
 
-    Configurable from a LightningCLI config: ``data: {source: digits, batch_size: 128}``.
+    Configurable from a LightningCLI config: ``data: {source: digits, batch_size: 128}``; ``mean``/``std``
+    default to the training images' statistics.
     """
 
     def __init__(
-        self, source: str = "digits", batch_size: int = 128, train_subset: int | None = None, num_workers: int = 0
+        self,
+        source: str = "digits",
+        batch_size: int = 128,
+        train_subset: int | None = None,
+        num_workers: int = 0,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+        augment: bool = True,
     ) -> None:
-        super().__init__(None, None, batch_size=batch_size, num_workers=num_workers)
+        super().__init__(None, None, batch_size, num_workers, mean=mean, std=std, augment=augment)
         self.source, self.train_subset = source, train_subset
 
     def setup(self, stage: str) -> None:
@@ -145,7 +189,6 @@ class ImageClassifier(L.LightningModule):
         num_classes: classifier outputs.
         recipe: optimization settings.
         max_steps: length of the LR schedule (the Trainer's ``max_steps``).
-        augment: random crop + flip on the device during training.
         channels_last: use the channels-last memory format (faster convs on GPUs).
         model_kwargs: extra ``timm.create_model`` arguments.
     """
@@ -156,7 +199,6 @@ class ImageClassifier(L.LightningModule):
         num_classes: int = 10,
         recipe: Recipe | None = None,
         max_steps: int = 1000,
-        augment: bool = True,
         channels_last: bool = False,
         model_kwargs: dict[str, Any] | None = None,
     ) -> None:
@@ -168,32 +210,19 @@ class ImageClassifier(L.LightningModule):
                 num_classes=num_classes,
                 recipe=asdict(self.recipe),
                 max_steps=max_steps,
-                augment=augment,
                 model_kwargs=model_kwargs or {},
             )
         )
         self.model = timm.create_model(model_name, num_classes=num_classes, **(model_kwargs or {}))
-        cfg = self.model.pretrained_cfg
-        self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, -1, 1, 1) * 255, persistent=False)
-        self.register_buffer("std", torch.tensor(cfg["std"]).view(1, -1, 1, 1) * 255, persistent=False)
-        self.max_steps, self.augment, self.channels_last = max_steps, augment, channels_last
+        self.max_steps, self.channels_last = max_steps, channels_last
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of normalized float images (N, C, H, W)."""
+        """Logits of normalized float images (N, C, H, W); the DataModule normalizes and augments."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        images, labels = batch
-        if images.dtype == torch.uint8:  # normalize (and augment) on the device
-            images = images.float()
-            if self.trainer.training and self.augment:
-                images = random_crop_flip(images)
-            images = (images - self.mean) / self.std
-            if self.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-        return images, labels
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         images, labels = batch
@@ -243,9 +272,10 @@ class ImageClassifier(L.LightningModule):
 
 @dataclass
 class TrainResult:
-    """What one training run produced."""
+    """What one training run produced (``log_dir`` and ``checkpoint`` on the same footing as ``out_dir``)."""
 
     model: str
+    architecture: str
     test_acc: float
     test_loss: float
     steps: int
@@ -253,6 +283,16 @@ class TrainResult:
     params: int
     log_dir: str
     checkpoint: str | None
+
+
+def run_loggers(out_dir: str, name: str) -> list[Any]:
+    """CSV and TensorBoard loggers writing into one ``out_dir/name/version_N`` folder."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    csv = CSVLogger(out_dir, name=name)
+    csv.experiment  # noqa: B018  (creates the folder while it is empty: no "not empty" warning from CSV)
+    # TensorBoard takes the CSV logger's version: one folder per run, not version_0 and version_1
+    return [csv, TensorBoardLogger(out_dir, name=name, version=csv.version, default_hp_metric=False)]
 
 
 def fit_and_test(
@@ -271,25 +311,18 @@ def fit_and_test(
     seed: int = 0,
     progress: bool = True,
     model_kwargs: dict[str, Any] | None = None,
-    run_name: str | None = None,
 ) -> TrainResult:
-    """Train ``model_name`` for ``max_steps`` with the recipe, then report accuracy on ``test``.
+    """Train the registered timm model ``model_name`` for ``max_steps`` with the recipe, then test it.
 
-    Logs to CSV and TensorBoard under ``out_dir/<run_name>`` (default: the model name; pass
-    e.g. ``ll_plain80`` when ``model_kwargs`` change the depth), checkpoints the last step, and
-    runs the ShatteringMonitor every ``monitor_every`` steps (None: off). On a GPU it trains in
+    Everything of the run lands in one printed folder, ``out_dir/<model_name>/version_N``: the
+    CSV metrics, the TensorBoard events, the ShatteringMonitor's figures (every
+    ``monitor_every`` steps; None: off) and the last-step checkpoint. On a GPU it trains in
     ``bf16-mixed`` with channels-last unless ``precision`` says otherwise.
     """
     import time
 
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-
-    from lightning_callbacks import ShatteringMonitor
-
     L.seed_everything(seed, verbose=False)
     on_gpu = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
-    precision = precision or ("bf16-mixed" if on_gpu else "32-true")
     module = ImageClassifier(
         model_name,
         num_classes=len(train.classes),
@@ -298,14 +331,60 @@ def fit_and_test(
         channels_last=on_gpu,
         model_kwargs=model_kwargs,
     )
-    run_name = run_name or model_name
-    loggers = [CSVLogger(out_dir, name=run_name), TensorBoardLogger(out_dir, name=run_name)]
-    checkpoint = ModelCheckpoint(dirpath=f"{loggers[0].log_dir}/checkpoints", save_last=True, save_top_k=0)
-    callbacks: list[Any] = [checkpoint]
-    if monitor_every:
-        callbacks.append(ShatteringMonitor(every_n_steps=monitor_every, module="model", log_figures=False))
-    trainer = L.Trainer(
+    loggers = run_loggers(out_dir, model_name)
+    trainer = _trainer(
+        loggers,
         max_steps=max_steps,
+        steps_per_epoch=max(1, len(train) // batch_size),
+        accelerator=accelerator,
+        precision=precision or ("bf16-mixed" if on_gpu else "32-true"),
+        monitor_every=monitor_every,
+        val_every_steps=val_every_steps,
+        progress=progress,
+    )
+    cfg = module.model.pretrained_cfg
+    data = InMemoryImages(train, test, batch_size=batch_size, mean=cfg.get("mean"), std=cfg.get("std"))
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    seconds = time.perf_counter() - start
+    metrics = trainer.test(module, datamodule=data, verbose=False)[0]
+    checkpoint = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+    return TrainResult(
+        model=model_name,
+        architecture=module.model.pretrained_cfg.get("architecture", model_name),
+        test_acc=float(metrics["test/acc"]),
+        test_loss=float(metrics["test/loss"]),
+        steps=trainer.global_step,
+        seconds=round(seconds, 1),
+        params=sum(p.numel() for p in module.model.parameters()),
+        log_dir=loggers[0].log_dir,
+        checkpoint=f"{loggers[0].log_dir}/checkpoints/{Path(checkpoint).name}" if checkpoint else None,
+    )
+
+
+def _trainer(
+    loggers: list[Any],
+    *,
+    max_steps: int,
+    steps_per_epoch: int,
+    accelerator: str,
+    precision: str,
+    monitor_every: int | None,
+    val_every_steps: int | None,
+    progress: bool,
+) -> L.Trainer:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from lightning_callbacks import ShatteringMonitor
+
+    log_dir = loggers[0].log_dir
+    callbacks: list[Any] = [ModelCheckpoint(dirpath=f"{log_dir}/checkpoints", save_last=True, save_top_k=0)]
+    if monitor_every:
+        callbacks.append(ShatteringMonitor(every_n_steps=monitor_every, module="model"))
+    return L.Trainer(
+        max_steps=max_steps,
+        # a real epoch count for the progress bar ("Epoch 3/12"); max_steps still ends the run
+        max_epochs=math.ceil(max_steps / steps_per_epoch),
         accelerator=accelerator,
         devices=1,
         precision=precision,
@@ -318,19 +397,4 @@ def fit_and_test(
         check_val_every_n_epoch=None if val_every_steps else 1,
         num_sanity_val_steps=0,
         limit_val_batches=0 if not val_every_steps else 1.0,
-    )
-    data = InMemoryImages(train, test, batch_size=batch_size)
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=data)
-    seconds = time.perf_counter() - start
-    metrics = trainer.test(module, datamodule=data, verbose=False)[0]
-    return TrainResult(
-        model=run_name,
-        test_acc=float(metrics["test/acc"]),
-        test_loss=float(metrics["test/loss"]),
-        steps=trainer.global_step,
-        seconds=round(seconds, 1),
-        params=sum(p.numel() for p in module.model.parameters()),
-        log_dir=loggers[0].log_dir,
-        checkpoint=checkpoint.last_model_path or None,
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -70,3 +72,21 @@ def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], model: nn.Modul
                 f"{tuple(own[key].shape)}: {hint}"
             )
     return state
+
+
+def check_pretrained_file(pretrained: bool, kwargs: Mapping[str, Any]) -> None:
+    """Name a missing local weights file before timm raises its bare ``FileNotFoundError``.
+
+    Our models have no hub weights: ``pretrained=True`` loads the ``file`` given through
+    ``pretrained_cfg_overlay`` (or a ``pretrained_cfg`` dict).
+    """
+    if not pretrained:
+        return
+    for key in ("pretrained_cfg_overlay", "pretrained_cfg"):
+        cfg = kwargs.get(key)
+        file = cfg.get("file") if isinstance(cfg, Mapping) else None
+        if file and not os.path.isfile(file):
+            raise FileNotFoundError(
+                f"{key} file {str(file)!r} does not exist: pass the path of a state dict, a timm checkpoint or a "
+                "Lightning .ckpt (timm-ll train writes <log_dir>/checkpoints/last.ckpt)"
+            )

@@ -42,11 +42,11 @@ except ImportError:  # timm < 1.0.20
         return {"device": None, "dtype": None} if param is None else {"device": param.device, "dtype": param.dtype}
 
 
-from timm_ll.init import looks_linear_, orthogonal_
+from timm_ll.init import init_looks_linear_, looks_linear_
 from timm_ll.layers import CReLU
-from timm_ll.models._checkpoint import checkpoint_filter_fn
+from timm_ll.models._checkpoint import check_pretrained_file, checkpoint_filter_fn
 
-__all__ = ["CifarNet", "CIFAR10_MEAN", "CIFAR10_STD", "valid_depths"]
+__all__ = ["CifarNet", "CIFAR10_MEAN", "CIFAR10_STD", "valid_depths", "FAMILIES", "REGISTERED_DEPTHS"]
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -214,24 +214,17 @@ class CifarNet(nn.Module):
     @torch.jit.ignore
     def init_weights(self) -> None:
         """(Re-)initialize every weight: looks-linear for LL nets, He et al. otherwise."""
+        if self.looks_linear:
+            init_looks_linear_(self, mirrored=lambda layer: layer is not self.stem.conv)
+            return
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                if self.init_mode == "looks_linear":
-                    orthogonal_(module) if module is self.stem.conv else looks_linear_(module)
-                else:
-                    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                    if module.bias is not None:
-                        nn.init.zeros_(module.bias)
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) and module.weight is not None:
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        self._init_classifier()
-
-    def _init_classifier(self) -> None:
-        if isinstance(self.fc, nn.Linear) and self.init_mode == "looks_linear":
-            if self.fc.in_features % 2:  # 'catavgmax' keeps it even; any other pool keeps the CReLU layout
-                raise ValueError(f"looks-linear classifier needs an even input size, got {self.fc.in_features}")
-            looks_linear_(self.fc)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
@@ -253,7 +246,8 @@ class CifarNet(nn.Module):
             global_pool = self.global_pool.pool_type
         self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool, **dd)
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
-        self._init_classifier()
+        if self.looks_linear and isinstance(self.fc, nn.Linear):
+            looks_linear_(self.fc)  # stays affine at init ('catavgmax' too: it keeps the CReLU layout)
         self.global_pool.train(self.training)
         self.fc.train(self.training)
 
@@ -321,10 +315,12 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "plain": dict(activation="relu", init="he"),
     "cifar_resnet": dict(activation="relu", init="he", residual=True),
 }
-REGISTERED_DEPTHS = (20, 32, 44, 56, 110, 200)
+# 8 (one block per stage) is the tiny member: quick checks and smoke tests
+REGISTERED_DEPTHS = (8, 20, 32, 44, 56, 110, 200)
 
 
 def _create_cifar_net(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    check_pretrained_file(pretrained, kwargs)
     return build_model_with_cfg(
         CifarNet,
         variant,
@@ -360,6 +356,12 @@ default_cfgs = generate_default_cfgs({f"{family}{depth}": _cfg() for family in F
 def _entry(family: str, depth: int, pretrained: bool, kwargs: dict[str, Any]) -> CifarNet:
     model_args = dict(FAMILIES[family], depth=depth)
     return _create_cifar_net(f"{family}{depth}", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def ll_plain8(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Looks-linear skip-free CReLU net, 8 layers (one block per stage: for quick checks)."""
+    return _entry("ll_plain", 8, pretrained, kwargs)
 
 
 @register_model
@@ -399,6 +401,12 @@ def ll_plain200(pretrained: bool = False, **kwargs: Any) -> CifarNet:
 
 
 @register_model
+def crelu_plain8(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free CReLU net with He init, 8 layers."""
+    return _entry("crelu_plain", 8, pretrained, kwargs)
+
+
+@register_model
 def crelu_plain20(pretrained: bool = False, **kwargs: Any) -> CifarNet:
     """Skip-free CReLU net with He init (the paper's "CReLU w/o LL"), 20 layers."""
     return _entry("crelu_plain", 20, pretrained, kwargs)
@@ -435,6 +443,12 @@ def crelu_plain200(pretrained: bool = False, **kwargs: Any) -> CifarNet:
 
 
 @register_model
+def plain8(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free ReLU net with He init, 8 layers."""
+    return _entry("plain", 8, pretrained, kwargs)
+
+
+@register_model
 def plain20(pretrained: bool = False, **kwargs: Any) -> CifarNet:
     """Skip-free ReLU net with He init (He et al. 2016's "plain" net), 20 layers."""
     return _entry("plain", 20, pretrained, kwargs)
@@ -468,6 +482,12 @@ def plain110(pretrained: bool = False, **kwargs: Any) -> CifarNet:
 def plain200(pretrained: bool = False, **kwargs: Any) -> CifarNet:
     """Skip-free ReLU net with He init, 200 layers."""
     return _entry("plain", 200, pretrained, kwargs)
+
+
+@register_model
+def cifar_resnet8(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """CIFAR ResNet-8 (one block per stage)."""
+    return _entry("cifar_resnet", 8, pretrained, kwargs)
 
 
 @register_model

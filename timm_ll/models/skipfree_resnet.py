@@ -22,9 +22,9 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import ResNet, build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
-from timm_ll.init import looks_linear_, orthogonal_
+from timm_ll.init import init_looks_linear_, looks_linear_
 from timm_ll.layers import CReLU
-from timm_ll.models._checkpoint import checkpoint_filter_fn
+from timm_ll.models._checkpoint import check_pretrained_file, checkpoint_filter_fn
 
 __all__ = ["SkipFreeResNet", "SkipFreeBasicBlock", "SkipFreeBottleneck"]
 
@@ -186,37 +186,32 @@ class SkipFreeResNet(ResNet):
         mult = 2 if looks_linear else 1
         block_args = dict(kwargs.pop("block_args", None) or {}, act_mult=mult)
         act_layer = crelu_layer if looks_linear else nn.ReLU
+        # decided before timm's __init__, which calls init_weights: the LL init then runs once, there
+        self.looks_linear = looks_linear
         super().__init__(
             block=block, layers=layers, act_layer=act_layer, block_args=block_args, zero_init_last=False, **kwargs
         )
-        self.looks_linear = looks_linear
         if looks_linear:
+            # timm's ResNet sizes the head and feature_info by filter counts; a CReLU doubles what each stage
+            # emits, and a max over [relu(z), relu(-z)] would break the exact cancellation (see the docstring)
             self.maxpool = nn.AvgPool2d(kernel_size=3, stride=2, padding=1, count_include_pad=False)
             for info in self.feature_info:
                 info["num_chs"] *= mult
             self.num_features *= mult
             self.reset_classifier(self.num_classes)
-            self.init_weights()
 
     @torch.jit.ignore
     def init_weights(self, zero_init_last: bool = False) -> None:
         """He init (timm's) for the ReLU variant; orthogonal stem + looks-linear everywhere else for LL."""
-        if not getattr(self, "looks_linear", False):
+        if self.looks_linear:
+            init_looks_linear_(self, mirrored=lambda layer: layer is not self.conv1)
+        else:
             super().init_weights(zero_init_last=False)
-            return
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                orthogonal_(module) if module is self.conv1 else looks_linear_(module)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-        if isinstance(self.fc, nn.Linear):
-            looks_linear_(self.fc)
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """timm's reset, plus a looks-linear classifier for the LL variant (it stays affine at init)."""
         super().reset_classifier(num_classes, global_pool)
-        if getattr(self, "looks_linear", False) and isinstance(self.fc, nn.Linear):
+        if self.looks_linear and isinstance(self.fc, nn.Linear):
             looks_linear_(self.fc)
 
 
@@ -248,6 +243,7 @@ default_cfgs = generate_default_cfgs({f"{p}_resnet{d}": _cfg() for p in ("ll", "
 
 
 def _create(variant: str, depth: int, looks_linear: bool, pretrained: bool, kwargs: dict[str, Any]) -> ResNet:
+    check_pretrained_file(pretrained, kwargs)
     block, layers = ARCHS[depth]
     model_args = dict(block=block, layers=layers, looks_linear=looks_linear)
     return build_model_with_cfg(

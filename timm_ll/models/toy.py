@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from timm_ll.init import looks_linear_, orthogonal_
+from timm_ll.init import init_looks_linear_
 from timm_ll.layers import CReLU
 
 ToyKind = Literal["feedforward", "resnet", "looks_linear"]
@@ -56,12 +56,11 @@ def toy_net(
     else:
         raise ValueError(f"kind={kind!r}: use 'feedforward', 'resnet' or 'looks_linear'")
     net = nn.Sequential(*layers)
+    if kind == "looks_linear":
+        return init_looks_linear_(net, mirrored=lambda layer: layer.in_features == 2 * width)
     for module in net.modules():
         if isinstance(module, nn.Linear):
-            if kind == "looks_linear":
-                looks_linear_(module) if module.in_features == 2 * width else orthogonal_(module)
-            elif module.in_features != 1:
+            if module.in_features != 1:
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
+            nn.init.zeros_(module.bias)
     return net

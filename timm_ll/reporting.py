@@ -1,4 +1,8 @@
-"""Shared helpers for benchmarks: machine description, timing, and writing a section of a docs page."""
+"""Helpers for the benchmarks and the reproduction scripts: the machine's name, timing, and a docs section.
+
+The results they write into ``docs/`` name the machine they came from (:func:`machine`) and
+replace only their own marked section of a Markdown page (:func:`write_section`).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+__all__ = ["machine", "median_time", "write_section"]
 
 
 def machine() -> str:
@@ -40,9 +44,9 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> floa
     return statistics.median(times)
 
 
-def write_section(page: str, name: str, markdown: str) -> Path:
-    """Replace (or append) the block between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` in docs/page."""
-    path = DOCS / page
+def write_section(path: Path | str, name: str, markdown: str) -> Path:
+    """Replace (or append) the block between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` in a Markdown file."""
+    path = Path(path)
     text = path.read_text() if path.exists() else f"# {path.stem.title()}\n"
     block = f"<!-- BEGIN {name} -->\n{markdown.strip()}\n<!-- END {name} -->"
     pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S)
