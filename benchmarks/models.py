@@ -1,31 +1,47 @@
-"""Train-step time, activation memory and parameter count of the four CIFAR families.
+"""Train-step time, activation memory, peak memory and parameter count of the model families.
 
-    python benchmarks/models.py [--depth 56] [--batch-size 128] [--repeats 5] [--device cpu]
+    python benchmarks/models.py [--depth 56] [--batch-size 128] [--repeats 15] [--device cpu]
     python benchmarks/models.py --imagenet [--batch-size 8]   # ll_resnet50 vs plain_resnet50 vs resnet50
+
+Each looks-linear model is measured twice in the same run: as it is (the CReLU -> conv pair
+keeps the CReLU's input for backward and recomputes the concatenation) and "before", with
+``timm_ll.layers.crelu_recompute(False)`` (the concatenation kept, as the package did before).
+Step times are medians over ``--repeats`` steps with the models alternated step by step, so
+that a slow phase of the machine hits every model alike.
+
+- Activation memory: bytes of the distinct tensors autograd keeps for backward during one
+  forward pass (counted with ``torch.autograd.graph.saved_tensors_hooks``): exact.
+- Peak memory: on CPU, the growth of the peak resident set size over one train step, in a fresh
+  process per model (it includes the first step's gradients and momentum buffers); on CUDA,
+  ``max_memory_allocated`` above what was held before the step.
 
 Writes the "models" (or "models-imagenet") section of docs/PERFORMANCE.md, suffixed with the
 device when it is not the CPU.
-Activation memory is the bytes of the distinct tensors autograd keeps for backward during one
-forward pass (counted with torch.autograd.graph.saved_tensors_hooks), which is what a train
-step holds at its peak beside weights and gradients; on CUDA the allocator's peak is reported too.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import timm
 import torch
 
 import timm_ll  # noqa: F401
-from timm_ll.reporting import machine, median_time, write_section
+from timm_ll.layers import crelu_recompute
+from timm_ll.reporting import machine, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 
 FAMILIES = ("plain", "ll_plain", "crelu_plain", "cifar_resnet")
 IMAGENET = ("resnet50", "ll_resnet50", "plain_resnet50")
+BEFORE = " (before)"  # suffix of a looks-linear model measured with the concatenation kept
 
 
 def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
@@ -42,32 +58,91 @@ def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
     return sum(storages.values())
 
 
-def measure(name: str, batch_size: int, repeats: int, device: str) -> dict[str, float]:
-    model = timm.create_model(name).to(device).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(batch_size, *model.pretrained_cfg["input_size"], device=device)
-    y = torch.randint(0, model.num_classes, (batch_size,), device=device)
+class Subject:
+    """One row: a model, its optimizer and data, and whether the CReLU recomputation is on."""
 
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
+    def __init__(self, label: str, batch_size: int, device: str) -> None:
+        self.label, self.name = label, label.removesuffix(BEFORE)
+        self.recompute = not label.endswith(BEFORE)
+        self.model = timm.create_model(self.name).to(device).train()
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
+        self.x = torch.randn(batch_size, *self.model.pretrained_cfg["input_size"], device=device)
+        self.y = torch.randint(0, self.model.num_classes, (batch_size,), device=device)
+        self.times: list[float] = []
 
-    seconds = median_time(step, repeats)
-    peak = float("nan")
-    if device == "cuda":
-        opt.zero_grad(set_to_none=True)
+    def context(self) -> contextlib.AbstractContextManager:
+        return crelu_recompute(self.recompute)
+
+    def step(self) -> None:
+        with self.context():
+            self.opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(self.model(self.x), self.y).backward()
+            self.opt.step()
+
+    def timed_step(self) -> None:
+        sync = torch.cuda.synchronize if self.x.is_cuda else (lambda: None)
+        sync()
+        start = time.perf_counter()
+        self.step()
+        sync()
+        self.times.append(time.perf_counter() - start)
+
+    def activation_bytes(self) -> int:
+        with self.context():
+            return saved_activation_bytes(self.model, self.x)
+
+    def cuda_peak_mib(self) -> float:
+        self.opt.zero_grad(set_to_none=True)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         held = torch.cuda.memory_allocated()
-        step()
-        peak = (torch.cuda.max_memory_allocated() - held) / 2**20  # what one step adds to the weights and state
-    return dict(
-        step_s=seconds,
-        act_mib=saved_activation_bytes(model, x) / 2**20,
-        peak_mib=peak,
-        params=sum(p.numel() for p in model.parameters()),
+        self.step()
+        return (torch.cuda.max_memory_allocated() - held) / 2**20
+
+
+def cpu_peak_mib(label: str, batch_size: int) -> float:
+    """Peak RSS growth of one train step of ``label`` in a fresh process (see the module docstring).
+
+    The peak is Linux's VmHWM, reset to the current RSS through ``/proc/self/clear_refs`` just
+    before the step (a child's ``ru_maxrss`` would start at its parent's size).
+    """
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import models; "
+        "s = models.Subject(sys.argv[2], int(sys.argv[3]), 'cpu'); "
+        "kib = lambda key: int(next(l for l in open('/proc/self/status') if l.startswith(key)).split()[1]); "
+        "open('/proc/self/clear_refs', 'w').write('5'); base = kib('VmRSS:'); s.step(); "
+        "print((kib('VmHWM:') - base) / 1024)"
     )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).parent), label, str(batch_size)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def measure(labels: list[str], batch_size: int, repeats: int, device: str) -> dict[str, dict[str, float]]:
+    subjects = [Subject(label, batch_size, device) for label in labels]
+    for subject in subjects:
+        subject.step()  # warm-up
+    for _ in range(repeats):
+        for subject in subjects:  # alternated step by step
+            subject.timed_step()
+    rows = {}
+    for s in subjects:
+        rows[s.label] = dict(
+            step_s=statistics.median(s.times),
+            act_mib=s.activation_bytes() / 2**20,
+            peak_mib=s.cuda_peak_mib() if device == "cuda" else float("nan"),
+            params=sum(p.numel() for p in s.model.parameters()),
+        )
+    del subjects
+    gc.collect()
+    if device == "cpu":
+        for label in labels:
+            rows[label]["peak_mib"] = cpu_peak_mib(label, batch_size)
+    return rows
 
 
 def main() -> None:
@@ -75,45 +150,50 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=56)
     parser.add_argument("--imagenet", action="store_true", help="ResNet-50 family at 224x224 instead")
     parser.add_argument("--batch-size", type=int, default=None, help="default 128 (CIFAR), 8 (ImageNet)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     batch = args.batch_size or (8 if args.imagenet else 128)
-    names = IMAGENET if args.imagenet else tuple(f"{f}{args.depth}" for f in FAMILIES)
-    rows = {}
-    for name in names:
-        rows[name] = measure(name, batch, args.repeats, args.device)
-        gc.collect()  # free this model before the next one is measured
-        if args.device == "cuda":
-            torch.cuda.empty_cache()
+    names = list(IMAGENET if args.imagenet else (f"{f}{args.depth}" for f in FAMILIES))
+    ll_name = "ll_resnet50" if args.imagenet else f"ll_plain{args.depth}"
+    labels = names[:2] + [ll_name + BEFORE] + names[2:]
+    rows = measure(labels, batch, args.repeats, args.device)
     base_name = names[0]
     base = rows[base_name]
     title = "ResNet-50 family, 224x224" if args.imagenet else f"CIFAR families at depth {args.depth}"
+    peak_what = "peak CUDA above weights (MiB)" if args.device == "cuda" else "peak RSS growth (MiB)"
     lines = [
         f"## {title}, batch {batch} ({args.device})",
         "",
         f"Machine: {machine()}. `python benchmarks/models.py {'--imagenet ' if args.imagenet else ''}"
-        f"--device {args.device}`; step time is the median of "
-        f"{args.repeats} SGD steps (forward, backward, update) after one warm-up; ratios are against `{base_name}` "
-        "from the same run. Activation memory: distinct tensors autograd saves for backward.",
+        f"--device {args.device} --repeats {args.repeats}`; step time is the median of {args.repeats} SGD steps "
+        f"(forward, backward, update) after one warm-up, the models alternated step by step; ratios are against "
+        f"`{base_name}` from the same run. *(before)*: the same model with the CReLU concatenation kept for "
+        "backward (`crelu_recompute(False)`), as the package did before. Activations: distinct tensors autograd "
+        "saves for backward (exact). Peak: see `benchmarks/models.py`.",
         "",
-        f"| model | params | step (s) | step / {base_name} | activations (MiB) | act. / {base_name} |"
-        + (" peak CUDA above weights+state (MiB) |" if args.device == "cuda" else ""),
-        "|---|---|---|---|---|---|" + ("---|" if args.device == "cuda" else ""),
+        f"| model | params | step (s) | step / {base_name} | activations (MiB) | act. / {base_name} "
+        f"| {peak_what} | peak / {base_name} |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in rows.items():
-        line = (
-            f"| {name} | {r['params']:,} | {r['step_s']:.3f} | {r['step_s'] / base['step_s']:.2f}x "
-            f"| {r['act_mib']:.1f} | {r['act_mib'] / base['act_mib']:.2f}x |"
+    for label, r in rows.items():
+        lines.append(
+            f"| {label} | {r['params']:,} | {r['step_s']:.3f} | {r['step_s'] / base['step_s']:.2f}x "
+            f"| {r['act_mib']:.1f} | {r['act_mib'] / base['act_mib']:.2f}x "
+            f"| {r['peak_mib']:.0f} | {r['peak_mib'] / base['peak_mib']:.2f}x |"
         )
-        lines.append(line + (f" {r['peak_mib']:.0f} |" if args.device == "cuda" else ""))
-    if not args.imagenet:
-        ll = rows[f"ll_plain{args.depth}"]
-        lines += [
-            "",
-            f"Targets (issue: model zoo): ll_plain step <= 2.1x plain -> **{ll['step_s'] / base['step_s']:.2f}x**; "
-            f"activation memory <= 1.5x plain -> **{ll['act_mib'] / base['act_mib']:.2f}x**.",
-        ]
+    ll, before = rows[ll_name], rows[ll_name + BEFORE]
+    lines += [
+        "",
+        f"Targets (issue: LL at plain memory): activations of {ll_name} <= 1.1x {base_name} -> "
+        f"**{ll['act_mib'] / base['act_mib']:.2f}x** (before: {before['act_mib'] / base['act_mib']:.2f}x)"
+        + (
+            f"; step <= 2.1x {base_name} -> **{ll['step_s'] / base['step_s']:.2f}x** "
+            f"(before, same run: {before['step_s'] / base['step_s']:.2f}x)."
+            if not args.imagenet
+            else "."
+        ),
+    ]
     section = ("models-imagenet" if args.imagenet else "models") + ("" if args.device == "cpu" else f"-{args.device}")
     path = write_section(REPO / "docs" / "PERFORMANCE.md", section, "\n".join(lines))
     print("\n".join(lines))

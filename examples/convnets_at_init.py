@@ -77,7 +77,7 @@ def main() -> None:
         "",
         "Fitted decay of the neighbor correlation with depth: " + "; ".join(fits) + ".",
         "",
-        "![neighbor correlation vs depth](figures/convnets_at_init/neighbor_corr_vs_depth.png)",
+        "![neighbor correlation vs depth](figures/convnets_at_init/neighbor_corr.png)",
         "![covariance images](figures/convnets_at_init/covariance.png)",
         "",
         f"ResNet-50 family at init (ImageNet size, {imagenet['num_points']}-point probe at 224x224):",

@@ -27,7 +27,7 @@ import torch
 from torch import fx, nn
 
 from timm_ll.init import init_looks_linear_
-from timm_ll.layers import CReLU
+from timm_ll.layers import CReLU, crelu_conv_type
 
 __all__ = ["make_looks_linear", "LooksLinearError", "affine_error"]
 
@@ -205,7 +205,8 @@ def _doubled(layer: nn.Module) -> nn.Module:
         return nn.Linear(2 * layer.in_features, layer.out_features, bias=layer.bias is not None, **factory)
     if layer.groups != 1:
         raise LooksLinearError(f"conv {layer} has groups={layer.groups}; looks-linear needs groups=1 consumers")
-    return type(layer)(
+    # a CReLU-consuming conv keeps the CReLU's input for backward, not its 2x output (see timm_ll.layers)
+    return crelu_conv_type(type(layer))(
         2 * layer.in_channels,
         layer.out_channels,
         layer.kernel_size,

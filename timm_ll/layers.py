@@ -1,57 +1,110 @@
 """Building blocks of looks-linear networks.
 
 The concatenated ReLU of Shang et al. (2016), used by Balduzzi et al. (2017) to build
-networks that are exactly linear at initialization.
+networks that are exactly linear at initialization, and the convolution that consumes it.
+
+Memory. A CReLU doubles the channels, and the convolution after it keeps its input for the
+weight gradient: kept naively, an LL unit (conv -> norm -> CReLU -> conv) holds the norm's
+input (C channels) plus the concatenation (2C), 1.5x a ReLU unit's C + C. Yet the
+concatenation is a cheap, exact function of the CReLU's input ``z``. So here the CReLU keeps
+``z`` (C) for its own backward, and :class:`CReLUConv2d` (and 1d/3d), fed a CReLU output,
+keeps that same ``z`` instead of the concatenation and recomputes ``[relu(z), relu(-z)]`` in
+its backward: C + C, like a ReLU unit.
+
+Why a custom ``autograd.Function`` and not torch's selective activation checkpointing: SAC
+recomputes the ops of one checkpointed region, but here the CReLU ends one block and the
+convolution starts the next, and the CReLU's output is what timm's ``forward_intermediates``,
+``features_only`` and the ShatteringMonitor observe and differentiate. Wrapping the pair in
+one region would move those block boundaries; the Function keeps every module, output and
+``state_dict`` key as it is, and the convolution's forward is the very ``F.conv*d`` call of
+``nn.Conv*d`` (bitwise-equal outputs). Its backward calls ``aten.convolution_backward``, the
+kernel autograd's own convolution backward uses.
+
+The CReLU output carries a weak reference to ``z`` (and its version): the convolution takes
+the recomputing path only while ``z`` is alive anyway (the CReLU's backward keeps it) and the
+output was not modified in place; otherwise (no grad, ``torch.compile`` -- whose partitioner
+makes the same recompute choice itself --, TorchScript, fx tracing, activation checkpointing,
+saved-tensor hooks that move ``z`` away) it is a plain convolution.
 """
 
 from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from timm.layers import register_notrace_module
 from torch import nn
 
-__all__ = ["CReLU", "crelu"]
+__all__ = ["CReLU", "crelu", "CReLUConv1d", "CReLUConv2d", "CReLUConv3d", "crelu_conv_type", "crelu_recompute"]
+
+# attribute of a CReLU output: (weak reference to the CReLU input, the output's version when made)
+_SOURCE = "_timm_ll_crelu_source"
+_RECOMPUTE = True
+
+
+@contextlib.contextmanager
+def crelu_recompute(enabled: bool) -> Iterator[None]:
+    """Turn the recomputation of CReLU outputs in backward on (the default) or off, for a block of code.
+
+    Off, a CReLU keeps its output for backward and the next convolution keeps it too (shared):
+    what this package did before, kept to measure the saving (``benchmarks/models.py``) and to
+    rule it out when debugging. Numerics are the same either way. Not thread-safe: a global switch.
+    """
+    global _RECOMPUTE
+    previous, _RECOMPUTE = _RECOMPUTE, enabled
+    try:
+        yield
+    finally:
+        _RECOMPUTE = previous
+
+
+def _crelu_values(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``cat([relu(x), relu(-x)], dim)`` written straight into one buffer (channels-last kept)."""
+    shape = list(x.shape)
+    shape[dim] *= 2
+    # keep a channels-last input channels-last (what the next conv wants on GPUs)
+    channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    out = torch.empty(
+        shape,
+        dtype=x.dtype,
+        device=x.device,
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format,
+    )
+    pos, neg = out.chunk(2, dim=dim)
+    torch.clamp_min(x, 0, out=pos)
+    torch.clamp_max(x, 0, out=neg)
+    neg.neg_()
+    return out
 
 
 class _CReLUFunction(torch.autograd.Function):
-    """CReLU whose backward keeps only its output.
+    """CReLU whose backward keeps only its input ``x`` (C channels), which the next conv shares.
 
-    ``torch.cat([relu(x), relu(-x)])`` built from primitives keeps both ReLU outputs for
-    backward *and* the concatenated copy the next layer keeps: 2x the activation memory.
-    The sign of ``x`` can be read back from the output (``x > 0`` iff the positive half
-    is > 0, ``x < 0`` iff the negative half is > 0), and the next conv/linear layer keeps
-    that same output tensor anyway, so saving it costs no extra memory at all.
+    With :func:`crelu_recompute` off it keeps its output instead (2C, shared with the next
+    layer, which keeps that output anyway): the sign of ``x`` is read back from the halves.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, dim: int) -> torch.Tensor:  # type: ignore[override]
-        # write both halves straight into one buffer: no temporaries for -x and the two relus
-        shape = list(x.shape)
-        shape[dim] *= 2
-        # keep a channels-last input channels-last (what the next conv wants on GPUs)
-        channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-        out = torch.empty(
-            shape,
-            dtype=x.dtype,
-            device=x.device,
-            memory_format=torch.channels_last if channels_last else torch.contiguous_format,
-        )
-        pos, neg = out.chunk(2, dim=dim)
-        torch.clamp_min(x, 0, out=pos)
-        torch.clamp_max(x, 0, out=neg)
-        neg.neg_()
-        ctx.dim = dim
-        ctx.save_for_backward(out)
+        out = _crelu_values(x, dim)
+        ctx.dim, ctx.kept_output = dim, not _RECOMPUTE
+        ctx.save_for_backward(out if ctx.kept_output else x)
         return out
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        (out,) = ctx.saved_tensors
-        pos, neg = out.chunk(2, dim=ctx.dim)
+        (kept,) = ctx.saved_tensors
         grad_pos, grad_neg = grad_out.chunk(2, dim=ctx.dim)
         # d relu(x)/dx = [x > 0]; d relu(-x)/dx = -[x < 0]; both 0 at x == 0, as torch.relu.
-        # threshold_backward is the kernel torch.relu's own backward uses; subtract in place.
+        # threshold_backward is the kernel torch.relu's own backward uses: x > 0 iff relu(x) > 0,
+        # and x < 0 iff relu(-x) > 0
+        if ctx.kept_output:
+            pos, neg = kept.chunk(2, dim=ctx.dim)
+        else:
+            pos, neg = kept, -kept
         grad_x = torch.ops.aten.threshold_backward(grad_pos, pos, 0)
         return grad_x.sub_(torch.ops.aten.threshold_backward(grad_neg, neg, 0)), None
 
@@ -60,9 +113,12 @@ def crelu(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """Concatenated ReLU: ``cat([relu(x), relu(-x)], dim)``; the output has twice ``x``'s size on ``dim``."""
     if torch.jit.is_scripting():
         return torch.cat((F.relu(x), F.relu(-x)), dim=dim)
-    if not x.requires_grad or not torch.is_grad_enabled():
+    if not x.requires_grad or not torch.is_grad_enabled() or torch.compiler.is_compiling():
         return torch.cat((F.relu(x), F.relu(-x)), dim=dim)
-    return _CReLUFunction.apply(x, dim)
+    out = _CReLUFunction.apply(x, dim)
+    if _RECOMPUTE and dim in (1, 1 - x.dim()):  # a channel CReLU: a following conv may recompute it from x
+        setattr(out, _SOURCE, (weakref.ref(x), out._version))
+    return out
 
 
 torch.fx.wrap("crelu")  # plain torch.fx tracing records one call instead of failing on the autograd.Function
@@ -89,3 +145,107 @@ class CReLU(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+class _ConvOfCReLU(torch.autograd.Function):
+    """A convolution of a CReLU output ``h`` that keeps the CReLU's input ``z`` for backward, not ``h``."""
+
+    @staticmethod
+    def forward(ctx, h, z, weight, bias, conv, stride, padding, dilation, groups):  # type: ignore[override]
+        out = conv(h, weight, bias, stride, padding, dilation, groups)  # nn.Conv*d's own call: same output
+        ctx.save_for_backward(z, weight)
+        ctx.conv_args = (stride, padding, dilation, groups)
+        ctx.dtypes = (h.dtype, weight.dtype, None if bias is None else bias.dtype, out.dtype)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):  # type: ignore[override]
+        z, weight = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conv_args
+        h_dtype, weight_dtype, bias_dtype, compute_dtype = ctx.dtypes
+        # under autocast the forward ran in compute_dtype (e.g. bf16): so does the recompute
+        h = _crelu_values(z, 1).to(compute_dtype)
+        grad_input, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+            grad_out.to(compute_dtype),
+            h,
+            weight.to(compute_dtype),
+            None if bias_dtype is None else [weight.shape[0]],
+            stride,
+            padding,
+            dilation,
+            False,
+            [0] * len(stride),
+            groups,
+            [ctx.needs_input_grad[0], ctx.needs_input_grad[2], bias_dtype is not None and ctx.needs_input_grad[3]],
+        )
+        return (
+            None if grad_input is None else grad_input.to(h_dtype),
+            None,
+            None if grad_weight is None else grad_weight.to(weight_dtype),
+            None if grad_bias is None else grad_bias.to(bias_dtype),
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+_FUNCTIONAL = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def _crelu_source(h: torch.Tensor) -> torch.Tensor | None:
+    """The live CReLU input that ``h`` was computed from, if ``h`` is an unmodified CReLU output."""
+    entry = h.__dict__.get(_SOURCE)
+    if entry is None:
+        return None
+    ref, version = entry
+    z = ref()
+    return z if z is not None and h._version == version else None
+
+
+def _conv_after_crelu(conv: nn.modules.conv._ConvNd, x: torch.Tensor) -> torch.Tensor:
+    z = _crelu_source(x) if isinstance(x, torch.Tensor) and torch.is_grad_enabled() else None
+    if z is None or conv.padding_mode != "zeros" or isinstance(conv.padding, str) or torch.compiler.is_compiling():
+        return conv._conv_forward(x, conv.weight, conv.bias)
+    functional = _FUNCTIONAL[len(conv.stride)]
+    return _ConvOfCReLU.apply(
+        x, z, conv.weight, conv.bias, functional, conv.stride, conv.padding, conv.dilation, conv.groups
+    )
+
+
+class _ConvAfterCReLU:
+    """The forward of the ``CReLUConv*d`` classes (a mixin, listed before ``nn.Conv*d``)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return self._conv_forward(input, self.weight, self.bias)
+        return _conv_after_crelu(self, input)
+
+
+@register_notrace_module
+class CReLUConv1d(_ConvAfterCReLU, nn.Conv1d):
+    """``nn.Conv1d`` that, fed a CReLU output, keeps the CReLU's input for backward (see the module docstring)."""
+
+
+@register_notrace_module
+class CReLUConv2d(_ConvAfterCReLU, nn.Conv2d):
+    """``nn.Conv2d`` that, fed a CReLU output, keeps the CReLU's input for backward (see the module docstring).
+
+    Same parameters, ``state_dict`` keys and forward output as ``nn.Conv2d``; any other input
+    is convolved exactly as ``nn.Conv2d`` does.
+    """
+
+
+@register_notrace_module
+class CReLUConv3d(_ConvAfterCReLU, nn.Conv3d):
+    """``nn.Conv3d`` that, fed a CReLU output, keeps the CReLU's input for backward (see the module docstring)."""
+
+
+_CRELU_CONV = {nn.Conv1d: CReLUConv1d, nn.Conv2d: CReLUConv2d, nn.Conv3d: CReLUConv3d}
+
+
+def crelu_conv_type(conv_type: type[nn.Module]) -> type[nn.Module]:
+    """The memory-saving CReLU-consuming class for ``nn.Conv1d/2d/3d`` (itself for any other layer type)."""
+    return _CRELU_CONV.get(conv_type, conv_type)

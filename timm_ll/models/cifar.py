@@ -43,7 +43,7 @@ except ImportError:  # timm < 1.0.20
 
 
 from timm_ll.init import init_looks_linear_, looks_linear_
-from timm_ll.layers import CReLU
+from timm_ll.layers import CReLU, CReLUConv2d
 from timm_ll.models._checkpoint import check_pretrained_file, checkpoint_filter_fn
 
 __all__ = ["CifarNet", "CIFAR10_MEAN", "CIFAR10_STD", "valid_depths", "FAMILIES", "REGISTERED_DEPTHS"]
@@ -81,12 +81,13 @@ class ConvNormAct(nn.Module):
         stride: int = 1,
         norm_layer: Callable[..., nn.Module] | None = nn.BatchNorm2d,
         act_layer: Callable[[], nn.Module] | None = nn.ReLU,
+        conv_layer: type[nn.Conv2d] = nn.Conv2d,
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
         dd = {"device": device, "dtype": dtype}
-        self.conv = nn.Conv2d(in_chs, out_chs, 3, stride=stride, padding=1, bias=norm_layer is None, **dd)
+        self.conv = conv_layer(in_chs, out_chs, 3, stride=stride, padding=1, bias=norm_layer is None, **dd)
         self.bn = norm_layer(out_chs, **dd) if norm_layer is not None else nn.Identity()
         self.act = act_layer() if act_layer is not None else nn.Identity()
 
@@ -189,9 +190,12 @@ class CifarNet(nn.Module):
         self.grad_checkpointing = False
         act_mult = 2 if activation == "crelu" else 1
         act_layer = CReLU if activation == "crelu" else partial(nn.ReLU, inplace=True)
-        unit_args = dict(norm_layer=norm_layer, act_layer=act_layer, **dd)
+        # every conv after the stem consumes a CReLU output: CReLUConv2d keeps the CReLU's input for
+        # backward instead of the 2x-channel concatenation (see timm_ll.layers)
+        conv_layer = CReLUConv2d if activation == "crelu" else nn.Conv2d
+        unit_args = dict(norm_layer=norm_layer, act_layer=act_layer, conv_layer=conv_layer, **dd)
 
-        self.stem = ConvNormAct(in_chans, widths[0], 1, **unit_args)
+        self.stem = ConvNormAct(in_chans, widths[0], 1, **dict(unit_args, conv_layer=nn.Conv2d))
         self.feature_info = [dict(num_chs=widths[0] * act_mult, reduction=1, module="stem")]
         block_cls = BasicBlock if residual else PlainBlock
         stages, in_chs, reduction = [], widths[0] * act_mult, 1

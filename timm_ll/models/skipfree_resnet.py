@@ -23,7 +23,7 @@ from timm.models import ResNet, build_model_with_cfg, generate_default_cfgs, reg
 from torch import nn
 
 from timm_ll.init import init_looks_linear_, looks_linear_
-from timm_ll.layers import CReLU
+from timm_ll.layers import CReLU, CReLUConv2d
 from timm_ll.models._checkpoint import check_pretrained_file, checkpoint_filter_fn
 
 __all__ = ["SkipFreeResNet", "SkipFreeBasicBlock", "SkipFreeBottleneck"]
@@ -36,6 +36,11 @@ def crelu_layer(inplace: bool = False) -> CReLU:
     of twice the size, so there is nothing to do in place and the flag is not used.
     """
     return CReLU(dim=1)
+
+
+def _conv_type(act_mult: int) -> type[nn.Conv2d]:
+    """Convs fed by a CReLU (act_mult 2) keep the CReLU's input for backward, not its 2x output (timm_ll.layers)."""
+    return CReLUConv2d if act_mult == 2 else nn.Conv2d
 
 
 def _refuse_unsupported(**options: object) -> None:
@@ -83,9 +88,10 @@ class SkipFreeBasicBlock(nn.Module):
         if cardinality != 1 or base_width != 64:
             raise ValueError("SkipFreeBasicBlock supports cardinality=1 and base_width=64, like timm's BasicBlock")
         dd = {"device": device, "dtype": dtype}
+        conv = _conv_type(act_mult)
         first_planes = planes // reduce_first
         first_dilation = first_dilation or dilation
-        self.conv1 = nn.Conv2d(
+        self.conv1 = conv(
             inplanes * act_mult,
             first_planes,
             3,
@@ -98,9 +104,7 @@ class SkipFreeBasicBlock(nn.Module):
         self.bn1 = norm_layer(first_planes, **dd)
         self.drop_block = drop_block() if drop_block is not None else nn.Identity()
         self.act1 = act_layer(inplace=True)
-        self.conv2 = nn.Conv2d(
-            first_planes * act_mult, planes, 3, padding=dilation, dilation=dilation, bias=False, **dd
-        )
+        self.conv2 = conv(first_planes * act_mult, planes, 3, padding=dilation, dilation=dilation, bias=False, **dd)
         self.bn2 = norm_layer(planes, **dd)
         self.act2 = act_layer(inplace=True)
 
@@ -140,14 +144,15 @@ class SkipFreeBottleneck(nn.Module):
         if cardinality != 1:
             raise ValueError("looks-linear init needs groups=1 convs; use cardinality=1")
         dd = {"device": device, "dtype": dtype}
+        conv = _conv_type(act_mult)
         width = int(planes * (base_width / 64)) * cardinality
         first_planes = width // reduce_first
         outplanes = planes * self.expansion
         first_dilation = first_dilation or dilation
-        self.conv1 = nn.Conv2d(inplanes * act_mult, first_planes, 1, bias=False, **dd)
+        self.conv1 = conv(inplanes * act_mult, first_planes, 1, bias=False, **dd)
         self.bn1 = norm_layer(first_planes, **dd)
         self.act1 = act_layer(inplace=True)
-        self.conv2 = nn.Conv2d(
+        self.conv2 = conv(
             first_planes * act_mult,
             width,
             3,
@@ -160,7 +165,7 @@ class SkipFreeBottleneck(nn.Module):
         self.bn2 = norm_layer(width, **dd)
         self.drop_block = drop_block() if drop_block is not None else nn.Identity()
         self.act2 = act_layer(inplace=True)
-        self.conv3 = nn.Conv2d(width * act_mult, outplanes, 1, bias=False, **dd)
+        self.conv3 = conv(width * act_mult, outplanes, 1, bias=False, **dd)
         self.bn3 = norm_layer(outplanes, **dd)
         self.act3 = act_layer(inplace=True)
 

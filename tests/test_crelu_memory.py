@@ -1,0 +1,136 @@
+"""The CReLU -> conv pair keeps the CReLU's input for backward, not its 2x output (issue: LL at plain memory).
+
+Every check compares against the same model with the recomputation off (``crelu_recompute(False)``:
+the CReLU keeps its output, shared with the next conv), which is what the package did before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import pytest
+import timm
+import torch
+
+import timm_ll
+from lightning_callbacks import functional as F
+from timm_ll.layers import CReLU, CReLUConv2d, crelu, crelu_recompute
+
+
+def _saved_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the distinct storages autograd keeps for backward (parameters excluded)."""
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if not isinstance(t, torch.nn.Parameter):
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)
+    return sum(storages.values())
+
+
+def _train_step(model: torch.nn.Module, x: torch.Tensor, recompute: bool, **context):
+    model = copy.deepcopy(model)
+    x = x.clone().requires_grad_()
+    autocast = torch.autocast("cpu", **context) if context else contextlib.nullcontext()
+    with crelu_recompute(recompute), autocast:
+        out = model(x)
+        out.float().square().sum().backward()
+    return out.detach(), x.grad, {n: p.grad for n, p in model.named_parameters()}
+
+
+def _assert_same_step(new, old, rtol=1e-6):
+    assert torch.equal(new[0], old[0])  # forward outputs bitwise equal
+    torch.testing.assert_close(new[1], old[1], rtol=rtol, atol=0)
+    for name in old[2]:
+        torch.testing.assert_close(new[2][name], old[2][name], rtol=rtol, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize(("name", "shape"), [("ll_plain20", (8, 3, 32, 32)), ("ll_resnet18", (2, 3, 64, 64))])
+def test_same_outputs_and_gradients_as_keeping_the_concatenation(name, shape):
+    model = timm.create_model(name).train()
+    x = torch.randn(shape)
+    _assert_same_step(_train_step(model, x, True), _train_step(model, x, False))
+
+
+def test_activation_memory_of_ll_nets_is_that_of_plain_nets():
+    x = torch.randn(4, 3, 32, 32)
+    ll, plain = timm.create_model("ll_plain20").train(), timm.create_model("plain20").train()
+    assert _saved_bytes(ll, x) <= 1.1 * _saved_bytes(plain, x)
+    with crelu_recompute(False):
+        assert _saved_bytes(ll, x) >= 1.4 * _saved_bytes(plain, x)  # what keeping the concatenation costs
+
+
+def test_gradcheck_float64():
+    torch.manual_seed(0)
+    template = CReLUConv2d(6, 4, 3, stride=2, padding=1, bias=True).double()
+
+    def pair(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        conv = copy.deepcopy(template)
+        del conv.weight, conv.bias
+        conv.weight, conv.bias = weight, bias  # plain tensors: gradcheck differentiates w.r.t. them
+        return conv(crelu(z))
+
+    z = torch.randn(2, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    weight = template.weight.detach().requires_grad_()
+    bias = template.bias.detach().requires_grad_()
+    assert type(pair(z, weight, bias).grad_fn).__name__ == "_ConvOfCReLUBackward"  # the recomputing path
+    assert torch.autograd.gradcheck(pair, (z, weight, bias))
+
+
+def test_channels_last_and_bf16_autocast_and_compile():
+    model = timm.create_model("ll_plain8").train()
+    x = torch.randn(4, 3, 32, 32)
+    cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    cl_x = x.contiguous(memory_format=torch.channels_last)
+    new, old = _train_step(cl_model, cl_x, True), _train_step(cl_model, cl_x, False)
+    _assert_same_step(new, old)
+    bf16_new = _train_step(model, x, True, dtype=torch.bfloat16)
+    bf16_old = _train_step(model, x, False, dtype=torch.bfloat16)
+    _assert_same_step(bf16_new, bf16_old, rtol=1e-2)
+    compiled = torch.compile(copy.deepcopy(model), backend="aot_eager")
+    out = compiled(x)
+    out.sum().backward()
+    torch.testing.assert_close(out, model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_grad_checkpointing_and_the_monitors_layer_gradients():
+    model = timm.create_model("ll_plain8").train()
+    x = torch.randn(4, 3, 32, 32)
+    checkpointed = copy.deepcopy(model)
+    checkpointed.set_grad_checkpointing(True)
+    _assert_same_step(_train_step(checkpointed, x, True), _train_step(model, x, False))
+    layers = ["stem", "stages.0.0", "stages.1.0", "stages.2.0"]
+    probe = F.line_probe(x[0], x[1], 8)
+    new = F.input_gradients(model, probe, layers=layers, bn_mode="batch")
+    with crelu_recompute(False):
+        old = F.input_gradients(model, probe, layers=layers, bn_mode="batch")
+    torch.testing.assert_close(new.input, old.input, rtol=1e-6, atol=0)
+    for name in layers:
+        torch.testing.assert_close(new.layers[name], old.layers[name], rtol=1e-6, atol=0)
+
+
+def test_every_crelu_family_and_the_converter_use_it():
+    for name in ("ll_plain8", "crelu_plain8", "ll_resnet18"):
+        model = timm.create_model(name)
+        assert any(isinstance(m, CReLUConv2d) for m in model.modules()), name
+        assert not any(type(m) is torch.nn.Conv2d and m.in_channels > 3 for m in model.modules()), name
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3))
+    converted = timm_ll.make_looks_linear(plain, torch.randn(1, 3, 8, 8))
+    assert isinstance(converted[1], CReLU) and isinstance(converted[2], CReLUConv2d)
+    assert set(converted.state_dict()) == set(plain.state_dict())
+    assert set(timm.create_model("ll_plain8").state_dict()) == set(timm.create_model("crelu_plain8").state_dict())
+
+
+def test_an_in_place_change_of_the_crelu_output_is_respected():
+    conv = CReLUConv2d(4, 3, 1, bias=False)
+    z = torch.randn(2, 2, 3, 3, requires_grad=True)
+    h = crelu(z)
+    h.mul_(2.0)  # the concatenation is no longer crelu(z): the conv must not recompute it from z
+    conv(h).sum().backward()
+    reference_weight = conv.weight.detach().clone().requires_grad_()
+    torch.nn.functional.conv2d(2.0 * crelu(z.detach()), reference_weight).sum().backward()
+    torch.testing.assert_close(conv.weight.grad, reference_weight.grad)
