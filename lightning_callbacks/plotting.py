@@ -94,7 +94,8 @@ def law_label(law: str | None, rate: float, r2: float) -> str:
     """Legend text of a fitted decay law (see ``functional.fit_decay``), e.g. ``c ~ exp(-0.035 depth), R² 0.98``."""
     if law is None or not math.isfinite(rate):
         return "no fit (fewer than 3 positive values)"
-    formula = f"c ~ exp(-{rate:.3g} depth)" if law == "exponential" else f"c ~ depth^-{rate:.3g}"
+    exponent = -rate + 0.0  # + 0.0: a zero rate reads "0", not "-0"
+    formula = f"c ~ exp({exponent:.3g} depth)" if law == "exponential" else f"c ~ depth^{exponent:.3g}"
     return f"{law} law: {formula}, R² {r2:.2f}"
 
 
@@ -144,6 +145,9 @@ def plot_depth_curves(
             xs, ys, label = fits[name]
             ax.plot(xs, ys, "--", color=line.get_color(), lw=0.8, label=f"  {label}")
     ax.set_xscale("log")
+    depths = sorted({d for ds, _ in curves.values() for d in ds})
+    ax.set_xticks(depths, [str(d) for d in depths])
+    ax.xaxis.set_minor_locator(FixedLocator([]))
     all_values = [v for _, values in curves.values() for v in values]
     _style_correlation_axes(ax, "depth", title or "neighbor correlation vs depth", all_values)
     return fig
