@@ -1,6 +1,17 @@
-"""Cost of the ShatteringMonitor: fit wall time with vs without it, and one probe vs one training step.
+"""Cost of the ShatteringMonitor: one measurement in training steps, and its overhead beside Cockpit's.
 
-    python benchmarks/monitor_overhead.py [--steps 2000] [--repeats 3]
+    pip install -e ".[bench]"        # Cockpit and BackPACK, for the side-by-side
+    python benchmarks/monitor_overhead.py [--repeats 5] [--steps 640]
+
+1. One measurement of the default monitor (4 lines x 64 points, input and every block, all
+   statistics, figures to a TensorBoard logger) against one SGD step of the same model on a
+   batch of 256 (as many samples as the probe has points), alternated, medians.
+2. Its overhead over a 10,000-step run at the default schedule (20 measurements), from those
+   medians and the median SGD step at the recipe's batch of 128.
+3. Side by side with Cockpit (Schneider et al. 2021) in its "economy" configuration, both at
+   every 64 steps, on one BN-free convnet (BackPACK needs one) and one loop: the same manual-
+   optimization LightningModule, with nothing, with our monitor, or with Cockpit's context
+   around the backward pass; fits alternated, medians.
 
 Writes the "monitor" section of docs/PERFORMANCE.md.
 """
@@ -8,142 +19,225 @@ Writes the "monitor" section of docs/PERFORMANCE.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as L
 import timm
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import timm_ll  # noqa: F401
 from lightning_callbacks import ShatteringMonitor
-from lightning_callbacks import functional as F
-from timm_ll.reporting import machine, median_time, write_section
+from lightning_callbacks.shattering import early_steps
+from timm_ll.reporting import machine, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-class Classifier(L.LightningModule):
+class Wrapped(L.LightningModule):
+    """The usual pattern: the network as ``self.model``."""
+
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.model = net
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
     def training_step(self, batch, batch_idx):
         x, y = batch
-        return nn.functional.cross_entropy(self.model(x), y)
+        return nn.functional.cross_entropy(self(x), y)
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.01, momentum=0.9)
 
 
-def small_net() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1),
-        nn.BatchNorm2d(16),
-        nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1),
-        nn.BatchNorm2d(16),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 10),
-    )
-
-
-def fit_seconds(steps: int, monitor: bool) -> tuple[float, float]:
-    """Wall time of a fit, and the time spent inside the monitor's hook (0 without it)."""
-    L.seed_everything(0, verbose=False)
-    data = TensorDataset(torch.randn(2048, 3, 16, 16), torch.randint(0, 10, (2048,)))
-    callbacks = []
-    in_monitor = [0.0]
-    if monitor:
-        callback = ShatteringMonitor(log_figures=False)
-        hook = callback.on_train_batch_start
-
-        def timed_hook(*args, **kwargs):  # every call of the hook, measuring or not
-            start = time.perf_counter()
-            hook(*args, **kwargs)
-            in_monitor[0] += time.perf_counter() - start
-
-        callback.on_train_batch_start = timed_hook
-        callbacks.append(callback)
-    trainer = L.Trainer(
-        max_steps=steps,
+def _trainer(**kwargs: Any) -> L.Trainer:
+    defaults = dict(
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=callbacks,
     )
+    return L.Trainer(**(defaults | kwargs))
+
+
+def measurement_vs_step(name: str, repeats: int) -> dict[str, float]:
+    """Median seconds of one default measurement (figures to TensorBoard) and of SGD steps at 256 and 128."""
+    torch.manual_seed(0)
+    module = Wrapped(timm.create_model(name, num_classes=10))
+    x, y = torch.randn(256, 3, 32, 32), torch.randint(0, 10, (256,))
+    monitor = ShatteringMonitor()  # the defaults: 4 lines x 64 points, auto blocks, figures
+    trainer = _trainer(max_steps=1, logger=TensorBoardLogger(tempfile.mkdtemp()), callbacks=[monitor])
+    trainer.fit(module, DataLoader(TensorDataset(x[:128], y[:128]), batch_size=128))  # sets the lines up
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
+
+    def step(batch: int) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(module.model(x[:batch]), y[:batch]).backward()
+        optimizer.step()
+
+    times: dict[str, list[float]] = {"measure": [], "step256": [], "step128": []}
+    actions = {"measure": lambda: monitor.measure(trainer), "step256": lambda: step(256), "step128": lambda: step(128)}
+    for action in actions.values():
+        action()  # warm-up
+    for _ in range(repeats):
+        for key, action in actions.items():  # alternated
+            start = time.perf_counter()
+            action()
+            times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+def bn_free_net() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 10),
+    )
+
+
+class ManualLoop(L.LightningModule):
+    """One SGD loop for all three runs; ``cockpit`` wraps the backward pass in Cockpit's context."""
+
+    def __init__(self, cockpit_every: int | None = None) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.model = bn_free_net()
+        self.cockpit = None
+        if cockpit_every:
+            from backpack import extend
+            from cockpit import Cockpit
+            from cockpit.utils import configuration, schedules
+
+            self.model = extend(self.model)
+            self.loss_fn = extend(nn.CrossEntropyLoss())
+            schedule = schedules.linear(cockpit_every)
+            self.cockpit = Cockpit(
+                self.model.parameters(), quantities=configuration.configuration("economy", track_schedule=schedule)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch, batch_idx):
+        optimizer = self.optimizers()
+        x, y = batch
+        optimizer.zero_grad()
+        logits = self(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        if self.cockpit is None:
+            self.manual_backward(loss)
+        else:
+            step = self.global_step
+            info = {
+                "batch_size": x.shape[0],
+                "individual_losses": nn.functional.cross_entropy(logits, y, reduction="none"),
+                "loss": loss,
+                "optimizer": optimizer.optimizer,
+            }
+            with self.cockpit(step, info=info):
+                loss.backward(create_graph=self.cockpit.create_graph(step))
+        optimizer.step()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01, momentum=0.9)
+
+
+def fit_seconds(kind: str, steps: int) -> float:
+    L.seed_everything(0, verbose=False)
+    data = DataLoader(TensorDataset(torch.randn(4096, 3, 32, 32), torch.randint(0, 10, (4096,))), batch_size=128)
+    callbacks = (
+        [ShatteringMonitor(every_n_steps=64, log_spaced_start=False, log_figures=kind == "ours+figures")]
+        if kind.startswith("ours")
+        else []
+    )
+    module = ManualLoop(cockpit_every=64 if kind == "cockpit" else None)
+    trainer = _trainer(max_steps=steps, callbacks=callbacks, default_root_dir=tempfile.mkdtemp())
     start = time.perf_counter()
-    trainer.fit(Classifier(small_net()), DataLoader(data, batch_size=128, shuffle=True))
-    return time.perf_counter() - start, in_monitor[0]
-
-
-def probe_vs_step(name: str, batch_size: int, repeats: int) -> tuple[float, float]:
-    model = timm.create_model(name).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    x, y = torch.randn(batch_size, 3, 32, 32), torch.randint(0, 10, (batch_size,))
-
-    def step() -> None:
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    probe = F.line_probe(x[0], x[1], batch_size)
-    layers = F.auto_layers(model)
-
-    def measure() -> None:
-        grads = F.input_gradients(model, probe, layers=layers)
-        F.gradient_statistics(grads.input)
-        F.depth_profile(grads.layers)
-
-    return median_time(measure, repeats), median_time(step, repeats)
+    with contextlib.redirect_stdout(None):
+        trainer.fit(module, data)
+    return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=640, help="steps of each side-by-side fit (10 measurements)")
+    parser.add_argument("--models", default="ll_plain20,cifar_resnet20")
     args = parser.parse_args()
-    fits: dict[bool, list[float]] = {False: [], True: []}
-    inside: list[float] = []
-    for _ in range(args.repeats):  # alternate, so drift in machine load hits both alike
-        for monitor in (False, True):
-            seconds, in_monitor = fit_seconds(args.steps, monitor)
-            fits[monitor].append(seconds)
-            if monitor:
-                inside.append(in_monitor)
-    base, with_monitor = statistics.median(fits[False]), statistics.median(fits[True])
-    direct = statistics.median(inside)
-    rows = [(name, *probe_vs_step(name, 128, 5)) for name in ("cifar_resnet20", "ll_plain20", "plain56")]
+
+    costs = {name: measurement_vs_step(name, args.repeats) for name in args.models.split(",")}
+    count = len(set(early_steps(1000)) | set(range(0, 10_001, 1000)))
+    try:
+        import cockpit  # noqa: F401
+
+        kinds = ("base", "ours", "ours+figures", "cockpit")
+    except ImportError:
+        print('Cockpit is not installed (pip install -e ".[bench]"): the side-by-side is skipped')
+        kinds = ("base", "ours", "ours+figures")
+    fits: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for _ in range(args.repeats):
+        for kind in kinds:  # alternated, so drift in machine load hits every loop alike
+            fits[kind].append(fit_seconds(kind, args.steps))
+    base = statistics.median(fits["base"])
+    overhead = {kind: 100 * (statistics.median(fits[kind]) / base - 1) for kind in kinds if kind != "base"}
+
     lines = [
-        "## ShatteringMonitor overhead",
+        "## ShatteringMonitor cost",
         "",
-        f"Machine: {machine()}. `python benchmarks/monitor_overhead.py`.",
+        f"Machine: {machine()}. `python benchmarks/monitor_overhead.py --repeats {args.repeats} --steps {args.steps}`.",
         "",
-        f"Fit of {args.steps} steps (small BN convnet, batch 128 as in the CIFAR recipe, 16x16 inputs), "
-        "default schedule (`every_n_steps=1000`, 256-point probe, `layers='auto'`), median of "
-        f"{args.repeats} fits each, alternated. Time spent inside the monitor's hook (every call, measuring or "
-        f"not), median: {direct:.3f} s against {base:.2f} s of fit without it -> **overhead "
-        f"{100 * direct / base:.2f}%** (target <= 1%). End to end the fits took {base:.2f} s without and "
-        f"{with_monitor:.2f} s with the monitor ({100 * (with_monitor / base - 1):+.2f}%), a difference below "
-        "this machine's run-to-run noise (individual fits: "
-        f"without {', '.join(f'{t:.1f}' for t in fits[False])} s; with {', '.join(f'{t:.1f}' for t in fits[True])} s).",
+        "One measurement at the defaults (4 lines x 64 points = 256, input and every block, all statistics, "
+        "figures to a TensorBoard logger) against one SGD step of the same model on 256 samples, and the "
+        f"overhead over a 10,000-step run at the default schedule ({count} measurements: step 0, the log-spaced "
+        "start, then every 1000) against SGD steps of the recipe's batch 128; medians of "
+        f"{args.repeats}, alternated:",
         "",
-        "One probe (128 points, input + every auto layer, all statistics) against one SGD step at batch 128, "
-        "medians of 5:",
-        "",
-        "| model | probe (s) | train step (s) | probe / step |",
-        "|---|---|---|---|",
-        *[f"| {n} | {p:.3f} | {s:.3f} | **{p / s:.2f}x** |" for n, p, s in rows],
-        "",
-        "Target: one probe <= 2x one training step.",
+        "| model | measurement (s) | step at 256 (s) | measurement / step | step at 128 (s) | overhead at 10k steps |",
+        "|---|---|---|---|---|---|",
     ]
+    for name, c in costs.items():
+        run_overhead = 100 * count * c["measure"] / (10_000 * c["step128"])
+        lines.append(
+            f"| {name} | {c['measure']:.3f} | {c['step256']:.3f} | **{c['measure'] / c['step256']:.2f}x** "
+            f"| {c['step128']:.3f} | **{run_overhead:.2f}%** |"
+        )
+    lines += [
+        "",
+        "Targets: one measurement <= 1 training step of as many samples; overhead <= 1% over 10,000 steps.",
+        "",
+        f"Side by side at every 64 steps, {args.steps}-step fits of a BN-free 3-conv net (32x32, batch 128), "
+        "one manual-optimization loop, medians of "
+        f"{args.repeats} fits alternated. *ours*: the monitor's statistics, as Cockpit's economy configuration "
+        "computes quantities and leaves plotting to a separate tool; *ours+figures*: with its PNGs at init and "
+        "at the end too (no figure logger in these fits). Without either "
+        f"{base:.2f} s; "
+        + "; ".join(f"{kind} {statistics.median(fits[kind]):.2f} s (**{overhead[kind]:+.1f}%**)" for kind in overhead)
+        + ". Every fit (s): "
+        + "; ".join(f"{kind} {', '.join(f'{t:.2f}' for t in fits[kind])}" for kind in kinds)
+        + ".",
+    ]
+    if "cockpit" in overhead:
+        lines += [
+            "",
+            f"Target: ours <= half of Cockpit's overhead -> ours {overhead['ours']:+.1f}% against Cockpit "
+            f"{overhead['cockpit']:+.1f}% (ratio {overhead['ours'] / overhead['cockpit']:.2f}).",
+        ]
     write_section(REPO / "docs" / "PERFORMANCE.md", "monitor", "\n".join(lines))
     print("\n".join(lines))
 

@@ -38,6 +38,7 @@ __all__ = [
     "stable_rank",
     "spectral_slope",
     "depth_profile",
+    "profile_from_correlations",
     "fit_decay",
     "auto_layers",
     "unwrap_compiled",
@@ -103,24 +104,80 @@ def unwrap_compiled(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def auto_layers(model: nn.Module) -> list[str]:
-    """Names of the top-level blocks of ``model``: its children, with ``nn.Sequential``/``nn.ModuleList`` opened up.
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+_SKIPPED = (nn.Dropout, nn.Identity, nn.Flatten)
 
-    The order is registration order; :func:`input_gradients` reports layers in the order
-    the forward pass actually ran them.
+
+def _repeated_blocks(model: nn.Module) -> list[str]:
+    """Names of the deepest repeated blocks: children of a container that holds >= 2 composite modules of one class.
+
+    This is how timm and most zoos lay out depth (``stages.N.blocks.M``, ``layers.N.M``,
+    ``blocks.N``, ``features.denseblockN.denselayerM``): a ``Sequential``/``ModuleList``/``ModuleDict``
+    of identical blocks, possibly nested in stages. Where a block holds repeated blocks itself,
+    the inner ones are kept.
     """
+    found: list[str] = []
+    for name, container in model.named_modules():
+        if not isinstance(container, _CONTAINERS):
+            continue
+        children = [(child_name, child) for child_name, child in container.named_children() if any(child.children())]
+        classes = [type(child) for _, child in children]
+        if any(classes.count(cls) >= 2 and not issubclass(cls, _CONTAINERS) for cls in classes):
+            prefix = f"{name}." if name else ""
+            found += [f"{prefix}{child_name}" for child_name, _ in children if not isinstance(_, _CONTAINERS)]
+    return [n for n in found if not any(other.startswith(f"{n}.") for other in found)]
+
+
+def _top_level_blocks(model: nn.Module) -> list[str]:
+    """Descend through single-child wrappers, then list the children, with containers opened up."""
+    prefix = ""
+    while True:
+        children = [(n, c) for n, c in model.named_children() if not isinstance(c, _SKIPPED)]
+        if len(children) != 1 or not any(children[0][1].children()):
+            break
+        name, model = children[0]
+        prefix = f"{prefix}{name}."
     names: list[str] = []
 
-    def visit(module: nn.Module, prefix: str) -> None:
+    def visit(module: nn.Module, path: str) -> None:
         for name, child in module.named_children():
-            full = f"{prefix}{name}"
-            if isinstance(child, (nn.Sequential, nn.ModuleList)):
+            full = f"{path}{name}"
+            if isinstance(child, _CONTAINERS):
                 visit(child, f"{full}.")
-            elif not isinstance(child, (nn.Dropout, nn.Identity, nn.Flatten)):
+            elif not isinstance(child, _SKIPPED):
                 names.append(full)
 
-    visit(unwrap_compiled(model), "")
+    visit(model, prefix)
     return names
+
+
+def auto_layers(model: nn.Module) -> list[str]:
+    """The blocks whose outputs make a per-depth profile of ``model`` (``layers="auto"``).
+
+    - Repeated blocks (see :func:`_repeated_blocks`): ``stages.N.M`` of a CIFAR net,
+      ``layerN.M`` of a timm ResNet, ``blocks.N`` of a ViT, ``stages.N.blocks.M`` of a ConvNeXt;
+      plus the ``feature_info`` modules of a timm model that are not their stages (its stem).
+    - Otherwise (no repeated blocks: an ``nn.Sequential`` of layers, a hand-written net), the
+      children of the first level with more than one, through single-child wrappers, with
+      ``Sequential``/``ModuleList`` opened up and dropout/identity/flatten left out.
+
+    The order here is registration order; :func:`input_gradients` reports layers in the
+    order the forward pass ran them.
+    """
+    model = unwrap_compiled(model)
+    blocks = _repeated_blocks(model)
+    if not blocks:
+        return _top_level_blocks(model)
+    extra = []
+    for info in getattr(model, "feature_info", None) or []:
+        name = info.get("module") if isinstance(info, dict) else None
+        if name and name not in blocks and not any(b.startswith(f"{name}.") for b in blocks):
+            try:
+                model.get_submodule(name)
+            except AttributeError:
+                continue
+            extra.append(name)
+    return extra + blocks
 
 
 @dataclass
@@ -167,14 +224,19 @@ def resolve_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Modul
 
 @contextlib.contextmanager
 def _measurement_context(model: nn.Module, bn_mode: BNMode) -> Iterator[None]:
-    """Set modes for a measurement; restore every module's mode, every buffer and the RNG afterwards."""
+    """Set modes for a measurement; restore every module's mode, buffer, ``requires_grad`` and the RNG afterwards."""
     modes = {module: module.training for module in model.modules()}
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    # no parameter gradient is wanted: a custom autograd.Function (e.g. timm_ll's CReLUConv2d) cannot
+    # see that autograd.grad prunes them and would compute its weight gradient for nothing
+    trainable = [p for p in model.parameters() if p.requires_grad]
     # fork_rng saves and restores the CPU RNG and that of every CUDA device already in use
     cuda_devices = range(torch.cuda.device_count()) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     handles = []
     try:
         with torch.random.fork_rng(devices=cuda_devices):
+            for param in trainable:
+                param.requires_grad_(False)
             model.eval()
             if bn_mode == "batch":
                 for module in model.modules():
@@ -185,6 +247,8 @@ def _measurement_context(model: nn.Module, bn_mode: BNMode) -> Iterator[None]:
                             handles.append(module.register_forward_pre_hook(_use_batch_statistics))
             yield
     finally:
+        for param in trainable:
+            param.requires_grad_(True)
         for handle in handles:
             handle.remove()
         for module, training in modes.items():
@@ -201,11 +265,17 @@ class _OutputCapture:
         self.outputs: dict[str, torch.Tensor] = {}
         self._handles = [module.register_forward_hook(self._hook(name)) for name, module in modules.items()]
 
-    def _hook(self, name: str) -> Callable[..., None]:
-        def hook(_module: nn.Module, _args: object, output: object) -> None:
+    def _hook(self, name: str) -> Callable[..., torch.Tensor | None]:
+        def hook(_module: nn.Module, _args: object, output: object) -> torch.Tensor | None:
             if not isinstance(output, torch.Tensor):
                 raise ValueError(f"layer {name!r} returns {type(output).__name__}, not a tensor; pick another layer")
+            replaced = None
+            if torch.is_grad_enabled() and not output.requires_grad and output.is_floating_point():
+                # nothing before this layer is differentiated (integer inputs, frozen parameters):
+                # the gradient starts here
+                output = replaced = output.detach().requires_grad_()
             self.outputs[name] = output  # a layer run twice keeps its first place and its last output
+            return replaced
 
         return hook
 
@@ -339,11 +409,22 @@ def _as_matrix(grads: torch.Tensor) -> torch.Tensor:
 def _centered(grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """``(g, z, flat)``: gradients as float64 ``(n, D)``, centered along the probe, and whether they are
     equal up to round-off (centered energy at most :func:`_constant_tolerance` of the uncentered one)."""
+    g, z, energy = _centered_energy(grads)
+    return g, z, _is_flat(grads, g, z, energy)
+
+
+def _centered_energy(grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = _as_matrix(grads)
     z = g - g.mean(dim=0, keepdim=True)
-    energy = z.pow(2).sum()
-    flat = bool(energy <= _constant_tolerance(grads) * g.pow(2).sum() or energy == 0)
-    return g, z, flat
+    flat_z = z.reshape(-1)
+    return g, z, torch.dot(flat_z, flat_z)
+
+
+def _is_flat(grads: torch.Tensor, g: torch.Tensor, z: torch.Tensor, energy: torch.Tensor) -> bool:
+    # the uncentered energy is the centered one plus n |mean|^2: no second pass over the gradients
+    mean = g[0] - z[0]
+    uncentered = energy + g.shape[0] * torch.dot(mean, mean)
+    return bool(energy <= _constant_tolerance(grads) * uncentered or energy == 0)
 
 
 def is_flat(grads: torch.Tensor) -> bool:
@@ -362,16 +443,15 @@ def autocorrelation(grads: torch.Tensor, max_lag: int = 1) -> torch.Tensor:
     Returns:
         float64 tensor of shape ``(max_lag + 1,)``; entry 0 is 1.
     """
-    g, z, flat = _centered(grads)
+    g, z, energy = _centered_energy(grads)
     n = g.shape[0]
     if not 0 <= max_lag < n:
         raise ValueError(f"max_lag={max_lag} must be in [0, {n - 1}] for {n} points")
-    if not torch.isfinite(g).all():
+    if not torch.isfinite(energy):  # a NaN or Inf gradient makes the energy non-finite: one check, no pass
         return torch.full((max_lag + 1,), math.nan, dtype=torch.float64)
-    if flat:
+    if _is_flat(grads, g, z, energy):
         return torch.ones(max_lag + 1, dtype=torch.float64)
-    energy = z.pow(2).sum()
-    return torch.stack([(z[: n - k] * z[k:]).sum() / energy for k in range(max_lag + 1)])
+    return torch.stack([torch.dot(z[: n - k].reshape(-1), z[k:].reshape(-1)) / energy for k in range(max_lag + 1)])
 
 
 def neighbor_correlation(grads: torch.Tensor) -> torch.Tensor:
@@ -517,6 +597,13 @@ def fit_decay(depths: Sequence[float], values: Sequence[float]) -> tuple[str | N
     return "power", -slope_pow, r2_pow
 
 
+def profile_from_correlations(layers: Sequence[str], correlations: Sequence[float]) -> DepthProfile:
+    """A :class:`DepthProfile` of given per-layer correlations (in forward order), with its fitted decay law."""
+    depths = list(range(1, len(layers) + 1))
+    law, rate, r2 = fit_decay(depths, correlations)
+    return DepthProfile(layers=list(layers), depths=depths, correlations=list(correlations), law=law, rate=rate, r2=r2)
+
+
 def depth_profile(layer_grads: Mapping[str, torch.Tensor]) -> DepthProfile:
     """Neighbor correlation at each layer (in the mapping's order, i.e. forward order) and its decay law.
 
@@ -524,7 +611,4 @@ def depth_profile(layer_grads: Mapping[str, torch.Tensor]) -> DepthProfile:
     layers with positive correlation; the one with the higher R^2 is reported (:func:`fit_decay`).
     """
     names = list(layer_grads)
-    correlations = [neighbor_correlation(layer_grads[n]).item() for n in names]
-    depths = list(range(1, len(names) + 1))
-    law, rate, r2 = fit_decay(depths, correlations)
-    return DepthProfile(layers=names, depths=depths, correlations=correlations, law=law, rate=rate, r2=r2)
+    return profile_from_correlations(names, [neighbor_correlation(layer_grads[n]).item() for n in names])

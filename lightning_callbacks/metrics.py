@@ -7,6 +7,7 @@ Each metric is a :class:`torchmetrics.aggregation.MeanMetric` of a per-probe sta
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,18 +17,25 @@ from torchmetrics.utilities.plot import _AX_TYPE, _PLOT_OUT_TYPE
 
 from lightning_callbacks import functional as F
 
-__all__ = ["GradientCorrelation", "EffectiveRank"]
+__all__ = ["GradientCorrelation", "EffectiveRank", "StableRank", "SpectralSlope"]
 
 
 class _MeanOfProbes(MeanMetric):
-    """Mean of a per-probe statistic of gradients ``(n, ...)`` ordered along a probe (float64 states)."""
+    """Mean (and spread) of a per-probe statistic of gradients ``(n, ...)`` ordered along a probe.
+
+    float64 states: a weighted sum and a weight (MeanMetric's) plus a sum of squares, all
+    reduced with ``"sum"``, so that after a DDP sync every process holds the statistics of all
+    processes' probes.
+    """
 
     is_differentiable = False
     full_state_update = False
+    sum_sq: torch.Tensor
 
     def __init__(self, **kwargs: Any) -> None:
         # a NaN statistic (non-finite gradients) must show in the mean, never be dropped silently
         super().__init__(nan_strategy="disable", **kwargs)
+        self.add_state("sum_sq", default=torch.tensor(0.0), dist_reduce_fx="sum")
         self.set_dtype(torch.float64)
 
     def _statistic(self, grads: torch.Tensor) -> torch.Tensor:
@@ -35,7 +43,20 @@ class _MeanOfProbes(MeanMetric):
 
     def update(self, grads: torch.Tensor) -> None:  # type: ignore[override]
         """Add one probe's gradients, shape ``(n, ...)`` with ``n >= 2`` points along the path."""
-        super().update(self._statistic(grads.detach()).to(self.device))
+        value = self._statistic(grads.detach()).to(device=self.device, dtype=torch.float64)
+        super().update(value)
+        self.sum_sq += value.pow(2)
+
+    def mean_and_std(self) -> tuple[float, float, int]:
+        """``(mean, sample standard deviation, count)`` over every probe so far (all processes' under DDP).
+
+        The mean is NaN when no probe was added anywhere (count 0) or a statistic was NaN.
+        """
+        with self.sync_context(should_sync=self._to_sync, should_unsync=True):
+            count = int(self.weight.item())
+            mean = self.mean_value.item() / count if count else math.nan
+            var = (self.sum_sq.item() - count * mean**2) / (count - 1) if count > 1 else 0.0
+        return mean, math.sqrt(max(var, 0.0)), count
 
     def plot(
         self, val: torch.Tensor | Sequence[torch.Tensor] | None = None, ax: _AX_TYPE | None = None
@@ -80,3 +101,26 @@ class EffectiveRank(_MeanOfProbes):
 
     def _statistic(self, grads: torch.Tensor) -> torch.Tensor:
         return F.effective_rank(grads, eps=self.eps)
+
+
+class StableRank(_MeanOfProbes):
+    """Mean stable rank ``||A||_F^2 / ||A||_2^2`` of the ``(n, D)`` gradient matrix of each probe."""
+
+    higher_is_better = False
+    plot_lower_bound = 0.0
+
+    def _statistic(self, grads: torch.Tensor) -> torch.Tensor:
+        return F.stable_rank(grads)
+
+
+class SpectralSlope(_MeanOfProbes):
+    """Mean spectral slope of the gradients along each probe (0 white noise, 2 brown noise).
+
+    A flat probe (gradients equal at every point, as a linear net's) has no spectrum: callers
+    leave it out rather than adding its NaN (see :func:`~lightning_callbacks.functional.spectral_slope`).
+    """
+
+    higher_is_better = True
+
+    def _statistic(self, grads: torch.Tensor) -> torch.Tensor:
+        return F.spectral_slope(grads)

@@ -18,6 +18,7 @@ __all__ = [
     "plot_depth_profile",
     "plot_depth_curves",
     "plot_model_bars",
+    "plot_training_summary",
     "fitted_law_curve",
     "law_label",
 ]
@@ -163,4 +164,58 @@ def plot_model_bars(values: Mapping[str, float], ax: Axes | None = None, title: 
     ax.axvline(0, color="black", lw=0.5)
     ax.set_xlabel("neighbor correlation (1 = smooth, 0 = white noise)")
     ax.set_title(title or "neighbor correlation at init")
+    return fig
+
+
+_SUMMARY_STATISTICS = (
+    ("neighbor_corr", "neighbor correlation"),
+    ("effective_rank", "effective rank"),
+    ("stable_rank", "stable rank"),
+    ("spectral_slope", "spectral slope"),
+)
+
+
+def plot_training_summary(history: Sequence[Mapping], title: str = "") -> Figure:
+    """One picture of a run: neighbor correlation per layer x measured step, and the statistics vs step.
+
+    ``history`` holds one entry per measurement: ``{"step": int, "stats": {name: (mean, std)},
+    "layers": {layer: correlation}}`` (what ``ShatteringMonitor.history`` keeps). The heatmap's
+    rows are the layers in forward order, its columns the measured steps; each curve is the
+    mean over the probe lines with a band of one standard deviation across them.
+    """
+    steps = [entry["step"] for entry in history]
+    layers = list(dict.fromkeys(name for entry in history for name in entry.get("layers", {})))
+    # fixed margins rather than a layout engine: drawn at every measurement, constrained layout
+    # would cost 4x the rendering itself; the left margin fits the longest layer name
+    left = min(0.35, 0.04 + 0.0075 * max([len(name) for name in layers] or [0]))
+    fig = Figure(figsize=(11.0, 6.4))
+    grid = fig.add_gridspec(
+        2, 4, height_ratios=[1.4, 1.0], left=left, right=0.97, top=0.95, bottom=0.08, hspace=0.35, wspace=0.3
+    )
+    heat = fig.add_subplot(grid[0, :])
+    if layers:
+        values = [[entry.get("layers", {}).get(name, math.nan) for entry in history] for name in layers]
+        image = heat.imshow(values, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+        fig.colorbar(image, ax=heat, label="neighbor correlation", pad=0.01)
+        heat.set_yticks(range(len(layers)), layers, fontsize=6 if len(layers) > 16 else "small")
+        shown = range(0, len(steps), max(1, len(steps) // 12))
+        heat.set_xticks(list(shown), [str(steps[i]) for i in shown])
+        heat.set_xlabel("measured step")
+        heat.set_ylabel("layer (forward order)")
+    else:
+        heat.text(0.5, 0.5, "no per-layer profile (layers=None)", ha="center", va="center", transform=heat.transAxes)
+        heat.set_axis_off()
+    heat.set_title(title or "shattering during training")
+    for column, (key, label) in enumerate(_SUMMARY_STATISTICS):
+        ax = fig.add_subplot(grid[1, column])
+        points = [(e["step"], *e["stats"][key]) for e in history if key in e.get("stats", {})]
+        if points:
+            xs, means, stds = zip(*points)
+            ax.plot(xs, means, "o-", ms=3)
+            ax.fill_between(xs, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)], alpha=0.25)
+        else:
+            ax.text(0.5, 0.5, "flat at every\nmeasurement", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlabel("step")
+        ax.set_title(label, fontsize="medium")
     return fig

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_callbacks import ShatteringMonitor
+
 
 def bn_convnet() -> nn.Sequential:
     return nn.Sequential(
@@ -58,3 +60,18 @@ class PLClassifier(_Classifier, pl.LightningModule):
 def make_module(base, compile_model: bool = False):
     """The classifier for ``base`` (lightning.pytorch or pytorch_lightning); module-level so ddp_spawn can pickle it."""
     return (LitClassifier if base is L.LightningModule else PLClassifier)(compile_model)
+
+
+class CountingMonitor(ShatteringMonitor):
+    """A ShatteringMonitor that appends ``"<rank> <probe points>"`` to ``record`` at each measurement
+    (module-level, so that ddp_spawn can pickle it)."""
+
+    def __init__(self, record: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.record = record
+
+    def _line_gradients(self, measured, probes):
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        with open(self.record, "a") as handle:
+            handle.write(f"{rank} {sum(p.shape[0] for p in probes)}\n")
+        return super()._line_gradients(measured, probes)

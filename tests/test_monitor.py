@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from lightning_callbacks import ShatteringMonitor
-from tests.lightning_helpers import loader, make_module
+from tests.lightning_helpers import CountingMonitor, loader, make_module
 
 KEYS = ("neighbor_corr", "effective_rank", "stable_rank", "spectral_slope")
 
@@ -26,6 +26,21 @@ def _trainer(tmp_path, callbacks, steps=30, trainer_cls=L.Trainer, **kwargs):
         log_every_n_steps=1,
     )
     return trainer_cls(callbacks=callbacks, **(defaults | kwargs))
+
+
+def _free_port() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
+@pytest.fixture
+def fresh_port(monkeypatch):
+    """A DDP run gets its own port: Lightning keeps the previous run's MASTER_PORT in the environment,
+    and reusing it right after that run closed can abort the new process group."""
+    return lambda: monkeypatch.setenv("MASTER_PORT", _free_port())
 
 
 def _fit(tmp_path, monitor, steps=30, **kwargs):
@@ -59,13 +74,18 @@ def test_loggers_get_scalars_and_figures(tmp_path):
     for key in KEYS:
         assert f"shattering/{key}" in logged
     assert "shattering/neighbor_corr/0" in logged and "shattering/neighbor_corr/8" in logged
-    assert sorted({int(r["step"]) for r in rows if r.get("shattering/neighbor_corr")}) == [0, 4, 8]
+    # the log-spaced start (1, 2) before every_n_steps, then every 4 steps
+    assert sorted({int(r["step"]) for r in rows if r.get("shattering/neighbor_corr")}) == [0, 1, 2, 4, 8]
+    assert "shattering/neighbor_corr_std" in logged
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(loggers[0].log_dir, size_guidance={"images": 0}).Reload()
-    assert {"shattering/covariance", "shattering/gradient_traces", "shattering/depth_profile"} <= set(
-        events.Tags()["images"]
-    )
+    assert {
+        "shattering/covariance",
+        "shattering/gradient_traces",
+        "shattering/depth_profile",
+        "shattering/summary",
+    } <= set(events.Tags()["images"])
     assert "shattering/neighbor_corr" in events.Tags()["scalars"]
 
 
@@ -75,7 +95,8 @@ def test_png_figures_are_a_bounded_set_and_callback_metrics_are_filled(tmp_path)
     pngs = sorted(p.name for p in (tmp_path / "csv" / "version_0" / "shattering").glob("*.png"))
     # four measurements (steps 0, 2, 4, 6): the latest, overwritten in place, and the one at init
     figures = ("covariance", "depth_profile", "gradient_traces")
-    assert pngs == sorted([f"{f}.png" for f in figures] + [f"{f}_init.png" for f in figures])
+    assert pngs == sorted([f"{f}.png" for f in figures] + [f"{f}_init.png" for f in figures] + ["summary.png"])
+    assert [e["step"] for e in monitor.history] == [0, 1, 2, 4, 6]
     assert 0.0 < trainer.callback_metrics["shattering/effective_rank"].item() <= 16
 
 
@@ -185,11 +206,12 @@ def test_bad_configuration_is_refused_early(tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_spawn_agrees_with_a_single_process(tmp_path):
+def test_ddp_spawn_agrees_with_a_single_process(tmp_path, fresh_port):
     probe = torch.linspace(-1, 1, 16).view(16, 1, 1, 1).expand(16, 3, 8, 8).contiguous()
     results = {}
     for name, devices, strategy in (("single", 1, "auto"), ("ddp", 2, "ddp_spawn")):
         L.seed_everything(11, verbose=False)
+        fresh_port()
         module = make_module(L.LightningModule)
         monitor = ShatteringMonitor(every_n_steps=1000, probe=probe, log_figures=False)
         logger = CSVLogger(tmp_path, name=name)
@@ -202,3 +224,113 @@ def test_ddp_spawn_agrees_with_a_single_process(tmp_path):
         )
         results[name] = {k: float(v) for k, v in row.items() if k.startswith("shattering/") and v}
     assert results["ddp"] == pytest.approx(results["single"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_ddp_spawn_splits_the_lines_and_agrees_with_a_single_process(tmp_path, fresh_port):
+    results, work = {}, {}
+    for name, devices, strategy in (("single", 1, "auto"), ("ddp", 2, "ddp_spawn")):
+        L.seed_everything(11, verbose=False)
+        fresh_port()
+        record = tmp_path / f"{name}.work"
+        monitor = CountingMonitor(str(record), every_n_steps=1000, num_lines=4, num_points=8, log_figures=False)
+        logger = CSVLogger(tmp_path, name=name)
+        # every rank sees the same first batch, so the lines (built from rank 0's) equal the single process's
+        trainer = _trainer(
+            tmp_path / name,
+            [monitor],
+            steps=2,
+            devices=devices,
+            strategy=strategy,
+            logger=logger,
+            use_distributed_sampler=False,
+        )
+        trainer.fit(make_module(L.LightningModule), loader())
+        rows = list(csv.DictReader(open(f"{tmp_path}/{name}/version_0/metrics.csv")))
+        row = next(r for r in rows if r.get("shattering/neighbor_corr"))
+        results[name] = {k: float(v) for k, v in row.items() if k.startswith("shattering/") and v}
+        work[name] = sorted(tuple(map(int, line.split())) for line in record.read_text().splitlines())
+    assert results["ddp"] == pytest.approx(results["single"], rel=1e-6)
+    assert "shattering/neighbor_corr_std" in results["ddp"] and "shattering/neighbor_corr/0" in results["ddp"]
+    # steps 0 and 1 measured; 4 lines of 8 points: 32 points, or 16 on each of the two ranks
+    assert work["single"] == [(0, 32)] * 2 and work["ddp"] == [(0, 16)] * 2 + [(1, 16)] * 2
+
+
+def test_a_300_step_fit_sees_the_early_phase():
+    from lightning_callbacks.shattering import early_steps
+
+    assert early_steps(1000) == [0, 1, 2, 5, 10, 20, 50, 100, 200, 500]
+    monitor = ShatteringMonitor(num_points=8, log_figures=False)  # the default schedule
+    measured = [step for step in range(300) if monitor.due(step)]
+    assert measured == [0, 1, 2, 5, 10, 20, 50, 100, 200] and len(measured) >= 8
+
+
+class _Wrapped(L.LightningModule):
+    """The README's pattern: a timm network as ``self.model``, and a ``forward``."""
+
+    def __init__(self, name: str, **kwargs) -> None:
+        super().__init__()
+        import timm
+
+        import timm_ll  # noqa: F401
+
+        self.model = timm.create_model(name, **kwargs)
+
+    def forward(self, x):
+        return self.model(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def _images(n: int, size: int, classes: int = 4):
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(n, 3, size, size, generator=gen), torch.randint(0, classes, (n,), generator=gen)
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=n)
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "expected"),
+    [
+        ("ll_plain20", 32, [f"stages.{s}.{b}" for s in range(3) for b in range(3)]),
+        ("vit_tiny_patch16_224", 224, [f"blocks.{i}" for i in range(12)]),
+        ("resnet18", 64, [f"layer{s}.{b}" for s in range(1, 5) for b in range(2)]),
+    ],
+)
+def test_the_readme_module_pattern_gives_a_depth_profile(tmp_path, name, size, expected):
+    monitor = ShatteringMonitor(num_lines=2, num_points=4, log_figures=False)
+    _trainer(tmp_path, [monitor], steps=1).fit(_Wrapped(name, num_classes=4), _images(4, size))
+    keys = {k.removeprefix("shattering/neighbor_corr/") for k in monitor.last_measurement if "neighbor_corr/" in k}
+    assert set(expected) <= keys
+    if name == "ll_plain20":  # linear at init: smooth at every block
+        assert all(monitor.last_measurement[f"shattering/neighbor_corr/{k}"] == 1.0 for k in keys)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet50", "vit_small_patch16_224"])
+def test_big_inputs_are_probed_in_chunks_of_the_training_batch(tmp_path, name):
+    module = _Wrapped(name, num_classes=4)
+    sizes: list[int] = []
+    module.model.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
+    monitor = ShatteringMonitor(num_lines=2, num_points=6, layers=None, log_figures=False)
+    _trainer(tmp_path, [monitor], steps=1).fit(module, _images(4, 224))
+    assert "shattering/neighbor_corr" in monitor.last_measurement
+    assert max(sizes) == 4 and sum(sizes) == 12 + 4  # 12 probe points in chunks of 4, and the training batch
+
+
+@pytest.mark.slow
+def test_the_readme_snippet_itself_gives_a_depth_profile_at_init(tmp_path):
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    snippet = next(block for block in readme.split("```python")[1:] if "class Classifier" in block).split("```")[0]
+    namespace: dict = {}
+    exec(snippet.replace("trainer = L.Trainer(", "_unused = dict("), namespace)  # the module and the callback
+    monitor = ShatteringMonitor()  # as the snippet: no argument
+    _trainer(tmp_path, [monitor], steps=1).fit(namespace["Classifier"](), _images(8, 32, classes=10))
+    profile = {k: v for k, v in monitor.last_measurement.items() if "neighbor_corr/" in k}
+    assert len(profile) >= 27 and all(v == 1.0 for v in profile.values())  # ll_plain56: 27 blocks, linear at init
