@@ -224,9 +224,21 @@ def resolve_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Modul
 
 @contextlib.contextmanager
 def _measurement_context(model: nn.Module, bn_mode: BNMode) -> Iterator[None]:
-    """Set modes for a measurement; restore every module's mode, buffer, ``requires_grad`` and the RNG afterwards."""
+    """Set modes for a measurement; restore every module's mode, buffer, ``requires_grad`` and the RNG afterwards.
+
+    The buffers are the very tensors they were (never written to), so a training graph that saved
+    them for its backward is untouched.
+    """
     modes = {module: module.training for module in model.modules()}
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    # every buffer is swapped for a copy while measuring, and the original put back: the measurement
+    # never writes to a tensor training holds (a training graph may keep BN's running statistics for
+    # its backward, whose version must not change; the monitor can measure between forward and backward)
+    buffers = [
+        (module, name, buffer)
+        for module in model.modules()
+        for name, buffer in module._buffers.items()
+        if buffer is not None
+    ]
     # no parameter gradient is wanted: a custom autograd.Function (e.g. timm_ll's CReLUConv2d) cannot
     # see that autograd.grad prunes them and would compute its weight gradient for nothing
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -235,6 +247,8 @@ def _measurement_context(model: nn.Module, bn_mode: BNMode) -> Iterator[None]:
     handles = []
     try:
         with torch.random.fork_rng(devices=cuda_devices):
+            for module, name, buffer in buffers:
+                setattr(module, name, buffer.detach().clone())
             for param in trainable:
                 param.requires_grad_(False)
             model.eval()
@@ -253,9 +267,41 @@ def _measurement_context(model: nn.Module, bn_mode: BNMode) -> Iterator[None]:
             handle.remove()
         for module, training in modes.items():
             module.training = training
-        with torch.no_grad():
-            for buffer, saved in buffers:
-                buffer.copy_(saved)
+        for module, name, buffer in buffers:
+            setattr(module, name, buffer)
+
+
+def _first_tensor(value: object) -> torch.Tensor | None:
+    items = value.values() if isinstance(value, Mapping) else value if isinstance(value, (tuple, list)) else []
+    return next((item for item in items if isinstance(item, torch.Tensor)), None)
+
+
+def _with_first_tensor(value: object, tensor: torch.Tensor) -> object:
+    """``value`` (a tuple or list) with its first tensor replaced; mappings are returned unchanged."""
+    if not isinstance(value, (tuple, list)):
+        return None
+    items, done = [], False
+    for item in value:
+        if not done and isinstance(item, torch.Tensor):
+            items.append(tensor)
+            done = True
+        else:
+            items.append(item)
+    return type(value)(items) if isinstance(value, list) else tuple(items)
+
+
+def _per_sample_output(output: object, n: int) -> torch.Tensor:
+    """The network's output as ``(n, ...)``: its first tensor, rows regrouped per sample if flattened.
+
+    A language model's ``(n * T, vocab)`` log-probabilities (targets flattened with the batch)
+    become ``(n, T * vocab)``.
+    """
+    tensor = output if isinstance(output, torch.Tensor) else _first_tensor(output)
+    if tensor is None:
+        raise ValueError(f"the network returned {type(output).__name__} with no tensor in it; pass forward_fn=...")
+    if tensor.dim() > 0 and tensor.shape[0] != n and tensor.shape[0] % n == 0:
+        return tensor.reshape(n, -1)
+    return tensor
 
 
 class _OutputCapture:
@@ -266,15 +312,18 @@ class _OutputCapture:
         self._handles = [module.register_forward_hook(self._hook(name)) for name, module in modules.items()]
 
     def _hook(self, name: str) -> Callable[..., torch.Tensor | None]:
-        def hook(_module: nn.Module, _args: object, output: object) -> torch.Tensor | None:
-            if not isinstance(output, torch.Tensor):
+        def hook(_module: nn.Module, _args: object, output: object) -> object:
+            # a tuple/list/mapping output (an LSTM's (output, state), a ModelOutput): its first tensor
+            tensor = output if isinstance(output, torch.Tensor) else _first_tensor(output)
+            if tensor is None:
                 raise ValueError(f"layer {name!r} returns {type(output).__name__}, not a tensor; pick another layer")
             replaced = None
-            if torch.is_grad_enabled() and not output.requires_grad and output.is_floating_point():
+            if torch.is_grad_enabled() and not tensor.requires_grad and tensor.is_floating_point():
                 # nothing before this layer is differentiated (integer inputs, frozen parameters):
                 # the gradient starts here
-                output = replaced = output.detach().requires_grad_()
-            self.outputs[name] = output  # a layer run twice keeps its first place and its last output
+                tensor = tensor.detach().requires_grad_()
+                replaced = tensor if isinstance(output, torch.Tensor) else _with_first_tensor(output, tensor)
+            self.outputs[name] = tensor  # a layer run twice keeps its first place and its last output
             return replaced
 
         return hook
@@ -292,6 +341,7 @@ def input_gradients(
     bn_mode: BNMode = "eval",
     layers: Sequence[str] | None = None,
     chunk_size: int | None = None,
+    forward_fn: Callable[[nn.Module, torch.Tensor], object] | None = None,
 ) -> InputGradients:
     """Per-sample gradients of a scalar readout of ``model`` w.r.t. ``inputs`` (and layer outputs).
 
@@ -320,6 +370,10 @@ def input_gradients(
             are wanted too; their outputs must be tensors.
         chunk_size: with ``bn_mode="eval"``, run the probe in chunks of this many samples to
             bound memory (samples are independent, so the result is the same).
+        forward_fn: ``forward_fn(model, probe)`` runs the network on the probe (default
+            ``model(probe)``): for networks that take more arguments, or whose probed input is
+            injected inside (see :mod:`lightning_callbacks.replay`). The output's first tensor is
+            used; a ``(n * T, ...)`` output is regrouped as ``(n, ...)``.
 
     Returns:
         :class:`InputGradients` with detached tensors.
@@ -330,7 +384,7 @@ def input_gradients(
     """
     check_bn_mode(bn_mode)
     if chunk_size is not None and chunk_size < inputs.shape[0]:
-        return _chunked_input_gradients(model, inputs, readout, bn_mode, layers, chunk_size)
+        return _chunked_input_gradients(model, inputs, readout, bn_mode, layers, chunk_size, forward_fn)
     model = unwrap_compiled(model)
     layers = list(layers or [])
     modules = resolve_layers(model, layers)
@@ -345,7 +399,8 @@ def input_gradients(
     try:
         with _measurement_context(model, bn_mode), torch.enable_grad(), _no_autocast(inputs.device):
             x = inputs.detach().clone().requires_grad_(differentiable_input)
-            values = readout(model(x))
+            output = forward_fn(model, x) if forward_fn is not None else model(x)
+            values = readout(_per_sample_output(output, inputs.shape[0]))
             if values.shape != (inputs.shape[0],):
                 raise ValueError(
                     f"readout must return one scalar per sample, shape ({inputs.shape[0]},), got {tuple(values.shape)}"
@@ -376,12 +431,13 @@ def _chunked_input_gradients(
     bn_mode: BNMode,
     layers: Sequence[str] | None,
     chunk_size: int,
+    forward_fn: Callable[[nn.Module, torch.Tensor], object] | None,
 ) -> InputGradients:
     """:func:`input_gradients` of ``inputs`` in chunks (eval mode: samples are independent), concatenated."""
     if bn_mode != "eval":
         raise ValueError("chunk_size needs bn_mode='eval': with batch statistics the probe must run as one batch")
     parts = [
-        input_gradients(model, part, readout=readout, bn_mode=bn_mode, layers=layers)
+        input_gradients(model, part, readout=readout, bn_mode=bn_mode, layers=layers, forward_fn=forward_fn)
         for part in inputs.split(chunk_size)
     ]
     return InputGradients(

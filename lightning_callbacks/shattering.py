@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from lightning_callbacks.plotting import (
     plot_gradient_traces,
     plot_training_summary,
 )
+from lightning_callbacks.replay import CallRecorder, ForwardFn, RecordedCall
 
 try:  # one class serves both namespaces: each Trainer checks isinstance(callback, <its own> Callback)
     from lightning.pytorch import Callback as _LightningCallback
@@ -83,6 +86,43 @@ def early_steps(every_n_steps: int) -> list[int]:
     return steps
 
 
+def _broadcast_state(trainer: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """Rank 0's ``state`` on every process, sent as ``torch.save`` bytes.
+
+    Handing the tensors themselves to the strategy's object broadcast made a spawned process abort at
+    exit now and then (gloo, ``ddp_spawn``); plain bytes do not.
+    """
+    if int(getattr(trainer, "world_size", 1)) == 1:
+        return state
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = trainer.strategy.broadcast(buffer.getvalue(), src=0)
+    return torch.load(io.BytesIO(data), weights_only=True)
+
+
+def _buffer_snapshot(network: nn.Module) -> list[tuple[nn.Module, str, torch.Tensor]]:
+    """Copies of every buffer of ``network`` (BN running statistics...), with where they belong."""
+    return [
+        (module, name, buffer.detach().clone())
+        for module in network.modules()
+        for name, buffer in module._buffers.items()
+        if buffer is not None
+    ]
+
+
+@contextlib.contextmanager
+def _buffers_as(snapshot: list[tuple[nn.Module, str, torch.Tensor]]) -> Iterator[None]:
+    """Put the snapshot's buffers in place (the originals untouched, and restored afterwards)."""
+    originals = [(module, name, module._buffers[name]) for module, name, _ in snapshot]
+    try:
+        for module, name, copy in snapshot:
+            setattr(module, name, copy)
+        yield
+    finally:
+        for module, name, original in originals:
+            setattr(module, name, original)
+
+
 def _takes_figures(logger: Any) -> bool:
     """Loggers the monitor sends figures to: TensorBoard (``add_figure``) and W&B (``log_image``)."""
     if type(logger).__name__ == "WandbLogger":
@@ -123,7 +163,16 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
     its parameters (``self.model``, ``self.net``, ``self.backbone``...), else the
     LightningModule itself if it defines ``forward``. **Which blocks.** ``layers="auto"``
     (:func:`~lightning_callbacks.functional.auto_layers`): a timm or zoo model's repeated blocks
-    (``stages.N.M``, ``layerN.M``, ``blocks.N``...) and stem, else the top-level layers.
+    (``stages.N.M``, ``layerN.M``, ``blocks.N``, ``encoder.layers.N``...) and stem, else the
+    top-level layers. **How it is called.** The network's first training call is recorded
+    (:mod:`lightning_callbacks.replay`) and replayed with the probe in place of its input:
+    masks, targets, keyword and non-tensor arguments come from the first sample, repeated along
+    the probe. The lines run between samples of that input, as the network receives it. For
+    token ids the lines run between two samples' *embedding outputs* (the first ``nn.Embedding``
+    the forward runs, or ``embedding=``) and each probe point is injected as that module's
+    output; the input-level statistics are those of the gradient w.r.t. the embeddings. The
+    first measurement happens right after the first forward (before any update), once the call
+    is known; ``forward_fn`` replaces the replay where it cannot serve.
 
     **Figures** (``log_figures``): gradient traces, the covariance image and the depth profile
     of each measurement, and a summary (neighbor correlation per block x step, and each
@@ -154,6 +203,9 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         prefix: prefix of the logged keys.
         chunk_size: most probe points per forward pass in eval mode (default: the first
             training batch's size).
+        forward_fn: ``forward_fn(module, probe) -> output`` runs the measured network on a probe
+            instead of the recorded call (the lines then come from the batch's first tensor).
+        embedding: for token-id inputs, the name of the embedding module whose output is probed.
     """
 
     def __init__(
@@ -170,6 +222,8 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         module: nn.Module | str | None = None,
         prefix: str = "shattering",
         chunk_size: int | None = None,
+        forward_fn: ForwardFn | None = None,
+        embedding: str | None = None,
     ) -> None:
         for name, value, least in (("every_n_steps", every_n_steps, 1), ("num_lines", num_lines, 1)):
             if not isinstance(value, int) or value < least:
@@ -184,6 +238,10 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
             raise ValueError(f"layers={layers!r}: use 'auto', a list of submodule names, or None")
         if readout is not None and not callable(readout):
             raise TypeError("readout must be a callable mapping outputs (n, ...) to scalars (n,)")
+        if forward_fn is not None and not callable(forward_fn):
+            raise TypeError(f"forward_fn must be a callable(module, probe) -> output, got {type(forward_fn).__name__}")
+        if embedding is not None and not isinstance(embedding, str):
+            raise TypeError(f"embedding must be the name of a submodule, got {type(embedding).__name__}")
         self.every_n_steps = every_n_steps
         self.num_lines = num_lines
         self.num_points = num_points
@@ -195,6 +253,12 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         self.module = module
         self.prefix = prefix
         self.chunk_size = chunk_size
+        self.forward_fn = forward_fn
+        self.embedding = embedding
+        self._call: RecordedCall | None = None
+        self._recorder: CallRecorder | None = None
+        self._pending: int | None = None
+        self._pending_buffers: list[tuple[nn.Module, str, torch.Tensor]] = []
         self._fixed_probe = None if probe is None else probe.detach().clone()
         self._endpoints: torch.Tensor | None = None  # (lines, 2, ...): each line's two samples
         self._batch_size: int | None = None
@@ -252,21 +316,77 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         return step % self.every_n_steps == 0 or step in self._early
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        if self._fixed_probe is None and self._endpoints is None:
+        if self._call is None and self.forward_fn is None and self._recorder is None:
+            # the network's first training call is recorded, to be replayed along the probes
+            self._recorder = CallRecorder(F.unwrap_compiled(self._model), self.embedding)
+        if self.forward_fn is not None and self._fixed_probe is None and self._endpoints is None:
             self._set_lines(trainer, _batch_inputs(batch))
         if self._batch_size is None:
             self._batch_size = int(_batch_inputs(batch).shape[0])
         step = trainer.global_step
         if self.due(step) and step != self._last_step:
-            self._last_step = step
-            self.measure(trainer)
+            if self._ready():
+                self._last_step = step
+                self.measure(trainer)
+            else:  # before the first call is recorded: measured right after the forward, before any update,
+                self._pending = step  # with the buffers (BN running statistics) as they are now
+                self._pending_buffers = _buffer_snapshot(F.unwrap_compiled(self._model))
 
-    def _set_lines(self, trainer: Any, inputs: torch.Tensor) -> None:
-        if not inputs.is_floating_point():
+    def on_before_backward(self, trainer: Any, pl_module: Any, loss: Any) -> None:
+        self._after_first_forward(trainer)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._after_first_forward(trainer)  # where no backward ran through Lightning (manual loss.backward())
+
+    def _after_first_forward(self, trainer: Any) -> None:
+        if self._recorder is not None:
+            recorder, self._recorder = self._recorder, None
+            recorder.remove()
+            if recorder.call is None:
+                raise RuntimeError(
+                    f"ShatteringMonitor: the measured network ({type(recorder.network).__name__}) did not run in "
+                    "the training step; tell the monitor which one does with module=..."
+                )
+            # every process replays rank 0's call and lines, so DDP agrees with a single process
+            call = RecordedCall.from_state(_broadcast_state(trainer, recorder.call.state()))
+            self._use_call(call)
+            if self._fixed_probe is None:
+                self._set_lines(trainer, call.inputs, broadcast=False)
+        if self._pending is not None and self._ready():
+            self._last_step, self._pending = self._pending, None
+            snapshot, self._pending_buffers = self._pending_buffers, []
+            with _buffers_as(snapshot):
+                self.measure(trainer)
+
+    def _use_call(self, call: RecordedCall) -> None:
+        if call.discrete:
+            measured = F.unwrap_compiled(self._model)
+            found = ", ".join(call.embeddings_seen) or "none"
+            if call.embedding is None:
+                raise TypeError(
+                    f"ShatteringMonitor: the probed input holds {call.inputs.dtype} values (token ids?) but no "
+                    "nn.Embedding ran in the network's forward; pass embedding=<the module that embeds them> or "
+                    "forward_fn=<callable(module, probe)>"
+                )
+            try:
+                measured.get_submodule(call.embedding)
+            except AttributeError:
+                raise ValueError(
+                    f"ShatteringMonitor(embedding={call.embedding!r}): no such module in "
+                    f"{type(measured).__name__}; the nn.Embedding modules that ran: {found}"
+                ) from None
+        self._call = call
+
+    def _ready(self) -> bool:
+        has_probe = self._fixed_probe is not None or self._endpoints is not None
+        return has_probe and (self.forward_fn is not None or self._call is not None)
+
+    def _set_lines(self, trainer: Any, inputs: torch.Tensor, broadcast: bool = True) -> None:
+        if not (inputs.is_floating_point() or self._call is not None):
             raise TypeError(
-                f"ShatteringMonitor probes lines between inputs, but the batch holds {inputs.dtype} inputs "
-                "(token ids?). Pass probe=<(n, ...) tensor of inputs ordered along a path> and "
-                "layers=['<embedding module name>'] to measure the gradient at the embedding output"
+                f"ShatteringMonitor probes lines between inputs, but the batch holds {inputs.dtype} inputs and "
+                "forward_fn is given: pass probe=<(n, ...) inputs ordered along a path>, or leave forward_fn out "
+                "to probe the embedding's output"
             )
         pairs = line_pairs(inputs.shape[0], self.num_lines)
         if len(pairs) < self.num_lines:
@@ -276,14 +396,25 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
             )
         endpoints = torch.stack([inputs[[a, b]] for a, b in pairs]).detach().cpu()
         # every process measures rank 0's lines, so DDP agrees with a single process
-        self._endpoints = trainer.strategy.broadcast(endpoints, src=0)
+        self._endpoints = _broadcast_state(trainer, {"ends": endpoints})["ends"] if broadcast else endpoints
 
     def probes(self) -> list[torch.Tensor]:
-        """The probes in use: the fixed one, or one line per stored pair of samples."""
+        """The probes in use: the fixed one, or one line per stored pair of samples.
+
+        For token-id inputs each line runs between the two samples' embedding outputs, taken with
+        the embedding's current weights (cropped to the shorter sequence).
+        """
         if self._fixed_probe is not None:
             return [self._fixed_probe]
         if self._endpoints is None:
             raise RuntimeError("the probe lines are built from the first training batch; no batch has been seen yet")
+        if self._call is not None and self._call.discrete:
+            lines = []
+            for ends in self._endpoints:
+                embedded = self._call.embed(F.unwrap_compiled(self._model), ends).double().cpu()
+                length = min(embedded[0].shape[0], embedded[1].shape[0])
+                lines.append(F.line_probe(embedded[0][:length], embedded[1][:length], self.num_points))
+            return lines
         return [F.line_probe(ends[0].double(), ends[1].double(), self.num_points) for ends in self._endpoints]
 
     def probe(self) -> torch.Tensor:
@@ -308,9 +439,21 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         ]
 
     def _gradients(self, measured: nn.Module, probe: torch.Tensor, chunk: int | None) -> F.InputGradients:
-        return F.input_gradients(
-            measured, probe, readout=self.readout, bn_mode=self.bn_mode, layers=self._layer_names, chunk_size=chunk
-        )
+        forward_fn = self.forward_fn or self._call.forward_fn(measured)
+        try:
+            return F.input_gradients(
+                measured,
+                probe,
+                readout=self.readout,
+                bn_mode=self.bn_mode,
+                layers=self._layer_names,
+                chunk_size=chunk,
+                forward_fn=forward_fn,
+            )
+        except (ValueError, TypeError) as error:
+            if self.forward_fn is None:
+                raise
+            raise type(error)(f"ShatteringMonitor(forward_fn=...): {error}") from error
 
     def measure(self, trainer: Any) -> dict[str, float]:
         """Measure now (this process's share of the lines), sync, log the statistics and figures; return them."""
@@ -321,19 +464,22 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         device = param.device if param is not None else torch.device("cpu")
         probes = self.probes()
         rank, world = int(getattr(trainer, "global_rank", 0)), int(getattr(trainer, "world_size", 1))
+        # each process measures its share of the lines and the metrics sync them; with fewer lines than
+        # processes, every process measures them all instead (no process idles at the sync)
+        split = len(probes) >= world > 1
         mine = [
             p.to(device=device, dtype=param.dtype if param is not None and p.is_floating_point() else p.dtype)
-            for p in probes[rank::world]
+            for p in (probes[rank::world] if split else probes)
         ]
         lines = self._line_gradients(measured, mine)
-        metrics = self._metrics(device)
+        metrics = self._metrics(device, sync=split)
         for grads in lines:
             main = grads.input if grads.input is not None else next(iter(grads.layers.values()))
             for key, metric in metrics.items():
                 if key == "spectral_slope" and F.is_flat(main):
                     continue  # a flat gradient has no spectrum: left out, not NaN
                 metric.update(main if "/" not in key else grads.layers[key.split("/", 1)[1]])
-        values = {key: metric.mean_and_std() for key, metric in metrics.items()}  # collective under DDP
+        values = {key: metric.mean_and_std() for key, metric in metrics.items()}  # a collective when split
         stats = {}
         for key, (mean, std, count) in values.items():
             if not count:
@@ -350,9 +496,11 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         self.last_measurement = logged
         return logged
 
-    def _metrics(self, device: torch.device) -> dict[str, Any]:
-        metrics: dict[str, Any] = {key: cls() for key, cls in _INPUT_STATISTICS.items()}
-        metrics.update({f"neighbor_corr/{name}": GradientCorrelation() for name in self._layer_names})
+    def _metrics(self, device: torch.device, sync: bool) -> dict[str, Any]:
+        metrics: dict[str, Any] = {key: cls(sync_on_compute=sync) for key, cls in _INPUT_STATISTICS.items()}
+        metrics.update(
+            {f"neighbor_corr/{name}": GradientCorrelation(sync_on_compute=sync) for name in self._layer_names}
+        )
         return {key: metric.to(device) for key, metric in metrics.items()}
 
     def _record(self, step: int, values: dict[str, tuple[float, float, int]], lines: list[F.InputGradients]) -> None:
@@ -460,6 +608,7 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
             "last_step": self._last_step,
             "batch_size": self._batch_size,
             "history": self.history,
+            "call": None if self._call is None else self._call.state(),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -471,3 +620,5 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         self._last_step = int(state_dict.get("last_step", -1))
         self._batch_size = state_dict.get("batch_size")
         self.history = list(state_dict.get("history") or [])
+        if state_dict.get("call") is not None:
+            self._call = RecordedCall.from_state(state_dict["call"])

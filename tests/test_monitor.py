@@ -144,12 +144,34 @@ def test_compiled_model_is_measured_through_the_original_forward(tmp_path):
     assert "shattering/neighbor_corr/0" in compiled  # layers found in the original module
 
 
-def test_integer_inputs_get_a_clear_error(tmp_path):
-    monitor = ShatteringMonitor(num_points=8, log_figures=False)
-    with pytest.raises(TypeError, match="layers=\\['<embedding module name>'\\]"):
-        _fit(tmp_path, monitor, steps=1, **{}) if False else _trainer(tmp_path, [monitor], steps=1).fit(
-            make_module(L.LightningModule), loader(dtype=torch.long)
-        )
+class _OneHot(torch.nn.Module):
+    """Token ids in, no nn.Embedding: nothing for the monitor to probe a line in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(10, 4)
+
+    def forward(self, ids):
+        return self.linear(torch.nn.functional.one_hot(ids, 10).float()).mean(1)
+
+
+def test_integer_inputs_without_an_embedding_get_a_clear_error(tmp_path):
+    class Module(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = _OneHot()
+
+        def training_step(self, batch, batch_idx):
+            ids, y = batch
+            return torch.nn.functional.cross_entropy(self.model(ids), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    ids = torch.randint(0, 10, (8, 5))
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(ids, torch.randint(0, 4, (8,))), batch_size=8)
+    with pytest.raises(TypeError, match="no nn.Embedding ran.*embedding=.*forward_fn="):
+        _trainer(tmp_path, [ShatteringMonitor(num_points=8, log_figures=False)], steps=1).fit(Module(), data)
 
 
 def test_nan_gradients_warn_and_do_not_crash(tmp_path):

@@ -1,0 +1,131 @@
+"""Do a transformer's gradients shatter with depth? A line in embedding space, at initialization.
+
+    python examples/shattering_in_a_transformer.py [--seeds 3] [--doc]
+
+A token sequence has no path to another, but its embeddings do: the probe is 128 points on the
+line between two random sequences' embedding outputs (16 tokens, width 64), and the gradient
+of a fixed random projection of the output is taken w.r.t. each point (``input_gradients``).
+Encoders of ``nn.TransformerEncoderLayer`` blocks (4 heads, feed-forward 128, GELU, no
+dropout), post-LN (the original transformer's norm after each residual add) and pre-LN (norm
+first, as GPT-2 and ViT), at depths 2 to 48, PyTorch's default init, eval mode; a linear head
+on the mean-pooled output. Neighbor correlation of the input gradient (median over seeds), and
+the per-block profile of the deepest net. About a minute on 2 CPU cores.
+
+``--doc`` writes the table and figures into docs/REPRODUCTION.md (section "transformer-at-init");
+otherwise the figures go to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lightning_callbacks import functional as F
+from lightning_callbacks.plotting import fitted_law_curve, law_label, plot_depth_curves, plot_depth_profile
+from timm_ll.reporting import machine, write_section
+
+REPO = Path(__file__).resolve().parents[1]
+DEPTHS = (2, 4, 8, 16, 32, 48)
+WIDTH, TOKENS, VOCAB, POINTS = 64, 16, 1000, 128
+
+
+class Encoder(nn.Module):
+    """Embeddings (the probed input) + sinusoidal positions -> ``depth`` encoder blocks -> mean pool -> linear."""
+
+    def __init__(self, depth: int, pre_ln: bool) -> None:
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(
+            WIDTH, nhead=4, dim_feedforward=128, dropout=0.0, activation="gelu", batch_first=True, norm_first=pre_ln
+        )
+        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False).layers
+        self.norm = nn.LayerNorm(WIDTH) if pre_ln else nn.Identity()  # pre-LN ends in a norm (GPT-2, ViT)
+        self.head = nn.Linear(WIDTH, 10)
+        position = torch.arange(TOKENS).unsqueeze(1) / torch.pow(10_000, torch.arange(0, WIDTH, 2) / WIDTH)
+        self.register_buffer("positions", torch.cat([position.sin(), position.cos()], 1))
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        hidden = embeddings + self.positions
+        for block in self.blocks:
+            hidden = block(hidden)
+        return self.head(self.norm(hidden).mean(1))
+
+
+def measure(depth: int, pre_ln: bool, seed: int) -> tuple[float, F.DepthProfile]:
+    torch.manual_seed(seed)
+    embedding = nn.Embedding(VOCAB, WIDTH)
+    model = Encoder(depth, pre_ln)
+    tokens = torch.randint(0, VOCAB, (2, TOKENS), generator=torch.Generator().manual_seed(1000 + seed))
+    with torch.no_grad():
+        ends = embedding(tokens).double()
+    probe = F.line_probe(ends[0], ends[1], POINTS)
+    layers = [f"blocks.{i}" for i in range(depth)]
+    grads = F.input_gradients(model.double(), probe, layers=layers)
+    return F.neighbor_correlation(grads.input).item(), F.depth_profile(grads.layers)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--doc", action="store_true", help="write the results into docs/REPRODUCTION.md")
+    args = parser.parse_args()
+    figures = REPO / "docs" / "figures" / "transformer_at_init" if args.doc else Path(tempfile.mkdtemp())
+    figures.mkdir(parents=True, exist_ok=True)
+
+    results: dict[str, list[float]] = {}
+    profiles: dict[str, F.DepthProfile] = {}
+    for name, pre_ln in (("post-LN", False), ("pre-LN", True)):
+        results[name] = []
+        for depth in DEPTHS:
+            runs = [measure(depth, pre_ln, seed) for seed in range(args.seeds)]
+            results[name].append(statistics.median(c for c, _ in runs))
+            if depth == DEPTHS[-1]:
+                profiles[name] = runs[0][1]
+            print(f"{name} depth {depth}: neighbor correlation {results[name][-1]:.3f}", flush=True)
+
+    fits, curves = {}, {}
+    for name, values in results.items():
+        law, rate, r2 = F.fit_decay(DEPTHS, values)
+        fits[name] = (law, rate, r2)
+        curve = fitted_law_curve(DEPTHS, values, law, rate)
+        if curve is not None:
+            curves[name] = (*curve, law_label(law, rate, r2))
+    title = "transformer encoder at init: a line in embedding space"
+    plot_depth_curves({n: (list(DEPTHS), v) for n, v in results.items()}, fits=curves, title=title).savefig(
+        figures / "neighbor_corr_vs_depth.png", dpi=110
+    )
+    for name, profile in profiles.items():
+        fig = plot_depth_profile(profile, title=f"{name}, depth {DEPTHS[-1]}: neighbor correlation per block")
+        fig.savefig(figures / f"profile_{name.lower().replace('-', '')}{DEPTHS[-1]}.png", dpi=110)
+
+    lines = [
+        f"Machine: {machine()}. `python examples/shattering_in_a_transformer.py --seeds {args.seeds} --doc`: "
+        f"{POINTS}-point line between two random {TOKENS}-token sequences' embeddings (width {WIDTH}), "
+        "gradient of a fixed random projection of the output w.r.t. each point, PyTorch's default init, "
+        f"eval mode, float64; median over {args.seeds} seeds (weights, tokens).",
+        "",
+        "| block | " + " | ".join(f"depth {d}" for d in DEPTHS) + " | fitted law |",
+        "|---|" + "---|" * (len(DEPTHS) + 1),
+    ]
+    for name, values in results.items():
+        law, rate, r2 = fits[name]
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + f" | {law_label(law, rate, r2)} |")
+    lines += [
+        "",
+        "![neighbor correlation vs depth](figures/transformer_at_init/neighbor_corr_vs_depth.png)",
+        f"![post-LN profile](figures/transformer_at_init/profile_postln{DEPTHS[-1]}.png)",
+        f"![pre-LN profile](figures/transformer_at_init/profile_preln{DEPTHS[-1]}.png)",
+    ]
+    print("\n".join(lines))
+    if args.doc:
+        write_section(REPO / "docs" / "REPRODUCTION.md", "transformer-at-init", "\n".join(lines))
+    else:
+        print(f"figures: {figures}")
+
+
+if __name__ == "__main__":
+    main()

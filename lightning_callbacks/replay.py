@@ -1,0 +1,221 @@
+"""Record how a network is called in training, and replay that call along a probe.
+
+The ShatteringMonitor probes one input of the network (images, or the embeddings of token
+ids) along a line, but many networks take more than that: masks, targets, extra tensors,
+keyword arguments. :class:`CallRecorder` watches the network's first training call (a forward
+pre-hook) and keeps it as a :class:`RecordedCall`: which argument is the probed input, the
+first two samples' values of it for each line, and every other argument with a batch
+dimension cut to its first sample. :meth:`RecordedCall.forward_fn` then calls the network on a
+probe of any size with those other arguments repeated along it, and, for integer inputs
+(token ids), injects each probe point as the output of the embedding that consumes them.
+
+A recorded call holds only tensors, strings, numbers and plain containers, so it travels in a
+checkpoint (resume replays the same call) and through a DDP broadcast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["CallRecorder", "RecordedCall", "ForwardFn", "INPUT_NAMES"]
+
+ForwardFn = Callable[[nn.Module, torch.Tensor], Any]
+# keyword arguments that name a network's input, most specific first
+INPUT_NAMES = ("input_ids", "pixel_values", "images", "image", "inputs", "input", "x", "src", "input_values")
+
+
+def _per_sample(value: Any, batch_size: int) -> Any:
+    """A tensor with the batch dimension -> ``{"sample": value[:1]}``; containers recursively; the rest as is."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() > 0 and value.shape[0] == batch_size:
+            return {"sample": value[:1].detach().cpu().clone()}
+        return {"tensor": value.detach().cpu().clone()}
+    if isinstance(value, (list, tuple)):
+        return {"sequence": [_per_sample(v, batch_size) for v in value], "tuple": isinstance(value, tuple)}
+    if isinstance(value, Mapping):
+        return {"mapping": {k: _per_sample(v, batch_size) for k, v in value.items()}}
+    return {"value": value}
+
+
+def _along(entry: Any, n: int, device: torch.device) -> Any:
+    """The value of a recorded argument for a probe of ``n`` points: per-sample tensors repeated ``n`` times."""
+    if "sample" in entry:
+        sample = entry["sample"].to(device)
+        return sample.expand(n, *sample.shape[1:]).contiguous()
+    if "tensor" in entry:
+        return entry["tensor"].to(device)
+    if "sequence" in entry:
+        values = [_along(v, n, device) for v in entry["sequence"]]
+        return tuple(values) if entry["tuple"] else values
+    if "mapping" in entry:
+        return {k: _along(v, n, device) for k, v in entry["mapping"].items()}
+    return entry["value"]
+
+
+@dataclass
+class RecordedCall:
+    """A network's training call, kept to be replayed along probes (see the module docstring).
+
+    Attributes:
+        slot: where the probed input goes: ``("arg", index)`` or ``("kwarg", name)``.
+        args, kwargs: the other arguments, per-sample tensors cut to their first sample.
+        inputs: the probed input of the whole first batch (detached, on the CPU).
+        embedding: for integer inputs, the name of the ``nn.Embedding`` whose output is probed.
+    """
+
+    slot: tuple[str, Any]
+    args: list[Any]
+    kwargs: dict[str, Any]
+    inputs: torch.Tensor
+    embedding: str | None = None
+    embeddings_seen: list[str] = field(default_factory=list)
+
+    def state(self) -> dict[str, Any]:
+        """Plain containers and tensors (checkpoint- and broadcast-safe)."""
+        return dict(
+            slot=list(self.slot),
+            args=self.args,
+            kwargs=self.kwargs,
+            inputs=self.inputs,
+            embedding=self.embedding,
+            embeddings_seen=self.embeddings_seen,
+        )
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> RecordedCall:
+        return cls(
+            slot=tuple(state["slot"]),
+            args=list(state["args"]),
+            kwargs=dict(state["kwargs"]),
+            inputs=state["inputs"],
+            embedding=state.get("embedding"),
+            embeddings_seen=list(state.get("embeddings_seen") or []),
+        )
+
+    @property
+    def discrete(self) -> bool:
+        """Whether the probed input is integer (token ids): the probe then lives in embedding space."""
+        return not (self.inputs.is_floating_point() or self.inputs.is_complex())
+
+    def embed(self, network: nn.Module, samples: torch.Tensor) -> torch.Tensor:
+        """The embedding outputs of the given token-id samples, with the network's current weights."""
+        module = network.get_submodule(self.embedding)
+        weight = next(module.parameters(), None)
+        with torch.no_grad():
+            return module(samples.to(weight.device if weight is not None else samples.device))
+
+    def forward_fn(self, network: nn.Module) -> ForwardFn:
+        """``forward_fn(network, probe)``: the recorded call with the probe in the probed slot.
+
+        For integer inputs the probe is in embedding space: the slot gets the first sample's token
+        ids, repeated, and the probe replaces the output of the embedding's first call of the forward.
+        """
+        template = self.inputs[:1]
+        embedding = network.get_submodule(self.embedding) if self.discrete else None
+
+        def forward(module: nn.Module, probe: torch.Tensor) -> Any:
+            n, device = probe.shape[0], probe.device
+            args = [_along(a, n, device) for a in self.args]
+            kwargs = {k: _along(v, n, device) for k, v in self.kwargs.items()}
+            value = template.to(device).expand(n, *template.shape[1:]).contiguous() if self.discrete else probe
+            kind, where = self.slot
+            if kind == "arg":
+                args.insert(where, value)
+            else:
+                kwargs[where] = value
+            if embedding is None:
+                return module(*args, **kwargs)
+            calls = [0]
+
+            def inject(_module: nn.Module, _args: Any, output: torch.Tensor) -> torch.Tensor | None:
+                calls[0] += 1
+                if calls[0] > 1:  # a later call embeds something else (a decoder's targets, say)
+                    return None
+                if output.shape[1:] != probe.shape[1:]:
+                    raise ValueError(
+                        f"embedding {self.embedding!r} returns shape {tuple(output.shape)} but the probe has points "
+                        f"of shape {tuple(probe.shape[1:])}: pass embedding=<the module embedding the probed input>"
+                    )
+                return probe.to(output.dtype)
+
+            # prepended: the injected tensor is what every other hook (the monitor's captures) sees
+            handle = embedding.register_forward_hook(inject, prepend=True)
+            try:
+                return module(*args, **kwargs)
+            finally:
+                handle.remove()
+
+        return forward
+
+
+class CallRecorder:
+    """Hooks that record a network's next call (arguments, and the first ``nn.Embedding`` that runs).
+
+    Args:
+        network: the module whose call is recorded.
+        embedding: the name of the embedding module to probe for integer inputs (None: the first
+            ``nn.Embedding`` that runs).
+    """
+
+    def __init__(self, network: nn.Module, embedding: str | None = None) -> None:
+        self.network = network
+        self.embedding = embedding
+        self.call: RecordedCall | None = None
+        self._embeddings: list[str] = []
+        self._handles = [network.register_forward_pre_hook(self._record, with_kwargs=True)]
+        for name, module in network.named_modules():
+            if isinstance(module, nn.Embedding):
+                self._handles.append(module.register_forward_hook(self._embedding_ran(name)))
+        self._handles.append(network.register_forward_hook(lambda *_: self.remove()))
+
+    def _embedding_ran(self, name: str) -> Callable[..., None]:
+        def hook(*_: Any) -> None:
+            if name not in self._embeddings:
+                self._embeddings.append(name)
+
+        return hook
+
+    def _record(self, _module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if self.call is not None:
+            return
+        slot = _probed_slot(args, kwargs)
+        inputs = args[slot[1]] if slot[0] == "arg" else kwargs[slot[1]]
+        batch_size = inputs.shape[0]
+        rest = [a for i, a in enumerate(args) if (slot[0], i) != ("arg", slot[1])]
+        others = {k: v for k, v in kwargs.items() if (slot[0], k) != ("kwarg", slot[1])}
+        self.call = RecordedCall(
+            slot=slot,
+            args=[_per_sample(a, batch_size) for a in rest],
+            kwargs={k: _per_sample(v, batch_size) for k, v in others.items()},
+            inputs=inputs.detach().cpu().clone(),
+        )
+
+    def remove(self) -> None:
+        """Remove every hook; the embedding that ran first is resolved here."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        if self.call is not None:
+            self.call.embeddings_seen = list(self._embeddings)
+            self.call.embedding = self.embedding or (self._embeddings[0] if self._embeddings else None)
+
+
+def _probed_slot(args: tuple, kwargs: dict) -> tuple[str, Any]:
+    """The first positional tensor, else the first input-named keyword tensor, else the first keyword tensor."""
+    for index, value in enumerate(args):
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            return ("arg", index)
+    for name in INPUT_NAMES:
+        if isinstance(kwargs.get(name), torch.Tensor):
+            return ("kwarg", name)
+    for name, value in kwargs.items():
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            return ("kwarg", name)
+    raise ValueError(
+        "ShatteringMonitor found no tensor argument in the network's call: pass forward_fn=<callable(module, probe)>"
+    )
