@@ -197,7 +197,7 @@ def main() -> None:
     section = ("models-imagenet" if args.imagenet else "models") + ("" if args.device == "cpu" else f"-{args.device}")
     path = write_section(REPO / "docs" / "PERFORMANCE.md", section, "\n".join(lines))
     print("\n".join(lines))
-    print(f"wrote {path}")
+    print(f"wrote {path.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

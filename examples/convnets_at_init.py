@@ -1,15 +1,19 @@
 """Shattering of convnets at initialization: the four CIFAR families at depths 20-200, and the ResNet-50 family.
 
-    python examples/convnets_at_init.py     # a few minutes on 2 CPU cores
+    python examples/convnets_at_init.py [--doc]    # a few minutes on 2 CPU cores
 
 Runs ``timm-ll shatter`` (128-point line probe between two digits images upscaled to
-32x32; 32 points at 224x224 for the ResNet-50 family) and writes docs/figures/convnets_*.png,
-docs/convnets_at_init.json and the "convnets-at-init" section of docs/REPRODUCTION.md.
+32x32; 32 points at 224x224 for the ResNet-50 family). With ``--doc`` it writes the figures
+under docs/figures/, docs/convnets_at_init.json, docs/resnet50_family_at_init.json and the
+"convnets-at-init" section of docs/REPRODUCTION.md; otherwise everything goes to a temporary
+folder and the section is printed.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import tempfile
 from pathlib import Path
 
 from timm_ll.cli import main as timm_ll_main
@@ -34,8 +38,23 @@ def _table(results: list[dict]) -> list[str]:
     return lines
 
 
+def _relative_figures(path: Path) -> dict:
+    """The report at ``path``, its figure paths rewritten relative to the repository (no machine path in docs)."""
+    report = json.loads(path.read_text())
+    report["figures"] = [
+        str(Path(f).resolve().relative_to(REPO)) if Path(f).resolve().is_relative_to(REPO) else Path(f).name
+        for f in report["figures"]
+    ]
+    path.write_text(json.dumps(report, indent=2))
+    return report
+
+
 def main() -> None:
-    cifar_json, imagenet_json = DOCS / "convnets_at_init.json", DOCS / "resnet50_family_at_init.json"
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--doc", action="store_true", help="write the numbers, figures and section into docs/")
+    args = parser.parse_args()
+    docs = DOCS if args.doc else Path(tempfile.mkdtemp(prefix="timm-ll-convnets-"))
+    cifar_json, imagenet_json = docs / "convnets_at_init.json", docs / "resnet50_family_at_init.json"
     timm_ll_main(
         [
             "shatter",
@@ -44,7 +63,7 @@ def main() -> None:
             "--json",
             str(cifar_json),
             "--out",
-            str(DOCS / "figures" / "convnets_at_init"),
+            str(docs / "figures" / "convnets_at_init"),
         ]
     )
     timm_ll_main(
@@ -57,17 +76,17 @@ def main() -> None:
             "--json",
             str(imagenet_json),
             "--out",
-            str(DOCS / "figures" / "resnet50_family_at_init"),
+            str(docs / "figures" / "resnet50_family_at_init"),
         ]
     )
-    cifar, imagenet = json.loads(cifar_json.read_text()), json.loads(imagenet_json.read_text())
+    cifar, imagenet = _relative_figures(cifar_json), _relative_figures(imagenet_json)
     fits = [
         f"{family}: {fit['law']} decay, rate {fit['rate']:.3g}, R² {fit['r2']:.2f}"
         for family, fit in cifar["fits"].items()
         if fit["law"]
     ]
     lines = [
-        f"Machine: {machine()}. `python examples/convnets_at_init.py` (the numbers are in "
+        f"Machine: {machine()}. `python examples/convnets_at_init.py --doc` (the numbers are in "
         "`docs/convnets_at_init.json` and `docs/resnet50_family_at_init.json`).",
         "",
         f"CIFAR families at init, {cifar['num_points']}-point line probe between two digits images (3x32x32), "
@@ -86,7 +105,8 @@ def main() -> None:
         "",
         "![gradient traces](figures/resnet50_family_at_init/gradient_traces.png)",
     ]
-    write_section(REPO / "docs" / "REPRODUCTION.md", "convnets-at-init", "\n".join(lines))
+    if args.doc:
+        write_section(REPO / "docs" / "REPRODUCTION.md", "convnets-at-init", "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -87,8 +87,14 @@ def main() -> None:
                 monitor_every=max(1, steps // 4),
                 progress=False,
             )
+            # paths relative to --out: a committed results file names no folder of the machine
+            paths = {
+                key: None if value is None else str(Path(value).resolve().relative_to(args.out.resolve()))
+                for key, value in (("log_dir", result.log_dir), ("checkpoint", result.checkpoint))
+            }
             row = dict(
                 asdict(result),
+                **paths,
                 model=name,
                 family=family,
                 depth=depth,

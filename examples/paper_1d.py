@@ -1,16 +1,19 @@
 """Figures 1-2 of Balduzzi et al. (2017) on 1-D nets: shattering of feedforward nets vs ResNets vs LL.
 
-    python examples/paper_1d.py            # ~1-2 minutes on 2 CPU cores
+    python examples/paper_1d.py [--doc]    # ~1-2 minutes on 2 CPU cores
 
 Nets of width 200 map R -> R; the probe is 256 points on [-2, 2]; batch norm normalizes
 over the grid (``bn_mode="batch"``, statistics held fixed in the backward pass); 20 seeds.
-Writes docs/figures/paper_1d_*.png and the "paper-1d" section of docs/REPRODUCTION.md.
+With ``--doc`` it writes docs/figures/paper_1d_*.png and the "paper-1d" section of
+docs/REPRODUCTION.md; otherwise the figures go to a temporary folder and the table is printed.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import statistics
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -34,7 +37,6 @@ NETS = {  # label -> toy_net arguments
     "resnet, beta=0.1": dict(kind="resnet", beta=0.1),
     "looks-linear": dict(kind="looks_linear"),
 }
-FIGURES = REPO / "docs" / "figures"
 
 
 def bn_resnet_product(depth: int) -> float:
@@ -43,6 +45,10 @@ def bn_resnet_product(depth: int) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--doc", action="store_true", help="write the figures and table into docs/")
+    args = parser.parse_args()
+    figures = REPO / "docs" / "figures" if args.doc else Path(tempfile.mkdtemp(prefix="timm-ll-paper-1d-"))
     probe = F.line_probe(torch.tensor([-2.0]), torch.tensor([2.0]), 256)
     lag1: dict[tuple[str, int], list[float]] = {}
     examples: dict[tuple[str, int], torch.Tensor] = {}
@@ -65,7 +71,7 @@ def main() -> None:
         "brown noise": F.neighbor_correlation(white.cumsum(0)).item(),
     }
 
-    FIGURES.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
     shown = (2, 10, 50)
     for kind, plot in (("traces", plot_gradient_traces), ("covariance", plot_covariance)):
         fig = Figure(figsize=(4 * len(shown), 3 * len(NETS)), layout="constrained")
@@ -76,7 +82,7 @@ def main() -> None:
                     ax=fig.add_subplot(len(NETS), len(shown), row * len(shown) + col + 1),
                     title=f"{label}, depth {depth}",
                 )
-        fig.savefig(FIGURES / f"paper_1d_{kind}.png", dpi=80)
+        fig.savefig(figures / f"paper_1d_{kind}.png", dpi=80)
     fig = Figure(figsize=(4 * len(NETS), 3.2), layout="constrained")
     for i, label in enumerate(NETS):
         ax = fig.add_subplot(1, len(NETS), i + 1)
@@ -86,14 +92,15 @@ def main() -> None:
         ax.set_xlabel("lag")
         ax.set_ylim(-0.3, 1.05)
         ax.legend(fontsize="x-small")
-    fig.savefig(FIGURES / "paper_1d_acf.png", dpi=80)
+    fig.savefig(figures / "paper_1d_acf.png", dpi=80)
 
     def cell(label: str, depth: int) -> str:
         v = lag1[(label, depth)]
         return f"{statistics.mean(v):.3f} ± {statistics.stdev(v):.3f}"
 
     lines = [
-        f"Machine: {machine()}. `python examples/paper_1d.py`: width 200, 256 points on [-2, 2], BN over the grid, "
+        f"Machine: {machine()}. `python examples/paper_1d.py --doc`: width 200, 256 points on [-2, 2], "
+        "BN over the grid, "
         f"{SEEDS} seeds (mean ± sd of ACF(1), the neighbor correlation).",
         "",
         "| net | " + " | ".join(f"L={d}" for d in DEPTHS) + " |",
@@ -110,7 +117,10 @@ def main() -> None:
         "![covariance images](figures/paper_1d_covariance.png)",
         "![ACF curves](figures/paper_1d_acf.png)",
     ]
-    write_section(REPO / "docs" / "REPRODUCTION.md", "paper-1d", "\n".join(lines))
+    if args.doc:
+        write_section(REPO / "docs" / "REPRODUCTION.md", "paper-1d", "\n".join(lines))
+    else:
+        print(f"figures: {figures}")
     print("\n".join(lines))
 
 
