@@ -49,3 +49,21 @@ def test_recipe_sweep_scores_on_held_out_training_images_and_resumes(tmp_path):
         )
     with pytest.raises(ValueError, match="fewer than train"):
         sweep.split_train_val(data, 1400, 200)
+
+
+def test_zoo_survey_measures_both_bn_modes_where_there_is_bn(tmp_path):
+    zoo = _load("zoo_at_init")
+    assert zoo.has_batch_norm("resnet18") and not zoo.has_batch_norm("vit_tiny_patch16_224")
+    args = argparse.Namespace(preset="tiny", data="digits", out=tmp_path, doc=False)
+    rows = zoo.survey(args)
+    assert {(r["model"], r["bn_mode"]) for r in rows} == {
+        ("resnet18", "eval"),
+        ("resnet18", "batch"),
+        ("vit_tiny_patch16_224", "eval"),
+    }
+    assert all(-1 <= r["neighbor_corr"] <= 1 and r["input_size"] == [3, 224, 224] for r in rows)
+    table = zoo.table(rows)
+    assert len(table) == 2 + 2 and table[2].split("|")[1].strip() in ("resnet18", "vit_tiny_patch16_224")
+    corr = [float(line.split("|")[2]) for line in table[2:]]
+    assert corr == sorted(corr, reverse=True)  # sorted, smoothest first
+    assert len(zoo.figure(rows).axes) == 2

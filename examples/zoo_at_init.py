@@ -1,0 +1,152 @@
+"""The timm zoo at initialization: how shattered is each architecture's input gradient before training?
+
+    python examples/zoo_at_init.py --data path/to/cifar10 [--doc]    # about 15 minutes on 2 CPU cores
+    python examples/zoo_at_init.py --preset tiny --data digits       # seconds: checks the logic
+
+About 25 architectures (ResNet, ResNet-D, RegNet, EfficientNet, MobileNetV3, ConvNeXt, ViT,
+DeiT, Swin, MLP-Mixer, ResMLP, VGG, DenseNet, and our looks-linear and plain skip-free
+ResNet-50s), each created by name at timm's default init and measured as ``timm-ll shatter
+--models`` does: a 64-point line between two real images (CIFAR-10, upscaled to 224x224),
+the gradient of a fixed random projection of the output. Models with batch norm are measured
+with both ``bn_mode``s: ``eval`` (running statistics: identity at init) and ``batch`` (the
+probe's own statistics, the paper's setting). ``--doc`` writes a table sorted by neighbor
+correlation and one figure into docs/REPRODUCTION.md (section "zoo-at-init").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from matplotlib.figure import Figure
+from torch import nn
+
+from lightning_callbacks.plotting import plot_model_bars
+from timm_ll.reporting import machine, write_section
+
+REPO = Path(__file__).resolve().parents[1]
+ZOO = (
+    "resnet18",
+    "resnet50",
+    "resnet50d",
+    "regnetx_002",
+    "regnety_016",
+    "efficientnet_b0",
+    "mobilenetv3_small_100",
+    "mobilenetv3_large_100",
+    "convnext_atto",
+    "convnext_tiny",
+    "vit_tiny_patch16_224",
+    "vit_small_patch16_224",
+    "deit_tiny_patch16_224",
+    "deit_small_patch16_224",
+    "swin_tiny_patch4_window7_224",
+    "mixer_s16_224",
+    "mixer_b16_224",
+    "resmlp_12_224",
+    "vgg11",
+    "vgg11_bn",
+    "densenet121",
+    "ll_resnet50",
+    "plain_resnet50",
+    "ll_resnet18",
+    "plain_resnet18",
+)
+PRESETS = {"zoo": dict(models=ZOO, points=64), "tiny": dict(models=("resnet18", "vit_tiny_patch16_224"), points=4)}
+
+
+def has_batch_norm(name: str) -> bool:
+    import timm
+
+    model = timm.create_model(name, pretrained=False)
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def survey(args: argparse.Namespace) -> list[dict]:
+    """One row per (model, bn_mode): the statistics of ``timm_ll.cli.measure_at_init``, appended as they come."""
+    from timm_ll.cli import measure_at_init
+    from timm_ll.data import load_source
+
+    preset = PRESETS[args.preset]
+    results_path = args.out / f"zoo_{args.preset}.jsonl"
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.exists() else []
+    done = {(r["model"], r["bn_mode"]) for r in rows}
+    data = load_source(args.data, "train")
+    for name in preset["models"]:
+        for bn_mode in ("eval", "batch") if has_batch_norm(name) else ("eval",):
+            if (name, bn_mode) in done:
+                continue
+            start = time.perf_counter()
+            options = argparse.Namespace(num_points=preset["points"], bn_mode=bn_mode, dtype="auto", seed=0)
+            row, _ = measure_at_init(name, data, options)
+            row = dict(row, bn_mode=bn_mode, seconds=round(time.perf_counter() - start, 1), machine=machine())
+            rows.append(row)
+            with results_path.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            print(f"{name} ({bn_mode}): neighbor correlation {row['neighbor_corr']:.3f}", flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> list[str]:
+    """Sorted by the eval-mode neighbor correlation, highest (smoothest) first."""
+    by = {(r["model"], r["bn_mode"]): r for r in rows}
+    models = sorted({r["model"] for r in rows}, key=lambda m: -by[(m, "eval")]["neighbor_corr"])
+    lines = [
+        "| model | neighbor corr. (eval BN) | (batch BN) | effective rank | spectral slope | precision |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model in models:
+        row, batch = by[(model, "eval")], by.get((model, "batch"))
+        slope = "flat" if row["spectral_slope"] is None else f"{row['spectral_slope']:.2f}"
+        batch_corr = "-" if batch is None else f"{batch['neighbor_corr']:.3f}"
+        lines.append(
+            f"| {model} | {row['neighbor_corr']:.3f} | {batch_corr} "
+            f"| {row['effective_rank']:.1f} | {slope} | {row['dtype']} |"
+        )
+    return lines
+
+
+def figure(rows: list[dict]) -> Figure:
+    fig = Figure(figsize=(11.0, 0.6 + 0.3 * len({r["model"] for r in rows})), layout="constrained")
+    for index, bn_mode in enumerate(("eval", "batch")):
+        values = {r["model"]: r["neighbor_corr"] for r in rows if r["bn_mode"] == bn_mode}
+        title = "eval-mode BN (and models without BN)" if bn_mode == "eval" else "batch-statistics BN"
+        plot_model_bars(values, ax=fig.add_subplot(1, 2, index + 1), title=title)
+    return fig
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="zoo")
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"))
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "timm-ll-zoo")
+    parser.add_argument("--doc", action="store_true", help="write the table and figure into docs/")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    rows = survey(args)
+    figures = REPO / "docs" / "figures" if args.doc else args.out
+    figures.mkdir(parents=True, exist_ok=True)
+    figure(rows).savefig(figures / "zoo_at_init.png", dpi=100)
+    seconds = sum(r["seconds"] for r in rows)
+    lines = [
+        f"Machine: {rows[0]['machine']}. `python examples/zoo_at_init.py --doc` ({seconds / 60:.0f} minutes of "
+        f"measurement): {PRESETS[args.preset]['points']}-point line between two CIFAR-10 training images upscaled "
+        "to each model's input size (224x224), timm's default init, the gradient of a fixed random projection of "
+        "the output; looks-linear models in float64 (`--dtype auto`). Sorted by the eval-mode neighbor "
+        "correlation; *batch BN* normalizes with the probe's statistics (the paper's setting).",
+        "",
+        *table(rows),
+        "",
+        "![the zoo at init](figures/zoo_at_init.png)",
+    ]
+    print("\n".join(lines) + f"\n({time.perf_counter() - start:.0f} s)")
+    if args.doc:
+        write_section(REPO / "docs" / "REPRODUCTION.md", "zoo-at-init", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
