@@ -7,7 +7,9 @@ About 25 architectures (ResNet, ResNet-D, RegNet, EfficientNet, MobileNetV3, Con
 DeiT, Swin, MLP-Mixer, ResMLP, VGG, DenseNet, and our looks-linear and plain skip-free
 ResNet-50s), each created by name at timm's default init and measured as ``timm-ll shatter
 --models`` does: a 64-point line between two real images (CIFAR-10, upscaled to 224x224),
-the gradient of a fixed random projection of the output. Models with batch norm are measured
+the gradient of a fixed random projection of the logits (of the pre-logits features where timm
+zero-initializes the classifier, which would make the gradient identically zero). Models with
+batch norm are measured
 with both ``bn_mode``s: ``eval`` (running statistics: identity at init) and ``batch`` (the
 probe's own statistics, the paper's setting). ``--doc`` writes a table sorted by neighbor
 correlation and one figure into docs/REPRODUCTION.md (section "zoo-at-init").
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -65,6 +68,14 @@ def has_batch_norm(name: str) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+def zero_head(name: str) -> bool:
+    """Whether timm initializes the model's classifier to zeros."""
+    import timm
+
+    head = timm.create_model(name, pretrained=False).get_classifier()
+    return isinstance(head, nn.Linear) and not head.weight.any()
+
+
 def survey(args: argparse.Namespace) -> list[dict]:
     """One row per (model, bn_mode): the statistics of ``timm_ll.cli.measure_at_init``, appended as they come."""
     from timm_ll.cli import measure_at_init
@@ -82,13 +93,21 @@ def survey(args: argparse.Namespace) -> list[dict]:
                 continue
             start = time.perf_counter()
             options = argparse.Namespace(num_points=preset["points"], bn_mode=bn_mode, dtype="auto", seed=0)
-            row, _ = measure_at_init(name, data, options)
+            # a zero-initialized classifier (MLP-Mixer, ResMLP) makes the gradient identically zero, which
+            # reads as flat: those models are read out from their pre-logits features (num_classes=0)
+            kwargs = {"num_classes": 0} if zero_head(name) else {}
+            row, _ = measure_at_init(name, data, options, **kwargs)
+            row["readout"] = "pre-logits" if kwargs else "logits"
             row = dict(row, bn_mode=bn_mode, seconds=round(time.perf_counter() - start, 1), machine=machine())
             rows.append(row)
             with results_path.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
             print(f"{name} ({bn_mode}): neighbor correlation {row['neighbor_corr']:.3f}", flush=True)
     return rows
+
+
+def _slope_text(slope: float | None) -> str:
+    return "flat" if slope is None or math.isnan(slope) else f"{slope:.2f}"
 
 
 def table(rows: list[dict]) -> list[str]:
@@ -101,10 +120,11 @@ def table(rows: list[dict]) -> list[str]:
     ]
     for model in models:
         row, batch = by[(model, "eval")], by.get((model, "batch"))
-        slope = "flat" if row["spectral_slope"] is None else f"{row['spectral_slope']:.2f}"
+        slope = _slope_text(row["spectral_slope"])
         batch_corr = "-" if batch is None else f"{batch['neighbor_corr']:.3f}"
+        marked = f"{model}*" if row.get("readout") == "pre-logits" else model
         lines.append(
-            f"| {model} | {row['neighbor_corr']:.3f} | {batch_corr} "
+            f"| {marked} | {row['neighbor_corr']:.3f} | {batch_corr} "
             f"| {row['effective_rank']:.1f} | {slope} | {row['dtype']} |"
         )
     return lines
@@ -136,8 +156,9 @@ def main() -> None:
         f"Machine: {rows[0]['machine']}. `python examples/zoo_at_init.py --doc` ({seconds / 60:.0f} minutes of "
         f"measurement): {PRESETS[args.preset]['points']}-point line between two CIFAR-10 training images upscaled "
         "to each model's input size (224x224), timm's default init, the gradient of a fixed random projection of "
-        "the output; looks-linear models in float64 (`--dtype auto`). Sorted by the eval-mode neighbor "
-        "correlation; *batch BN* normalizes with the probe's statistics (the paper's setting).",
+        "the logits (of the pre-logits features where timm zero-initializes the classifier, marked *); looks-linear "
+        "models in float64 (`--dtype auto`). Sorted by "
+        "the eval-mode neighbor correlation; *batch BN* normalizes with the probe's statistics (the paper's setting).",
         "",
         *table(rows),
         "",

@@ -184,15 +184,16 @@ def _probe_images(data: Any, input_size: tuple[int, int, int], mean: Any, std: A
     return (images - mean_t) / std_t
 
 
-def measure_at_init(name: str, data: Any, args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
-    """Create ``name`` at init, take its input gradients on the line probe; ``(statistics row, gradients)``."""
+def measure_at_init(name: str, data: Any, args: argparse.Namespace, **model_kwargs: Any) -> tuple[dict[str, Any], Any]:
+    """Create ``name`` at init (with ``model_kwargs``), take its input gradients on the line probe;
+    ``(statistics row, gradients)``."""
     import timm
     import torch
 
     from lightning_callbacks import functional as F
 
     torch.manual_seed(args.seed)
-    model = timm.create_model(name)
+    model = timm.create_model(name, **model_kwargs)
     looks_linear = getattr(model, "looks_linear", False)  # CifarNet and SkipFreeResNet both say
     auto_dtype = torch.float64 if looks_linear else torch.float32
     dtype = auto_dtype if args.dtype == "auto" else getattr(torch, args.dtype)
