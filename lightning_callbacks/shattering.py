@@ -439,7 +439,8 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         ]
 
     def _gradients(self, measured: nn.Module, probe: torch.Tensor, chunk: int | None) -> F.InputGradients:
-        forward_fn = self.forward_fn or self._call.forward_fn(measured)
+        # the recorded call; before one is recorded (measure() called by hand), the plain module(probe)
+        forward_fn = self.forward_fn or (self._call.forward_fn(measured) if self._call is not None else None)
         try:
             return F.input_gradients(
                 measured,
