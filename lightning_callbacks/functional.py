@@ -28,6 +28,8 @@ __all__ = [
     "RandomProjectionReadout",
     "input_gradients",
     "check_bn_mode",
+    "buffer_copies",
+    "buffers_swapped",
     "resolve_layers",
     "gradient_statistics",
     "is_flat",
@@ -222,6 +224,30 @@ def resolve_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Modul
     return modules
 
 
+def buffer_copies(model: nn.Module) -> list[tuple[nn.Module, str, torch.Tensor]]:
+    """Copies of every buffer of ``model`` (BN running statistics...), with the module and name they belong to."""
+    return [
+        (module, name, buffer.detach().clone())
+        for module in model.modules()
+        for name, buffer in module._buffers.items()
+        if buffer is not None
+    ]
+
+
+@contextlib.contextmanager
+def buffers_swapped(copies: Sequence[tuple[nn.Module, str, torch.Tensor]]) -> Iterator[None]:
+    """Put ``copies`` (see :func:`buffer_copies`) in place of the buffers; the originals, never written to,
+    are put back afterwards."""
+    originals = [(module, name, module._buffers[name]) for module, name, _ in copies]
+    try:
+        for module, name, copy in copies:
+            setattr(module, name, copy)
+        yield
+    finally:
+        for module, name, original in originals:
+            setattr(module, name, original)
+
+
 @contextlib.contextmanager
 def _measurement_context(model: nn.Module, bn_mode: BNMode) -> Iterator[None]:
     """Set modes for a measurement; restore every module's mode, buffer, ``requires_grad`` and the RNG afterwards.
@@ -233,12 +259,6 @@ def _measurement_context(model: nn.Module, bn_mode: BNMode) -> Iterator[None]:
     # every buffer is swapped for a copy while measuring, and the original put back: the measurement
     # never writes to a tensor training holds (a training graph may keep BN's running statistics for
     # its backward, whose version must not change; the monitor can measure between forward and backward)
-    buffers = [
-        (module, name, buffer)
-        for module in model.modules()
-        for name, buffer in module._buffers.items()
-        if buffer is not None
-    ]
     # no parameter gradient is wanted: a custom autograd.Function (e.g. timm_ll's CReLUConv2d) cannot
     # see that autograd.grad prunes them and would compute its weight gradient for nothing
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -246,9 +266,7 @@ def _measurement_context(model: nn.Module, bn_mode: BNMode) -> Iterator[None]:
     cuda_devices = range(torch.cuda.device_count()) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     handles = []
     try:
-        with torch.random.fork_rng(devices=cuda_devices):
-            for module, name, buffer in buffers:
-                setattr(module, name, buffer.detach().clone())
+        with torch.random.fork_rng(devices=cuda_devices), buffers_swapped(buffer_copies(model)):
             for param in trainable:
                 param.requires_grad_(False)
             model.eval()
@@ -267,8 +285,6 @@ def _measurement_context(model: nn.Module, bn_mode: BNMode) -> Iterator[None]:
             handle.remove()
         for module, training in modes.items():
             module.training = training
-        for module, name, buffer in buffers:
-            setattr(module, name, buffer)
 
 
 def _first_tensor(value: object) -> torch.Tensor | None:

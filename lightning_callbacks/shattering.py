@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,29 +97,6 @@ def _broadcast_state(trainer: Any, state: dict[str, Any]) -> dict[str, Any]:
     torch.save(state, buffer)
     data = trainer.strategy.broadcast(buffer.getvalue(), src=0)
     return torch.load(io.BytesIO(data), weights_only=True)
-
-
-def _buffer_snapshot(network: nn.Module) -> list[tuple[nn.Module, str, torch.Tensor]]:
-    """Copies of every buffer of ``network`` (BN running statistics...), with where they belong."""
-    return [
-        (module, name, buffer.detach().clone())
-        for module in network.modules()
-        for name, buffer in module._buffers.items()
-        if buffer is not None
-    ]
-
-
-@contextlib.contextmanager
-def _buffers_as(snapshot: list[tuple[nn.Module, str, torch.Tensor]]) -> Iterator[None]:
-    """Put the snapshot's buffers in place (the originals untouched, and restored afterwards)."""
-    originals = [(module, name, module._buffers[name]) for module, name, _ in snapshot]
-    try:
-        for module, name, copy in snapshot:
-            setattr(module, name, copy)
-        yield
-    finally:
-        for module, name, original in originals:
-            setattr(module, name, original)
 
 
 def _takes_figures(logger: Any) -> bool:
@@ -295,11 +271,6 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         )
 
     @property
-    def measured_module(self) -> nn.Module | None:
-        """The network being measured (set up by the Trainer), through any ``torch.compile`` wrapper."""
-        return None if self._model is None else F.unwrap_compiled(self._model)
-
-    @property
     def layer_names(self) -> list[str]:
         """The blocks profiled (``layers="auto"`` resolved)."""
         return list(self._layer_names)
@@ -330,7 +301,7 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
                 self.measure(trainer)
             else:  # before the first call is recorded: measured right after the forward, before any update,
                 self._pending = step  # with the buffers (BN running statistics) as they are now
-                self._pending_buffers = _buffer_snapshot(F.unwrap_compiled(self._model))
+                self._pending_buffers = F.buffer_copies(F.unwrap_compiled(self._model))
 
     def on_before_backward(self, trainer: Any, pl_module: Any, loss: Any) -> None:
         self._after_first_forward(trainer)
@@ -355,7 +326,7 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         if self._pending is not None and self._ready():
             self._last_step, self._pending = self._pending, None
             snapshot, self._pending_buffers = self._pending_buffers, []
-            with _buffers_as(snapshot):
+            with F.buffers_swapped(snapshot):
                 self.measure(trainer)
 
     def _use_call(self, call: RecordedCall) -> None:
@@ -575,13 +546,6 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
             else:  # TensorBoard
                 for name, fig in figures.items():
                     logger.experiment.add_figure(f"{self.prefix}/{name}", fig, global_step=step, close=False)
-
-    def write_summary(self, path: str | Path) -> Path:
-        """Draw the summary of every measurement so far (:attr:`history`) into ``path``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        plot_training_summary(self.history).savefig(path, dpi=100)
-        return path
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         if not (self.log_figures and trainer.is_global_zero and self.history):
