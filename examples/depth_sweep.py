@@ -1,14 +1,21 @@
 """CIFAR-10 depth sweep: do skip-free nets train as depth grows? (He et al. 2016; Balduzzi et al. 2017)
 
-    python examples/depth_sweep.py --preset cpu-budget   # about an hour on 2 CPU cores
-    python examples/depth_sweep.py --preset gpu-budget   # ~8 minutes on one H100
+    python examples/depth_sweep.py --preset cpu-600      # about an hour on 2 CPU cores (the current CPU study)
+    python examples/depth_sweep.py --preset cpu-budget   # the older 300-step CPU study
+    python examples/depth_sweep.py --preset gpu-deep     # depths 56/110, all 50k images: ~10 min on one H100
     python examples/depth_sweep.py --preset full         # the full recipe (GPU): 160 epochs per run
+    python examples/depth_sweep.py --preset tiny --data digits   # seconds: checks the logic
 
 Trains every family x depth with the recipe of ``timm_ll.training`` (SGD momentum 0.9,
-Nesterov, weight decay 5e-4, one-cycle LR peaking at 0.1, random crop + flip, batch 128) and
-reports test accuracy. Results are appended to ``--results`` (JSON lines) after every run,
-so an interrupted sweep resumes where it stopped; ``--doc`` writes the table into
-docs/REPRODUCTION.md.
+Nesterov, weight decay 5e-4, one-cycle LR, random crop + flip, batch 128; peak LR and
+warm-up from ``--lr`` / ``--warmup``, by default ``Recipe``'s) with the ShatteringMonitor
+attached (per-block profile, log-spaced start, then every tenth of the run), and reports
+test error. With ``--equal-time``, each family of ``--equal-time-families`` is also trained
+for as many steps as fit in the wall-clock time its LL twin took (LL costs about 2x per
+step). Results, including the monitor's measurements, are appended to ``--results`` (JSON
+lines) after every run, so an interrupted sweep resumes where it stopped; ``--doc`` writes
+the table into docs/REPRODUCTION.md. ``examples/shattering_during_training.py`` draws the
+monitor's measurements.
 """
 
 from __future__ import annotations
@@ -16,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,110 +30,194 @@ from timm_ll.reporting import machine, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
-    # train images, epochs (None: use steps), steps, what it is for
-    "cpu-budget": dict(train_subset=10_000, epochs=None, steps=300),
-    "gpu-budget": dict(train_subset=None, epochs=6, steps=None),
-    "full": dict(train_subset=None, epochs=160, steps=None),
+    # train images (None: all), epochs (None: use steps), steps, families, depths
+    "cpu-600": dict(
+        train_subset=10_000, epochs=None, steps=600, families="ll_plain,cifar_resnet,plain", depths="20,56,110"
+    ),
+    "cpu-budget": dict(
+        train_subset=10_000,
+        epochs=None,
+        steps=300,
+        families="ll_plain,plain,cifar_resnet,crelu_plain",
+        depths="20,56,110",
+    ),
+    "gpu-deep": dict(train_subset=None, epochs=10, steps=None, families="ll_plain,cifar_resnet", depths="56,110"),
+    "gpu-budget": dict(
+        train_subset=None, epochs=6, steps=None, families="ll_plain,plain,cifar_resnet,crelu_plain", depths="20,56,110"
+    ),
+    "full": dict(
+        train_subset=None,
+        epochs=160,
+        steps=None,
+        families="ll_plain,plain,cifar_resnet,crelu_plain",
+        depths="20,56,110",
+    ),
+    "tiny": dict(train_subset=500, epochs=None, steps=10, families="ll_plain,cifar_resnet", depths="8"),
 }
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from timm_ll.training import Recipe
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-budget")
-    parser.add_argument("--families", default="ll_plain,plain,cifar_resnet,crelu_plain")
-    parser.add_argument("--depths", default="20,56,110")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-600")
+    parser.add_argument("--families", default=None, help="comma-separated (default: the preset's)")
+    parser.add_argument("--depths", default=None, help="comma-separated (default: the preset's)")
     parser.add_argument(
         "--data",
         default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"),
-        help="CIFAR-10 in train/<class>/*.jpg, test/<class>/*.jpg layout (zip or folder)",
+        help="CIFAR-10 in train/<class>/*.jpg, test/<class>/*.jpg layout (zip or folder), or 'digits'",
     )
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=Recipe.lr, help="peak learning rate")
+    parser.add_argument("--warmup", type=float, default=Recipe.warmup_fraction, help="one-cycle warm-up fraction")
+    parser.add_argument(
+        "--equal-time",
+        action="store_true",
+        help="also train --equal-time-families for the wall-clock time of the ll_plain run of the same depth",
+    )
+    parser.add_argument("--equal-time-families", default="cifar_resnet,plain")
     parser.add_argument(
         "--out",
         type=Path,
         default=Path(tempfile.gettempdir()) / "timm-ll-depth-sweep",
         help="logs, checkpoints and (by default) the results file; outside the repository unless asked",
     )
-    parser.add_argument("--results", type=Path, default=None, help="JSON lines file (default: <out>/results.jsonl)")
+    parser.add_argument("--results", type=Path, default=None, help="JSON lines file (default: <out>/<preset>.jsonl)")
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--doc", action="store_true", help="write the results table into docs/REPRODUCTION.md")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def run_sweep(args: argparse.Namespace) -> list[dict]:
+    """Train every family x depth (then the equal-time runs); return all rows of the results file."""
+    import time
 
     from timm_ll.data import load_source
-    from timm_ll.training import Recipe, balanced_subset, fit_and_test
+    from timm_ll.training import balanced_subset
 
     preset = PRESETS[args.preset]
     results_path = args.results or args.out / f"{args.preset}.jsonl"
     results_path.parent.mkdir(parents=True, exist_ok=True)
-    done = (
-        {json.loads(line)["model"] for line in results_path.read_text().splitlines()}
-        if results_path.exists()
-        else set()
-    )
+    rows = [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.exists() else []
     start = time.perf_counter()
     train, test = load_source(args.data, "train"), load_source(args.data, "test")
     print(f"decoded {len(train)} train / {len(test)} test images in {time.perf_counter() - start:.1f} s", flush=True)
     if preset["train_subset"]:
         train = balanced_subset(train, preset["train_subset"])
     steps = preset["steps"] or round(preset["epochs"] * (len(train) // args.batch_size))
-    for depth in [int(d) for d in args.depths.split(",")]:
-        for family in args.families.split(","):
-            name = f"{family}{depth}"
-            if name in done:
-                continue
-            result = fit_and_test(
-                name,
-                train,
-                test,
-                max_steps=steps,
-                batch_size=args.batch_size,
-                recipe=Recipe(),
-                out_dir=str(args.out / args.preset),
-                accelerator=args.accelerator,
-                monitor_every=max(1, steps // 4),
-                progress=False,
-            )
-            # paths relative to --out: a committed results file names no folder of the machine
-            paths = {
-                key: None if value is None else str(Path(value).resolve().relative_to(args.out.resolve()))
-                for key, value in (("log_dir", result.log_dir), ("checkpoint", result.checkpoint))
-            }
-            row = dict(
-                asdict(result),
-                **paths,
-                model=name,
-                family=family,
-                depth=depth,
-                preset=args.preset,
-                train_images=len(train),
-                batch_size=args.batch_size,
-                machine=machine(),
-            )
-            with results_path.open("a") as handle:
-                handle.write(json.dumps(row) + "\n")
-            print(f"{name}: test accuracy {100 * result.test_acc:.2f}% in {result.seconds:.0f} s", flush=True)
+    depths = [int(d) for d in (args.depths or preset["depths"]).split(",")]
+    families = (args.families or preset["families"]).split(",")
+    plan = [(f"{family}{depth}", family, depth, steps, "equal-steps") for depth in depths for family in families]
+    for name, family, depth, run_steps, budget in plan:
+        _run_once(args, rows, results_path, train, test, name, family, depth, run_steps, budget)
+    if args.equal_time:
+        by = {(r["model"], r["budget"]): r for r in rows}
+        for depth in depths:
+            reference = by.get((f"ll_plain{depth}", "equal-steps"))
+            for family in args.equal_time_families.split(","):
+                twin = by.get((f"{family}{depth}", "equal-steps"))
+                if reference is None or twin is None:
+                    continue
+                # as many steps as fit in the LL run's wall-clock time, at this family's measured pace
+                run_steps = max(1, round(twin["steps"] * reference["seconds"] / twin["seconds"]))
+                _run_once(
+                    args, rows, results_path, train, test, f"{family}{depth}", family, depth, run_steps, "equal-time"
+                )
+    return rows
+
+
+def _run_once(args, rows, results_path, train, test, name, family, depth, steps, budget) -> None:
+    from timm_ll.training import Recipe, fit_and_test
+
+    if any(r["model"] == name and r.get("budget", "equal-steps") == budget for r in rows):
+        return  # resumed: done in an earlier run of the sweep
+    recipe = Recipe(lr=args.lr, warmup_fraction=args.warmup)
+    result = fit_and_test(
+        name,
+        train,
+        test,
+        max_steps=steps,
+        batch_size=args.batch_size,
+        recipe=recipe,
+        out_dir=str(args.out / args.preset),
+        accelerator=args.accelerator,
+        # log-spaced start (0, 1, 2, 5, 10, ...), then every tenth of the run: 10% is one of the steps
+        monitor_every=max(1, steps // 10),
+        progress=False,
+    )
+    # paths relative to --out: a committed results file names no folder of the machine
+    paths = {
+        key: None if value is None else str(Path(value).resolve().relative_to(args.out.resolve()))
+        for key, value in (("log_dir", result.log_dir), ("checkpoint", result.checkpoint))
+    }
+    row = dict(
+        asdict(result),
+        **paths,
+        model=name,
+        family=family,
+        depth=depth,
+        preset=args.preset,
+        budget=budget,
+        recipe=dict(lr=recipe.lr, warmup_fraction=recipe.warmup_fraction),
+        train_images=len(train),
+        batch_size=args.batch_size,
+        machine=machine(),
+    )
+    line = json.dumps(row)
+    rows.append(json.loads(line))  # as a resumed sweep reads it back (tuples become lists)
+    with results_path.open("a") as handle:
+        handle.write(line + "\n")
+    print(
+        f"{name} ({budget}, {steps} steps): test accuracy {100 * result.test_acc:.2f}% in {result.seconds:.0f} s",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    rows = run_sweep(args)
     if args.doc:
-        write_doc(results_path, args.preset)
+        write_doc(rows, args.preset)
 
 
-def write_doc(results_path: Path, preset: str) -> None:
-    """Write the sweep's table (test error per family and depth) into docs/REPRODUCTION.md."""
-    rows = [json.loads(line) for line in results_path.read_text().splitlines()]
-    families = list(dict.fromkeys(r["family"] for r in rows))
+def table(rows: list[dict]) -> list[str]:
+    """Test error per family (rows) and depth (columns), equal-step runs; equal-time runs below their family."""
     depths = sorted({r["depth"] for r in rows})
-    by = {(r["family"], r["depth"]): r for r in rows}
+    by = {(r["family"], r["depth"], r.get("budget", "equal-steps")): r for r in rows}
+    lines = ["| family | " + " | ".join(f"depth {d}" for d in depths) + " |", "|---|" + "---|" * len(depths)]
+    for family in dict.fromkeys(r["family"] for r in rows):
+        for budget in ("equal-steps", "equal-time"):
+            if not any((family, d, budget) in by for d in depths):
+                continue
+            cells = []
+            for d in depths:
+                row = by.get((family, d, budget))
+                text = "-" if row is None else f"{100 * (1 - row['test_acc']):.2f}%"
+                cells.append(text if row is None or budget == "equal-steps" else f"{text} ({row['steps']} steps)")
+            label = f"{family} (test error)" if budget == "equal-steps" else f"{family}, LL's wall-clock"
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_doc(rows: list[dict], preset: str) -> None:
+    """Write the sweep's table (test error per family and depth) into docs/REPRODUCTION.md."""
     first = rows[0]
+    recipe = first.get("recipe")
     lines = [
         f"Preset `{preset}`: {first['train_images']} training images, {first['steps']} steps of batch "
-        f"{first['batch_size']} per run, full 10,000-image test set. Machine: {first['machine']}.",
+        f"{first['batch_size']} per run"
+        + (f", peak LR {recipe['lr']}, warm-up {recipe['warmup_fraction']}" if recipe else "")
+        + f", full 10,000-image test set. Machine: {first['machine']}.",
         "",
-        "| family | " + " | ".join(f"depth {d}" for d in depths) + " |",
-        "|---|" + "---|" * len(depths),
+        *table(rows),
+        "",
+        "Wall time per run (s): "
+        + ", ".join(
+            f"{r['model']}{' (equal time)' if r.get('budget') == 'equal-time' else ''} {r['seconds']:.0f}" for r in rows
+        )
+        + ".",
     ]
-    for family in families:
-        cells = [f"{100 * (1 - by[(family, d)]['test_acc']):.2f}%" if (family, d) in by else "-" for d in depths]
-        lines.append(f"| {family} (test error) | " + " | ".join(cells) + " |")
-    lines += ["", "Wall time per run (s): " + ", ".join(f"{r['model']} {r['seconds']:.0f}" for r in rows) + "."]
     write_section(REPO / "docs" / "REPRODUCTION.md", f"sweep-{preset}", "\n".join(lines))
 
 

@@ -20,8 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from timm_ll.reporting import machine, write_section
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,34 +30,16 @@ PRESETS = {
 }
 
 
-def split_train_val(data, train_size: int, val_size: int, seed: int = 0):
-    """Two disjoint class-balanced subsets of the training split: (train, validation)."""
-    from timm_ll.data import ImageData
-
-    gen = torch.Generator().manual_seed(seed)
-    per_train, per_val = train_size // len(data.classes), val_size // len(data.classes)
-    train_idx, val_idx = [], []
-    for label in range(len(data.classes)):
-        members = (data.labels == label).nonzero().flatten()
-        members = members[torch.randperm(len(members), generator=gen)]
-        if len(members) < per_train + per_val:
-            raise ValueError(f"class {data.classes[label]!r} has {len(members)} images, fewer than train + val")
-        train_idx.append(members[:per_train])
-        val_idx.append(members[per_train : per_train + per_val])
-    pick = lambda idx: ImageData(data.images[idx], data.labels[idx], data.classes)  # noqa: E731
-    return pick(torch.cat(train_idx).sort().values), pick(torch.cat(val_idx).sort().values)
-
-
 def run_sweep(args: argparse.Namespace) -> list[dict]:
     from timm_ll.data import load_source
-    from timm_ll.training import Recipe, fit_and_test
+    from timm_ll.training import Recipe, balanced_split, fit_and_test
 
     preset = PRESETS[args.preset]
     results_path = args.results or args.out / f"recipe_sweep_{args.preset}.jsonl"
     results_path.parent.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.exists() else []
     done = {(r["model"], r["lr"], r["warmup"]) for r in rows}
-    train, val = split_train_val(load_source(args.data, "train"), preset["train"], preset["val"])
+    train, val = balanced_split(load_source(args.data, "train"), preset["train"], preset["val"])
     for model in preset["models"]:
         for lr in args.lrs:
             for warmup in args.warmups:

@@ -18,6 +18,7 @@ __all__ = [
     "plot_depth_profile",
     "plot_depth_curves",
     "plot_model_bars",
+    "plot_layer_heatmap",
     "plot_training_summary",
     "fitted_law_curve",
     "law_label",
@@ -175,6 +176,37 @@ _SUMMARY_STATISTICS = (
 )
 
 
+def plot_layer_heatmap(
+    history: Sequence[Mapping], ax: Axes | None = None, title: str = "", max_labels: int = 64, colorbar: bool = True
+) -> Figure:
+    """Neighbor correlation per layer (rows, forward order) x measured step (columns), from a monitor history.
+
+    ``history`` is what ``ShatteringMonitor.history`` keeps (see :func:`plot_training_summary`);
+    at most ``max_labels`` layer names label the rows (evenly spaced), the columns are labelled
+    with their step numbers (the schedule is log-spaced at first, so columns are not equal times).
+    """
+    fig, ax = _new_axes(ax)
+    steps = [entry["step"] for entry in history]
+    layers = list(dict.fromkeys(name for entry in history for name in entry.get("layers", {})))
+    if not layers:
+        ax.text(0.5, 0.5, "no per-layer profile (layers=None)", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    values = [[entry.get("layers", {}).get(name, math.nan) for entry in history] for name in layers]
+    image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+    if colorbar:
+        fig.colorbar(image, ax=ax, label="neighbor correlation", pad=0.01)
+    rows = range(0, len(layers), math.ceil(len(layers) / max_labels))
+    ax.set_yticks(list(rows), [layers[i] for i in rows], fontsize=6 if len(rows) > 16 else "small")
+    shown = range(0, len(steps), max(1, len(steps) // 12))
+    ax.set_xticks(list(shown), [str(steps[i]) for i in shown])
+    ax.set_xlabel("measured step")
+    ax.set_ylabel("layer (forward order)")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
 def plot_training_summary(history: Sequence[Mapping], title: str = "") -> Figure:
     """One picture of a run: neighbor correlation per layer x measured step, and the statistics vs step.
 
@@ -183,7 +215,6 @@ def plot_training_summary(history: Sequence[Mapping], title: str = "") -> Figure
     rows are the layers in forward order, its columns the measured steps; each curve is the
     mean over the probe lines with a band of one standard deviation across them.
     """
-    steps = [entry["step"] for entry in history]
     layers = list(dict.fromkeys(name for entry in history for name in entry.get("layers", {})))
     # fixed margins rather than a layout engine: drawn at every measurement, constrained layout
     # would cost 4x the rendering itself; the left margin fits the longest layer name
@@ -193,18 +224,7 @@ def plot_training_summary(history: Sequence[Mapping], title: str = "") -> Figure
         2, 4, height_ratios=[1.4, 1.0], left=left, right=0.97, top=0.95, bottom=0.08, hspace=0.35, wspace=0.3
     )
     heat = fig.add_subplot(grid[0, :])
-    if layers:
-        values = [[entry.get("layers", {}).get(name, math.nan) for entry in history] for name in layers]
-        image = heat.imshow(values, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
-        fig.colorbar(image, ax=heat, label="neighbor correlation", pad=0.01)
-        heat.set_yticks(range(len(layers)), layers, fontsize=6 if len(layers) > 16 else "small")
-        shown = range(0, len(steps), max(1, len(steps) // 12))
-        heat.set_xticks(list(shown), [str(steps[i]) for i in shown])
-        heat.set_xlabel("measured step")
-        heat.set_ylabel("layer (forward order)")
-    else:
-        heat.text(0.5, 0.5, "no per-layer profile (layers=None)", ha="center", va="center", transform=heat.transAxes)
-        heat.set_axis_off()
+    plot_layer_heatmap(history, ax=heat)
     heat.set_title(title or "shattering during training")
     for column, (key, label) in enumerate(_SUMMARY_STATISTICS):
         ax = fig.add_subplot(grid[1, column])

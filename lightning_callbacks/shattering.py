@@ -182,6 +182,8 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         forward_fn: ``forward_fn(module, probe) -> output`` runs the measured network on a probe
             instead of the recorded call (the lines then come from the batch's first tensor).
         embedding: for token-id inputs, the name of the embedding module whose output is probed.
+        measure_at_end: also measure the trained network when fit ends (the schedule measures
+            before a step, so the weights after the last step are otherwise never seen).
     """
 
     def __init__(
@@ -200,6 +202,7 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         chunk_size: int | None = None,
         forward_fn: ForwardFn | None = None,
         embedding: str | None = None,
+        measure_at_end: bool = True,
     ) -> None:
         for name, value, least in (("every_n_steps", every_n_steps, 1), ("num_lines", num_lines, 1)):
             if not isinstance(value, int) or value < least:
@@ -231,6 +234,7 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         self.chunk_size = chunk_size
         self.forward_fn = forward_fn
         self.embedding = embedding
+        self.measure_at_end = measure_at_end
         self._call: RecordedCall | None = None
         self._recorder: CallRecorder | None = None
         self._pending: int | None = None
@@ -548,6 +552,12 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
                     logger.experiment.add_figure(f"{self.prefix}/{name}", fig, global_step=step, close=False)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.measure_at_end and self.history and self._ready() and trainer.global_step != self._last_step:
+            self._last_step = trainer.global_step
+            self.measure(trainer)
+        self._write_final_figures(trainer)
+
+    def _write_final_figures(self, trainer: Any) -> None:
         if not (self.log_figures and trainer.is_global_zero and self.history):
             return
         figures = self._figures(self._latest_grads, detail=True)
@@ -557,7 +567,7 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         self._send_to_loggers(loggers, detail, trainer.global_step)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        self.on_train_end(trainer, pl_module)  # the figures of what was measured, even from a failed run
+        self._write_final_figures(trainer)  # the figures of what was measured, even from a failed run
 
     # ---- checkpointing -------------------------------------------------------------------
     @property

@@ -83,3 +83,23 @@ def test_help_shows_every_default_and_no_markup():
     assert "BN over the grid" in shatter_help
     train_help = subprocess.run([_timm_ll(), "train", "--help"], capture_output=True, text=True).stdout
     assert "timm-ll shatter" not in train_help and "timm-ll train" in train_help
+
+
+def test_train_warmup_outside_the_run_is_refused_before_any_data_is_read(tmp_path):
+    line = _fails_cleanly("train", "--model", "ll_plain8", "--warmup", "1.5", "--data", str(tmp_path / "no-such-data"))
+    assert "--warmup 1.5" in line and "(0, 1)" in line
+
+
+def test_train_defaults_are_the_recipe_defaults():
+    from timm_ll.cli import build_parser
+    from timm_ll.training import Recipe
+
+    args = build_parser().parse_args(["train", "--model", "ll_plain8"])
+    recipe = Recipe()
+    assert (args.lr, args.warmup, args.weight_decay, args.schedule, args.label_smoothing) == (
+        recipe.lr,
+        recipe.warmup_fraction,
+        recipe.weight_decay,
+        recipe.schedule,
+        recipe.label_smoothing,
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,9 +24,10 @@ def _load(name: str):
 def test_recipe_sweep_scores_on_held_out_training_images_and_resumes(tmp_path):
     sweep = _load("recipe_sweep")
     from timm_ll.data import load_source
+    from timm_ll.training import balanced_split, balanced_subset
 
     data = load_source("digits", "train")
-    train, val = sweep.split_train_val(data, 200, 100)
+    train, val = balanced_split(data, 200, 100)
     assert len(train) == 200 and len(val) == 100
     assert torch.bincount(val.labels).tolist() == [10] * 10  # class-balanced
     # disjoint: no validation image is a training image
@@ -47,8 +50,9 @@ def test_recipe_sweep_scores_on_held_out_training_images_and_resumes(tmp_path):
         assert f"**{100 * row['val_error']:.1f}%**" in table and row["val_error"] == min(
             r["val_error"] for r in rows if r["model"] == model
         )
-    with pytest.raises(ValueError, match="fewer than train"):
-        sweep.split_train_val(data, 1400, 200)
+    with pytest.raises(ValueError, match="fewer than the 140 \\+ 20"):
+        balanced_split(data, 1400, 200)
+    assert torch.equal(balanced_subset(data, 200).images, train.images)  # the same training subset as a sweep's
 
 
 def test_zoo_survey_measures_both_bn_modes_where_there_is_bn(tmp_path):
@@ -67,3 +71,107 @@ def test_zoo_survey_measures_both_bn_modes_where_there_is_bn(tmp_path):
     corr = [float(line.split("|")[2]) for line in table[2:]]
     assert corr == sorted(corr, reverse=True)  # sorted, smoothest first
     assert len(zoo.figure(rows).axes) == 2
+
+
+def test_depth_sweep_keeps_the_monitor_readings_and_adds_equal_time_runs(tmp_path):
+    sweep = _load("depth_sweep")
+    argv = ["--preset", "tiny", "--data", "digits", "--out", str(tmp_path), "--lr", "0.05", "--warmup", "0.3"]
+    args = sweep.parse_args([*argv, "--equal-time", "--equal-time-families", "cifar_resnet"])
+    rows = sweep.run_sweep(args)
+    assert [(r["model"], r["budget"]) for r in rows] == [
+        ("ll_plain8", "equal-steps"),
+        ("cifar_resnet8", "equal-steps"),
+        ("cifar_resnet8", "equal-time"),
+    ]
+    ll, resnet, resnet_same_time = rows
+    # as many steps as fit in the LL run's time, at the ResNet's own measured pace
+    assert resnet_same_time["steps"] == max(1, round(resnet["steps"] * ll["seconds"] / resnet["seconds"]))
+    for row in rows:
+        measured = [entry["step"] for entry in row["shattering"]]
+        # init, 10% of the run, and the trained net at the end are all among the readings
+        assert measured[0] == 0 and row["steps"] // 10 in measured and measured[-1] == row["steps"]
+        assert {"stem", "stages.2.0"} <= set(row["shattering"][-1]["layers"])
+        assert row["recipe"] == {"lr": 0.05, "warmup_fraction": 0.3}
+        assert not row["log_dir"].startswith("/")  # relative to --out: no machine path in a committed file
+    assert sweep.run_sweep(args) == rows  # resumed: nothing is run again
+    table = "\n".join(sweep.table(rows))
+    assert f"{100 * (1 - resnet_same_time['test_acc']):.2f}% ({resnet_same_time['steps']} steps)" in table
+
+    analysis = _load("shattering_during_training")
+    found = analysis.analyse(tmp_path / "tiny.jsonl", tmp_path / "figures")
+    assert [r["model"] for r in found["runs"]] == ["ll_plain8", "cifar_resnet8"]  # equal-step runs only
+    assert all(path.stat().st_size > 10_000 for path in found["figures"].values())
+    ll_row = next(line for line in found["table"] if line.startswith("| ll_plain8 |"))
+    at_init = analysis.input_statistic(ll["shattering"][0])
+    assert at_init == pytest.approx(1.0) and f"{at_init:.3f} / " in ll_row  # an LL net is linear at init: flat
+
+
+def test_early_reading_and_rank_correlation(tmp_path):
+    analysis = _load("shattering_during_training")
+    run = dict(steps=100, shattering=[dict(step=s, stats={}, layers={}) for s in (0, 1, 2, 5, 10, 20, 50, 100)])
+    assert analysis.reading(run, 0.1)["step"] == 10 and analysis.reading(run, 1.0)["step"] == 100
+    assert analysis.spearman([0.1, 0.5, 0.9, float("nan")], [3.0, 2.0, 1.0, 0.0])[0] == pytest.approx(-1.0)
+    assert math.isnan(analysis.spearman([0.1, 0.2], [1.0, 2.0])[0])  # too few runs to rank
+    with pytest.raises(SystemExit, match="no run with monitor measurements"):
+        path = tmp_path / "old.jsonl"
+        path.write_text(json.dumps(dict(model="plain20", budget="equal-steps")) + "\n")
+        analysis.load_runs(path)
+
+
+def test_gpu_script_runs_its_sweep_and_analysis_on_a_tiny_preset(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(
+        os.environ,
+        OUT=str(out),
+        PRESET="tiny",
+        DATA="digits",
+        SKIP_INSTALL="1",
+        SKIP_BENCH="1",
+        SWEEP_OUT=str(tmp_path / "sweep"),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # python3: this interpreter
+        PYTHONPATH=str(REPO),
+    )
+    done = subprocess.run(["bash", "benchmarks/device_run.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = (out / "sweep.log").read_text()
+    assert "sweep exit 0" in log and "analysis exit 0" in log, log
+    rows = [json.loads(line) for line in (out / "tiny.jsonl").read_text().splitlines()]
+    assert [r["model"] for r in rows] == ["ll_plain8", "cifar_resnet8"] and all(r["shattering"] for r in rows)
+    assert (out / "figures" / "shattering_during_training_heatmaps.png").exists()
+    assert "| ll_plain8 |" in (out / "shattering.md").read_text()
+
+
+def test_ll_gap_study_runs_its_variants_and_the_recomputation_changes_nothing(tmp_path):
+    gap = _load("ll_gap")
+    args = argparse.Namespace(preset="tiny", data="digits", out=tmp_path, results=None, doc=False)
+    rows = gap.run(args)
+    assert [(r["variant"], r["seed"]) for r in rows] == [
+        ("reference", 0),
+        ("reference", 1),
+        ("weight decay on BN too", 0),
+        ("weight decay on BN too", 1),
+        ("no CReLU recomputation", 0),
+    ]
+    error = {(r["variant"], r["seed"]): r["val_error"] for r in rows}
+    assert error[("no CReLU recomputation", 0)] == error[("reference", 0)]  # the same training, bit for bit
+    assert gap.run(args) == rows  # resumed
+    table = "\n".join(gap.summary(rows))
+    assert "| reference | 0, 1 |" in table and "| no CReLU recomputation | 0 |" in table
+
+
+def test_recipe_can_decay_norm_scales_and_biases_too():
+    from timm_ll.training import ImageClassifier, Recipe
+
+    def decayed(recipe: Recipe) -> int:
+        optimizer = ImageClassifier("ll_plain8", recipe=recipe).configure_optimizers()["optimizer"]
+        return sum(p.numel() for group in optimizer.param_groups if group["weight_decay"] > 0 for p in group["params"])
+
+    model = ImageClassifier("ll_plain8").model
+    weights = sum(p.numel() for p in model.parameters() if p.ndim > 1)
+    assert decayed(Recipe()) == weights
+    assert decayed(Recipe(decay_norm_and_bias=True)) == sum(p.numel() for p in model.parameters())

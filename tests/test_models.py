@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 import timm_ll  # noqa: F401
+from timm_ll.layers import CReLU
 from timm_ll.models.cifar import REGISTERED_DEPTHS
 
 
@@ -171,3 +172,18 @@ def test_invalid_configurations_are_refused():
         timm.create_model("plain20", init="looks_linear")
     with pytest.raises(ValueError, match="use 'relu' or 'crelu'"):
         timm.create_model("plain20", activation="gelu")
+
+
+def test_ll_plain_is_the_pre_activation_sequence_layer_for_layer():
+    # conv -> BN -> CReLU units chained give exactly the pre-activation LL net (a bare stem conv, then
+    # BN -> CReLU -> conv repeated, then BN -> CReLU -> pool -> linear): the two placements differ only in
+    # where the block boundaries fall, which is why CifarNet keeps conv -> norm -> act (see its docstring)
+    model = timm.create_model("ll_plain20").eval()
+    kinds = {nn.Conv2d: "conv", nn.BatchNorm2d: "bn", CReLU: "act", nn.Linear: "fc"}
+    order: list[str] = []
+    for module in model.modules():
+        kind = next((name for cls, name in kinds.items() if isinstance(module, cls)), None)
+        if kind is not None:
+            module.register_forward_hook(lambda *_, kind=kind: order.append(kind))
+    model(torch.randn(2, 3, 32, 32))
+    assert " ".join(order) == " ".join(["conv", *["bn act conv"] * 18, "bn act fc"])

@@ -74,8 +74,8 @@ def test_loggers_get_scalars_and_figures(tmp_path):
     for key in KEYS:
         assert f"shattering/{key}" in logged
     assert "shattering/neighbor_corr/0" in logged and "shattering/neighbor_corr/8" in logged
-    # the log-spaced start (1, 2) before every_n_steps, then every 4 steps
-    assert sorted({int(r["step"]) for r in rows if r.get("shattering/neighbor_corr")}) == [0, 1, 2, 4, 8]
+    # the log-spaced start (1, 2) before every_n_steps, then every 4 steps, and the trained net at the end
+    assert sorted({int(r["step"]) for r in rows if r.get("shattering/neighbor_corr")}) == [0, 1, 2, 4, 8, 9]
     assert "shattering/neighbor_corr_std" in logged
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -93,11 +93,17 @@ def test_png_figures_are_a_bounded_set_and_callback_metrics_are_filled(tmp_path)
     monitor = ShatteringMonitor(every_n_steps=2, num_points=16)
     _, trainer = _fit(tmp_path, monitor, steps=7, logger=CSVLogger(tmp_path, name="csv"))
     pngs = sorted(p.name for p in (tmp_path / "csv" / "version_0" / "shattering").glob("*.png"))
-    # four measurements (steps 0, 2, 4, 6): the latest, overwritten in place, and the one at init
+    # measurements at steps 0, 1, 2, 4, 6 and the end (7): the latest PNGs, overwritten in place, and those at init
     figures = ("covariance", "depth_profile", "gradient_traces")
     assert pngs == sorted([f"{f}.png" for f in figures] + [f"{f}_init.png" for f in figures] + ["summary.png"])
-    assert [e["step"] for e in monitor.history] == [0, 1, 2, 4, 6]
+    assert [e["step"] for e in monitor.history] == [0, 1, 2, 4, 6, 7]
     assert 0.0 < trainer.callback_metrics["shattering/effective_rank"].item() <= 16
+
+
+def test_measure_at_end_can_be_turned_off(tmp_path):
+    monitor = ShatteringMonitor(every_n_steps=2, num_points=16, log_figures=False, measure_at_end=False)
+    _, trainer = _fit(tmp_path, monitor, steps=7)
+    assert trainer.global_step == 7 and [e["step"] for e in monitor.history] == [0, 1, 2, 4, 6]
 
 
 def test_resume_keeps_probe_and_schedule(tmp_path):
@@ -113,7 +119,7 @@ def test_resume_keeps_probe_and_schedule(tmp_path):
     trainer2 = _trainer(tmp_path / "r", [resumed], steps=10)
     trainer2.fit(module, loader(seed=1), ckpt_path=ckpt)  # other data: the probe must still be the saved one
     assert torch.equal(resumed.probe(), probe)
-    assert steps == [8]  # 4 was measured before the checkpoint at step 6; 0 and 4 are not repeated
+    assert steps == [8, 10]  # 4 was measured before the checkpoint at step 6 (0 and 4 not repeated); 10: the end
 
 
 def test_pytorch_lightning_trainer(tmp_path):
@@ -127,7 +133,7 @@ def test_pytorch_lightning_trainer(tmp_path):
 
 
 def _step0(tmp_path, **kwargs):
-    monitor = ShatteringMonitor(every_n_steps=1000, num_points=16, log_figures=False)
+    monitor = ShatteringMonitor(every_n_steps=1000, num_points=16, log_figures=False, measure_at_end=False)
     L.seed_everything(3, verbose=False)
     module = make_module(L.LightningModule, compile_model=kwargs.pop("compile_model", False))
     _trainer(tmp_path, [monitor], steps=1, **kwargs).fit(module, loader())
@@ -274,8 +280,8 @@ def test_ddp_spawn_splits_the_lines_and_agrees_with_a_single_process(tmp_path, f
         work[name] = sorted(tuple(map(int, line.split())) for line in record.read_text().splitlines())
     assert results["ddp"] == pytest.approx(results["single"], rel=1e-6)
     assert "shattering/neighbor_corr_std" in results["ddp"] and "shattering/neighbor_corr/0" in results["ddp"]
-    # steps 0 and 1 measured; 4 lines of 8 points: 32 points, or 16 on each of the two ranks
-    assert work["single"] == [(0, 32)] * 2 and work["ddp"] == [(0, 16)] * 2 + [(1, 16)] * 2
+    # steps 0, 1 and the end measured; 4 lines of 8 points: 32 points, or 16 on each of the two ranks
+    assert work["single"] == [(0, 32)] * 3 and work["ddp"] == [(0, 16)] * 3 + [(1, 16)] * 3
 
 
 def test_a_300_step_fit_sees_the_early_phase():
@@ -326,10 +332,10 @@ def _images(n: int, size: int, classes: int = 4):
 def test_the_readme_module_pattern_gives_a_depth_profile(tmp_path, name, size, expected):
     monitor = ShatteringMonitor(num_lines=2, num_points=4, log_figures=False)
     _trainer(tmp_path, [monitor], steps=1).fit(_Wrapped(name, num_classes=4), _images(4, size))
-    keys = {k.removeprefix("shattering/neighbor_corr/") for k in monitor.last_measurement if "neighbor_corr/" in k}
-    assert set(expected) <= keys
+    at_init = monitor.history[0]["layers"]
+    assert monitor.history[0]["step"] == 0 and set(expected) <= set(at_init)
     if name == "ll_plain20":  # linear at init: smooth at every block
-        assert all(monitor.last_measurement[f"shattering/neighbor_corr/{k}"] == 1.0 for k in keys)
+        assert all(value == 1.0 for value in at_init.values())
 
 
 @pytest.mark.slow
@@ -341,7 +347,8 @@ def test_big_inputs_are_probed_in_chunks_of_the_training_batch(tmp_path, name):
     monitor = ShatteringMonitor(num_lines=2, num_points=6, layers=None, log_figures=False)
     _trainer(tmp_path, [monitor], steps=1).fit(module, _images(4, 224))
     assert "shattering/neighbor_corr" in monitor.last_measurement
-    assert max(sizes) == 4 and sum(sizes) == 12 + 4  # 12 probe points in chunks of 4, and the training batch
+    # 12 probe points in chunks of 4 at step 0 and at the end, and the training batch
+    assert max(sizes) == 4 and sum(sizes) == 12 + 4 + 12
 
 
 @pytest.mark.slow
@@ -354,5 +361,5 @@ def test_the_readme_snippet_itself_gives_a_depth_profile_at_init(tmp_path):
     exec(snippet.replace("trainer = L.Trainer(", "_unused = dict("), namespace)  # the module and the callback
     monitor = ShatteringMonitor()  # as the snippet: no argument
     _trainer(tmp_path, [monitor], steps=1).fit(namespace["Classifier"](), _images(8, 32, classes=10))
-    profile = {k: v for k, v in monitor.last_measurement.items() if "neighbor_corr/" in k}
+    profile = monitor.history[0]["layers"]  # step 0
     assert len(profile) >= 27 and all(v == 1.0 for v in profile.values())  # ll_plain56: 27 blocks, linear at init

@@ -19,6 +19,12 @@ from lightning_callbacks import ShatteringMonitor
 INPUT_KEYS = {f"shattering/{k}" for k in ("neighbor_corr", "neighbor_corr_std", "effective_rank", "stable_rank")}
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path, monkeypatch):
+    # logger=False: the Trainer's root, where the monitor writes its PNGs, is the working directory
+    monkeypatch.chdir(tmp_path)
+
+
 def _fit(module: L.LightningModule, loader: DataLoader, monitor: ShatteringMonitor | None, steps: int = 3) -> None:
     trainer = L.Trainer(
         callbacks=[monitor] if monitor else [],

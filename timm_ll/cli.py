@@ -112,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument("--epochs", type=float, default=30.0, help="training length in epochs")
     length.add_argument("--max-steps", type=int, default=None, help="training length in optimizer steps")
     train.add_argument("--batch-size", type=int, default=128, help="training batch size")
+    # the defaults of timm_ll.training.Recipe (not imported here: it pulls in Lightning; a test keeps them equal)
     train.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
+    train.add_argument("--warmup", type=float, default=0.15, help="one-cycle warm-up, a fraction of the run")
     train.add_argument("--weight-decay", type=float, default=5e-4, help="on weights, not on norm scales and biases")
     train.add_argument("--schedule", choices=("onecycle", "cosine"), default="onecycle", help="learning-rate schedule")
     train.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing")
@@ -342,6 +344,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size {args.batch_size}: use a positive integer")
+    if not 0 < args.warmup < 1:
+        raise UsageError(f"--warmup {args.warmup}: use a fraction of the run in (0, 1)")
     check_model_names([args.model])  # before any data is decoded
 
     from timm_ll.data import load_source
@@ -354,7 +358,11 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     steps_per_epoch = max(1, len(train) // args.batch_size)
     max_steps = args.max_steps or round(args.epochs * steps_per_epoch)
     recipe = Recipe(
-        lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule, label_smoothing=args.label_smoothing
+        lr=args.lr,
+        warmup_fraction=args.warmup,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        label_smoothing=args.label_smoothing,
     )
     console.print(f"training {args.model} on {args.data}: {len(train)} images, {max_steps} steps of {args.batch_size}")
     result = fit_and_test(

@@ -8,7 +8,7 @@ in memory, optional label smoothing. Used by ``timm-ll train`` and ``examples/de
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ __all__ = [
     "ImageSourceDataModule",
     "random_crop_flip",
     "balanced_subset",
+    "balanced_split",
     "fit_and_test",
 ]
 
@@ -42,6 +43,8 @@ class Recipe:
     schedule: Literal["onecycle", "cosine"] = "onecycle"
     label_smoothing: float = 0.0
     warmup_fraction: float = 0.15
+    # weight decay on norm scales/shifts and biases too (timm's ``filter_bias_and_bn=False``); off by default
+    decay_norm_and_bias: bool = False
 
     def __post_init__(self) -> None:
         if self.schedule not in ("onecycle", "cosine"):
@@ -64,18 +67,40 @@ def random_crop_flip(images: torch.Tensor, padding: int = 4) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], out.flip(3), out)
 
 
+def balanced_split(data: ImageData, train_size: int, val_size: int, seed: int = 0) -> tuple[ImageData, ImageData]:
+    """Two disjoint, fixed, class-balanced subsets: (``train_size`` images, ``val_size`` images).
+
+    Per class, a seeded permutation gives the first ``train_size // classes`` images to the first
+    subset and the next ``val_size // classes`` to the second: a held-out part of the *training*
+    split, for choosing a recipe without looking at the test set. The first subset does not depend
+    on ``val_size`` (it is :func:`balanced_subset`'s).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    per_train, per_val = train_size // len(data.classes), val_size // len(data.classes)
+    train_idx, val_idx = [], []
+    for label in range(len(data.classes)):
+        members = (data.labels == label).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=gen)]
+        if len(members) < per_train + per_val:
+            raise ValueError(
+                f"class {data.classes[label]!r} has {len(members)} images, fewer than the {per_train} + {per_val} "
+                "asked for: ask for smaller subsets"
+            )
+        train_idx.append(members[:per_train])
+        val_idx.append(members[per_train : per_train + per_val])
+
+    def pick(parts: list[torch.Tensor]) -> ImageData:
+        index = torch.cat(parts).sort().values
+        return ImageData(data.images[index], data.labels[index], data.classes)
+
+    return pick(train_idx), pick(val_idx)
+
+
 def balanced_subset(data: ImageData, size: int, seed: int = 0) -> ImageData:
     """A fixed, class-balanced subset of ``size`` images (``size // classes`` per class)."""
     if size >= len(data):
         return data
-    per_class = size // len(data.classes)
-    gen = torch.Generator().manual_seed(seed)
-    picks = []
-    for label in range(len(data.classes)):
-        members = (data.labels == label).nonzero().flatten()
-        picks.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
-    index = torch.cat(picks).sort().values
-    return ImageData(data.images[index], data.labels[index], data.classes)
+    return balanced_split(data, size, 0, seed)[0]
 
 
 class InMemoryImages(L.LightningDataModule):
@@ -246,8 +271,9 @@ class ImageClassifier(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         r = self.recipe
-        decay = [p for p in self.parameters() if p.ndim > 1]
-        no_decay = [p for p in self.parameters() if p.ndim <= 1]  # norm scales and biases: no weight decay
+        # norm scales and biases (1-d) get no weight decay unless the recipe asks for it
+        decay = [p for p in self.parameters() if p.ndim > 1 or r.decay_norm_and_bias]
+        no_decay = [p for p in self.parameters() if p.ndim <= 1 and not r.decay_norm_and_bias]
         optimizer = torch.optim.SGD(
             [dict(params=decay, weight_decay=r.weight_decay), dict(params=no_decay, weight_decay=0.0)],
             lr=r.lr,
@@ -283,6 +309,9 @@ class TrainResult:
     params: int
     log_dir: str
     checkpoint: str | None
+    # the ShatteringMonitor's measurements (its ``history``: step, input-level statistics as
+    # (mean, std), per-block neighbour correlation); empty when the monitor was off
+    shattering: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_loggers(out_dir: str, name: str) -> list[Any]:
@@ -349,6 +378,7 @@ def fit_and_test(
     seconds = time.perf_counter() - start
     metrics = trainer.test(module, datamodule=data, verbose=False)[0]
     checkpoint = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+    monitor = next((c for c in trainer.callbacks if type(c).__name__ == "ShatteringMonitor"), None)
     return TrainResult(
         model=model_name,
         architecture=module.model.pretrained_cfg.get("architecture", model_name),
@@ -359,6 +389,7 @@ def fit_and_test(
         params=sum(p.numel() for p in module.model.parameters()),
         log_dir=loggers[0].log_dir,
         checkpoint=f"{loggers[0].log_dir}/checkpoints/{Path(checkpoint).name}" if checkpoint else None,
+        shattering=list(monitor.history) if monitor is not None else [],
     )
 
 

@@ -15,7 +15,14 @@ family         activation shortcut     init
 ============== ========== ============ =================================================
 
 Normalization sits before the activation (conv -> norm -> act), so at init, in eval mode,
-a norm layer is affine and an LL net stays exactly affine in its input.
+a norm layer is affine and an LL net stays exactly affine in its input. For the skip-free
+families this *is* the pre-activation net (BN -> act -> conv) layer for layer: both are a bare
+stem conv, then BN -> CReLU -> conv repeated, then BN -> CReLU -> pool -> linear; they differ
+only in where the block boundaries fall. We keep the boundary after the activation because
+that is what timm's ``features_only`` / ``forward_intermediates`` and the ShatteringMonitor
+observe: each block hands on a CReLU output (the pre-activation block would hand on a raw conv
+output, and its first and last blocks would differ from the rest). For ``cifar_resnet``,
+post-activation is He et al.'s 2016 CIFAR ResNet, the baseline of the paper.
 
 Filter counts are kept: a CReLU net has the same 16/32/64 pre-activation channels as the
 ReLU nets, so every conv after a CReLU sees twice the input channels and the LL/CReLU

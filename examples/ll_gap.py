@@ -1,0 +1,137 @@
+"""Where does the LL net lose accuracy? Seed spread and the candidate causes, at depth 56 and the CPU budget.
+
+    python examples/ll_gap.py --data path/to/cifar10 [--doc]   # about 15 minutes on 2 CPU cores
+    python examples/ll_gap.py --preset tiny --data digits      # seconds: checks the logic
+
+An independent LL implementation (issue 12) scored about 7 points better than ``ll_plain56``
+in its own training loop. The candidates it named are the stem, the head, the init scale and
+the norm placement. Read against this package's code, its net is ours layer for layer (a bare
+stem conv, BN -> CReLU -> conv repeated, BN -> CReLU -> pool -> mirrored linear, ``[W0, -W0]``
+with ``W0`` orthogonal over the flattened fan-in at gain 1; tests/test_models.py checks the
+layer order), so what is left to measure is
+
+- the seed-to-seed spread of one setting (a single run per model cannot resolve less),
+- the one recipe difference inside "the same loop" that touches the model's parameters:
+  weight decay on the BN scales and shifts too (the independent loop decays every parameter),
+- the CReLU recomputation of issue 10 (``crelu_recompute(False)``: must change nothing).
+
+Every run trains with ``timm_ll.training.Recipe``'s defaults on the recipe sweep's training
+subset and is scored on its held-out training images (never the test set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from timm_ll.reporting import machine, write_section
+
+REPO = Path(__file__).resolve().parents[1]
+PRESETS = {
+    # model, training images, validation images, steps, seeds of the reference setting
+    "cpu-budget": dict(model="ll_plain56", train=10_000, val=2_000, steps=234, seeds=(0, 1, 2)),
+    "tiny": dict(model="ll_plain8", train=200, val=100, steps=2, seeds=(0, 1)),
+}
+# variant -> (Recipe changes, recompute the CReLU outputs in backward, how many of the preset's seeds)
+VARIANTS = {
+    "reference": ({}, True, 3),
+    "weight decay on BN too": ({"decay_norm_and_bias": True}, True, 2),
+    "no CReLU recomputation": ({}, False, 1),  # deterministic on CPU: seed 0 must equal the reference's
+}
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    """Train every variant x seed (resuming from the results file); return all rows."""
+    from timm_ll.data import load_source
+    from timm_ll.layers import crelu_recompute
+    from timm_ll.training import Recipe, balanced_split, fit_and_test
+
+    preset = PRESETS[args.preset]
+    results_path = args.results or args.out / f"ll_gap_{args.preset}.jsonl"
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.exists() else []
+    done = {(r["variant"], r["seed"]) for r in rows}
+    train, val = balanced_split(load_source(args.data, "train"), preset["train"], preset["val"])
+    for variant, (changes, recompute, n_seeds) in VARIANTS.items():
+        for seed in preset["seeds"][:n_seeds]:
+            if (variant, seed) in done:
+                continue
+            recipe = replace(Recipe(), **changes)
+            start = time.perf_counter()
+            switch = crelu_recompute(False) if not recompute else contextlib.nullcontext()
+            with switch:
+                result = fit_and_test(
+                    preset["model"],
+                    train,
+                    val,  # held-out training images: the test set stays unseen
+                    max_steps=preset["steps"],
+                    recipe=recipe,
+                    out_dir=str(args.out / "runs"),
+                    monitor_every=None,
+                    progress=False,
+                    seed=seed,
+                )
+            row = dict(
+                variant=variant,
+                seed=seed,
+                model=preset["model"],
+                val_error=1 - result.test_acc,
+                lr=recipe.lr,
+                warmup=recipe.warmup_fraction,
+                steps=result.steps,
+                train_images=len(train),
+                val_images=len(val),
+                seconds=round(time.perf_counter() - start, 1),
+                machine=machine(),
+            )
+            rows.append(row)
+            with results_path.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            print(f"{variant}, seed {seed}: validation error {100 * row['val_error']:.1f}%", flush=True)
+    return rows
+
+
+def summary(rows: list[dict]) -> list[str]:
+    """One table line per variant: each seed's validation error, their median and range."""
+    lines = ["| variant | seeds | validation error per seed | median | range |", "|---|---|---|---|---|"]
+    for variant in VARIANTS:
+        errors = [100 * r["val_error"] for r in rows if r["variant"] == variant]
+        if not errors:
+            continue
+        seeds = ", ".join(str(r["seed"]) for r in rows if r["variant"] == variant)
+        per_seed = ", ".join(f"{e:.1f}%" for e in errors)
+        spread = f"{max(errors) - min(errors):.1f} points" if len(errors) > 1 else "-"
+        lines.append(f"| {variant} | {seeds} | {per_seed} | {statistics.median(errors):.1f}% | {spread} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-budget")
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"))
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "timm-ll-ll-gap")
+    parser.add_argument("--results", type=Path, default=None, help="JSON lines file (default: under --out)")
+    parser.add_argument("--doc", action="store_true", help="write the table into docs/REPRODUCTION.md")
+    args = parser.parse_args(argv)
+    rows = run(args)
+    first = rows[0]
+    lines = [
+        f"Machine: {first['machine']}. `python examples/ll_gap.py --doc`: {first['model']}, {first['steps']} steps "
+        f"of batch 128 on the recipe sweep's {first['train_images']}-image subset, peak LR {first['lr']}, warm-up "
+        f"{first['warmup']}; validation error on {first['val_images']} held-out training images.",
+        "",
+        *summary(rows),
+    ]
+    print("\n".join(lines))
+    if args.doc:
+        write_section(REPO / "docs" / "REPRODUCTION.md", f"ll-gap-{args.preset}", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
