@@ -83,6 +83,12 @@ def winners(rows: list[dict]) -> dict[str, dict]:
     return best
 
 
+def _best_text(rows: list[dict], model: str, best: dict) -> str:
+    ties = [r for r in rows if r["model"] == model and r["val_error"] == best["val_error"] and r is not best]
+    tied = "".join(f" (tied with peak LR {r['lr']}, warm-up {r['warmup']})" for r in ties)
+    return f"{model}: peak LR {best['lr']}, warm-up {best['warmup']}{tied}"
+
+
 def table(rows: list[dict]) -> list[str]:
     models = list(dict.fromkeys(r["model"] for r in rows))
     settings = sorted({(r["lr"], r["warmup"]) for r in rows})
@@ -94,7 +100,8 @@ def table(rows: list[dict]) -> list[str]:
         for model in models:
             row = by.get((model, lr, warmup))
             text = "-" if row is None else f"{100 * row['val_error']:.1f}%"
-            cells.append(f"**{text}**" if row is not None and row is best[model] else text)
+            tied = row is not None and row["val_error"] == best[model]["val_error"]
+            cells.append(f"**{text}**" if tied else text)
         lines.append(f"| {lr} | {warmup} | " + " | ".join(cells) + " |")
     return lines
 
@@ -103,7 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-budget")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"))
-    parser.add_argument("--lrs", type=lambda t: [float(v) for v in t.split(",")], default="0.02,0.05,0.1")
+    parser.add_argument("--lrs", type=lambda t: [float(v) for v in t.split(",")], default="0.005,0.01,0.02,0.05,0.1")
     parser.add_argument("--warmups", type=lambda t: [float(v) for v in t.split(",")], default="0.15,0.3")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "timm-ll-recipe-sweep")
     parser.add_argument("--results", type=Path, default=None, help="JSON lines file (default: under --out)")
@@ -116,11 +123,11 @@ def main() -> None:
         f"Machine: {first['machine']}. `python examples/recipe_sweep.py --doc`: one-cycle SGD (Nesterov 0.9, "
         f"weight decay 5e-4 on weights), {first['steps']} steps of batch 128 on a class-balanced "
         f"{first['train_images']}-image training subset; **validation error** on {first['val_images']} held-out "
-        "training images (never the test set). Bold: each model's best.",
+        "training images (never the test set). Bold: each model's best (ties all bold).",
         "",
         *table(rows),
         "",
-        "Best: " + "; ".join(f"{m}: peak LR {r['lr']}, warm-up {r['warmup']}" for m, r in best.items()) + ".",
+        "Best: " + "; ".join(_best_text(rows, model, row) for model, row in best.items()) + ".",
     ]
     print("\n".join(lines))
     if args.doc:

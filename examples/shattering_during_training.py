@@ -113,6 +113,8 @@ def plot_heatmaps(runs: list[dict], depths: list[int]):
 def plot_statistics(runs: list[dict], depths: list[int]):
     from matplotlib.figure import Figure
 
+    from lightning_callbacks.plotting import style_step_axis
+
     fig = Figure(figsize=(10.0, 3.6), layout="constrained")
     axes = fig.subplots(1, 2)
     for run in (r for r in runs if r["depth"] in depths):
@@ -122,8 +124,7 @@ def plot_statistics(runs: list[dict], depths: list[int]):
             ax.plot(steps, [input_statistic(e, key) for e in run["shattering"]], style, marker="o", ms=2.5,
                     label=run["model"])  # fmt: skip
     for ax, label in zip(axes, ("input-level neighbor correlation", "effective rank of the input gradients")):
-        ax.set_xscale("symlog", linthresh=1.0)
-        ax.set_xlabel("training step")
+        style_step_axis(ax, "training step")
         ax.set_title(label, fontsize="medium")
     axes[0].legend(fontsize="small", ncol=2)
     return fig

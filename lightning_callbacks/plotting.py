@@ -19,6 +19,7 @@ __all__ = [
     "plot_depth_curves",
     "plot_model_bars",
     "plot_layer_heatmap",
+    "style_step_axis",
     "plot_training_summary",
     "fitted_law_curve",
     "law_label",
@@ -176,6 +177,17 @@ _SUMMARY_STATISTICS = (
 )
 
 
+def style_step_axis(ax: Axes, label: str = "step") -> None:
+    """A training-step x axis: symlog (step 0 and the log-spaced start both visible), plain-number ticks.
+
+    Plain numbers rather than matplotlib's ``10^k`` mathtext labels, which also cost more to render
+    than the rest of a small figure.
+    """
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.set_xlabel(label)
+
+
 def plot_layer_heatmap(
     history: Sequence[Mapping], ax: Axes | None = None, title: str = "", max_labels: int = 64, colorbar: bool = True
 ) -> Figure:
@@ -235,7 +247,6 @@ def plot_training_summary(history: Sequence[Mapping], title: str = "") -> Figure
             ax.fill_between(xs, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)], alpha=0.25)
         else:
             ax.text(0.5, 0.5, "flat at every\nmeasurement", ha="center", va="center", transform=ax.transAxes)
-        ax.set_xscale("symlog", linthresh=1.0)
-        ax.set_xlabel("step")
+        style_step_axis(ax)
         ax.set_title(label, fontsize="medium")
     return fig
