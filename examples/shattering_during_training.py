@@ -102,7 +102,12 @@ def plot_heatmaps(runs: list[dict], depths: list[int]):
                 continue
             error = 100 * (1 - run["test_acc"])
             plot_layer_heatmap(
-                run["shattering"], ax=ax, title=f"{run['model']} ({error:.1f}% error)", max_labels=8, colorbar=False
+                run["shattering"],
+                ax=ax,
+                title=f"{run['model']} ({error:.1f}% error)",
+                max_labels=8,
+                colorbar=False,
+                max_step_labels=6,
             )
     image = next((im for ax in axes.flat for im in ax.get_images()), None)
     if image is not None:
@@ -115,7 +120,7 @@ def plot_statistics(runs: list[dict], depths: list[int]):
 
     from lightning_callbacks.plotting import style_step_axis
 
-    fig = Figure(figsize=(10.0, 3.6), layout="constrained")
+    fig = Figure(figsize=(11.5, 3.6), layout="constrained")
     axes = fig.subplots(1, 2)
     for run in (r for r in runs if r["depth"] in depths):
         steps = [e["step"] for e in run["shattering"]]
@@ -126,7 +131,7 @@ def plot_statistics(runs: list[dict], depths: list[int]):
     for ax, label in zip(axes, ("input-level neighbor correlation", "effective rank of the input gradients")):
         style_step_axis(ax, "training step")
         ax.set_title(label, fontsize="medium")
-    axes[0].legend(fontsize="small", ncol=2)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
     return fig
 
 

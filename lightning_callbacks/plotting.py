@@ -189,13 +189,19 @@ def style_step_axis(ax: Axes, label: str = "step") -> None:
 
 
 def plot_layer_heatmap(
-    history: Sequence[Mapping], ax: Axes | None = None, title: str = "", max_labels: int = 64, colorbar: bool = True
+    history: Sequence[Mapping],
+    ax: Axes | None = None,
+    title: str = "",
+    max_labels: int = 64,
+    colorbar: bool = True,
+    max_step_labels: int = 12,
 ) -> Figure:
     """Neighbor correlation per layer (rows, forward order) x measured step (columns), from a monitor history.
 
     ``history`` is what ``ShatteringMonitor.history`` keeps (see :func:`plot_training_summary`);
-    at most ``max_labels`` layer names label the rows (evenly spaced), the columns are labelled
-    with their step numbers (the schedule is log-spaced at first, so columns are not equal times).
+    at most ``max_labels`` layer names label the rows (evenly spaced), at most ``max_step_labels``
+    columns are labelled with their step numbers (the schedule is log-spaced at first, so columns
+    are not equal times).
     """
     fig, ax = _new_axes(ax)
     steps = [entry["step"] for entry in history]
@@ -210,7 +216,7 @@ def plot_layer_heatmap(
         fig.colorbar(image, ax=ax, label="neighbor correlation", pad=0.01)
     rows = range(0, len(layers), math.ceil(len(layers) / max_labels))
     ax.set_yticks(list(rows), [layers[i] for i in rows], fontsize=6 if len(rows) > 16 else "small")
-    shown = range(0, len(steps), max(1, len(steps) // 12))
+    shown = range(0, len(steps), math.ceil(len(steps) / max_step_labels))
     ax.set_xticks(list(shown), [str(steps[i]) for i in shown])
     ax.set_xlabel("measured step")
     ax.set_ylabel("layer (forward order)")
