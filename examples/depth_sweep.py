@@ -21,12 +21,11 @@ monitor's measurements.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from timm_ll.reporting import machine, write_section
+from timm_ll.reporting import append_result, machine, read_results, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -99,7 +98,7 @@ def run_sweep(args: argparse.Namespace) -> list[dict]:
     preset = PRESETS[args.preset]
     results_path = args.results or args.out / f"{args.preset}.jsonl"
     results_path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.exists() else []
+    rows = read_results(results_path)
     start = time.perf_counter()
     train, test = load_source(args.data, "train"), load_source(args.data, "test")
     print(f"decoded {len(train)} train / {len(test)} test images in {time.perf_counter() - start:.1f} s", flush=True)
@@ -164,10 +163,7 @@ def _run_once(args, rows, results_path, train, test, name, family, depth, steps,
         batch_size=args.batch_size,
         machine=machine(),
     )
-    line = json.dumps(row)
-    rows.append(json.loads(line))  # as a resumed sweep reads it back (tuples become lists)
-    with results_path.open("a") as handle:
-        handle.write(line + "\n")
+    rows.append(append_result(results_path, row))
     print(
         f"{name} ({budget}, {steps} steps): test accuracy {100 * result.test_acc:.2f}% in {result.seconds:.0f} s",
         flush=True,

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import statistics
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from timm_ll.reporting import machine, write_section
+from timm_ll.reporting import append_result, machine, read_results, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     preset = PRESETS[args.preset]
     results_path = args.results or args.out / f"ll_gap_{args.preset}.jsonl"
     results_path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.exists() else []
+    rows = read_results(results_path)
     done = {(r["variant"], r["seed"]) for r in rows}
     train, val = balanced_split(load_source(args.data, "train"), preset["train"], preset["val"])
     for variant, (changes, recompute, n_seeds) in VARIANTS.items():
@@ -90,9 +89,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 seconds=round(time.perf_counter() - start, 1),
                 machine=machine(),
             )
-            rows.append(row)
-            with results_path.open("a") as handle:
-                handle.write(json.dumps(row) + "\n")
+            rows.append(append_result(results_path, row))
             print(f"{variant}, seed {seed}: validation error {100 * row['val_error']:.1f}%", flush=True)
     return rows
 

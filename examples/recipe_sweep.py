@@ -15,12 +15,11 @@ and the winner of each family into docs/REPRODUCTION.md.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
-from timm_ll.reporting import machine, write_section
+from timm_ll.reporting import append_result, machine, read_results, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -37,7 +36,7 @@ def run_sweep(args: argparse.Namespace) -> list[dict]:
     preset = PRESETS[args.preset]
     results_path = args.results or args.out / f"recipe_sweep_{args.preset}.jsonl"
     results_path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.exists() else []
+    rows = read_results(results_path)
     done = {(r["model"], r["lr"], r["warmup"]) for r in rows}
     train, val = balanced_split(load_source(args.data, "train"), preset["train"], preset["val"])
     for model in preset["models"]:
@@ -67,9 +66,7 @@ def run_sweep(args: argparse.Namespace) -> list[dict]:
                     seconds=round(time.perf_counter() - start, 1),
                     machine=machine(),
                 )
-                rows.append(row)
-                with results_path.open("a") as handle:
-                    handle.write(json.dumps(row) + "\n")
+                rows.append(append_result(results_path, row))
                 print(f"{model} lr {lr} warm-up {warmup}: validation error {100 * row['val_error']:.1f}%", flush=True)
     return rows
 

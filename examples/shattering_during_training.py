@@ -20,7 +20,6 @@ runs this draws
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import tempfile
 from pathlib import Path
@@ -31,7 +30,9 @@ FIGURES = ("heatmaps", "statistics", "early_vs_final")
 
 def load_runs(results: Path) -> list[dict]:
     """The equal-step runs of a depth-sweep results file that carry monitor measurements."""
-    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    from timm_ll.reporting import read_results
+
+    rows = read_results(results)
     runs = [r for r in rows if r.get("budget", "equal-steps") == "equal-steps" and r.get("shattering")]
     if not runs:
         raise SystemExit(

@@ -18,7 +18,6 @@ correlation and one figure into docs/REPRODUCTION.md (section "zoo-at-init").
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import tempfile
 import time
@@ -28,7 +27,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from lightning_callbacks.plotting import plot_model_bars
-from timm_ll.reporting import machine, write_section
+from timm_ll.reporting import append_result, machine, read_results, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = (
@@ -84,7 +83,7 @@ def survey(args: argparse.Namespace) -> list[dict]:
     preset = PRESETS[args.preset]
     results_path = args.out / f"zoo_{args.preset}.jsonl"
     results_path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.exists() else []
+    rows = read_results(results_path)
     done = {(r["model"], r["bn_mode"]) for r in rows}
     data = load_source(args.data, "train")
     for name in preset["models"]:
@@ -99,9 +98,7 @@ def survey(args: argparse.Namespace) -> list[dict]:
             row, _ = measure_at_init(name, data, options, **kwargs)
             row["readout"] = "pre-logits" if kwargs else "logits"
             row = dict(row, bn_mode=bn_mode, seconds=round(time.perf_counter() - start, 1), machine=machine())
-            rows.append(row)
-            with results_path.open("a") as handle:
-                handle.write(json.dumps(row) + "\n")
+            rows.append(append_result(results_path, row))
             print(f"{name} ({bn_mode}): neighbor correlation {row['neighbor_corr']:.3f}", flush=True)
     return rows
 

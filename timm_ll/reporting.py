@@ -1,4 +1,4 @@
-"""Helpers for the benchmarks and the reproduction scripts: the machine's name, timing, and a docs section.
+"""Helpers for the benchmarks and the reproduction scripts: the machine's name, timing, results files, a docs section.
 
 The results they write into ``docs/`` name the machine they came from (:func:`machine`) and
 replace only their own marked section of a Markdown page (:func:`write_section`).
@@ -6,6 +6,7 @@ replace only their own marked section of a Markdown page (:func:`write_section`)
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["machine", "median_time", "write_section"]
+__all__ = ["machine", "median_time", "read_results", "append_result", "write_section"]
 
 
 def machine() -> str:
@@ -42,6 +43,23 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> floa
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def read_results(path: Path | str) -> list[dict]:
+    """The rows of a JSON lines results file; none if it does not exist yet (a study that starts afresh)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_result(path: Path | str, row: dict) -> dict:
+    """Append ``row`` as one JSON line (a study that is cut short keeps every finished row) and return it
+    as :func:`read_results` will read it back (tuples become lists), so a resumed study sees the same rows."""
+    line = json.dumps(row)
+    with Path(path).open("a") as handle:
+        handle.write(line + "\n")
+    return json.loads(line)
 
 
 def write_section(path: Path | str, name: str, markdown: str) -> Path:

@@ -432,7 +432,8 @@ def _trainer(
         callbacks=callbacks,
         enable_progress_bar=progress,
         enable_model_summary=False,
-        log_every_n_steps=20,
+        # at least once an epoch (a small dataset's epoch is shorter than 20 steps: no Lightning warning)
+        log_every_n_steps=max(1, min(20, steps_per_epoch)),
         val_check_interval=val_every_steps,
         check_val_every_n_epoch=None if val_every_steps else 1,
         num_sanity_val_steps=0,
