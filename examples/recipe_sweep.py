@@ -1,6 +1,6 @@
 """Which recipe trains deep nets best at a fixed CPU budget? Peak LR x warm-up, chosen on validation data.
 
-    python examples/recipe_sweep.py --data path/to/cifar10 [--doc]     # about 35 minutes on 2 CPU cores
+    python examples/recipe_sweep.py --data path/to/cifar10 [--doc]     # about an hour on 2 CPU cores
     python examples/recipe_sweep.py --preset tiny --data digits       # seconds: checks the logic
 
 For ``ll_plain56`` and ``cifar_resnet56`` (the cpu-budget setting: a fixed class-balanced
