@@ -55,6 +55,12 @@ PRESETS = {
 }
 
 
+def budget_of(row: dict) -> str:
+    """A row's budget: ``"equal-steps"`` or ``"equal-time"`` (rows of older sweeps, which had no equal-time
+    runs, do not say)."""
+    return row.get("budget", "equal-steps")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from timm_ll.training import Recipe
 
@@ -107,11 +113,11 @@ def run_sweep(args: argparse.Namespace) -> list[dict]:
     steps = preset["steps"] or round(preset["epochs"] * (len(train) // args.batch_size))
     depths = [int(d) for d in (args.depths or preset["depths"]).split(",")]
     families = (args.families or preset["families"]).split(",")
-    plan = [(f"{family}{depth}", family, depth, steps, "equal-steps") for depth in depths for family in families]
-    for name, family, depth, run_steps, budget in plan:
-        _run_once(args, rows, results_path, train, test, name, family, depth, run_steps, budget)
+    for depth in depths:
+        for family in families:
+            _run_once(args, rows, results_path, train, test, f"{family}{depth}", family, depth, steps, "equal-steps")
     if args.equal_time:
-        by = {(r["model"], r["budget"]): r for r in rows}
+        by = {(r["model"], budget_of(r)): r for r in rows}
         for depth in depths:
             reference = by.get((f"ll_plain{depth}", "equal-steps"))
             for family in args.equal_time_families.split(","):
@@ -129,7 +135,7 @@ def run_sweep(args: argparse.Namespace) -> list[dict]:
 def _run_once(args, rows, results_path, train, test, name, family, depth, steps, budget) -> None:
     from timm_ll.training import Recipe, fit_and_test
 
-    if any(r["model"] == name and r.get("budget", "equal-steps") == budget for r in rows):
+    if any(r["model"] == name and budget_of(r) == budget for r in rows):
         return  # resumed: done in an earlier run of the sweep
     recipe = Recipe(lr=args.lr, warmup_fraction=args.warmup)
     result = fit_and_test(
@@ -180,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
 def table(rows: list[dict]) -> list[str]:
     """Test error per family (rows) and depth (columns), equal-step runs; equal-time runs below their family."""
     depths = sorted({r["depth"] for r in rows})
-    by = {(r["family"], r["depth"], r.get("budget", "equal-steps")): r for r in rows}
+    by = {(r["family"], r["depth"], budget_of(r)): r for r in rows}
     lines = ["| family | " + " | ".join(f"depth {d}" for d in depths) + " |", "|---|" + "---|" * len(depths)]
     for family in dict.fromkeys(r["family"] for r in rows):
         for budget in ("equal-steps", "equal-time"):
@@ -210,7 +216,7 @@ def write_doc(rows: list[dict], preset: str) -> None:
         "",
         "Wall time per run (s): "
         + ", ".join(
-            f"{r['model']}{' (equal time)' if r.get('budget') == 'equal-time' else ''} {r['seconds']:.0f}" for r in rows
+            f"{r['model']}{' (equal time)' if budget_of(r) == 'equal-time' else ''} {r['seconds']:.0f}" for r in rows
         )
         + ".",
     ]

@@ -22,7 +22,6 @@ subset and is scored on its held-out training images (never the test set).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import tempfile
 import time
@@ -63,8 +62,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 continue
             recipe = replace(Recipe(), **changes)
             start = time.perf_counter()
-            switch = crelu_recompute(False) if not recompute else contextlib.nullcontext()
-            with switch:
+            with crelu_recompute(recompute):
                 result = fit_and_test(
                     preset["model"],
                     train,

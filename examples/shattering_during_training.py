@@ -25,7 +25,6 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FIGURES = ("heatmaps", "statistics", "early_vs_final")
 
 
 def load_runs(results: Path) -> list[dict]:

@@ -356,6 +356,8 @@ def fit_and_test(
     """
     import time
 
+    from lightning_callbacks import ShatteringMonitor
+
     L.seed_everything(seed, verbose=False)
     on_gpu = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
     module = ImageClassifier(
@@ -385,7 +387,7 @@ def fit_and_test(
     seconds = time.perf_counter() - start
     metrics = trainer.test(module, datamodule=data, verbose=False)[0]
     checkpoint = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
-    monitor = next((c for c in trainer.callbacks if type(c).__name__ == "ShatteringMonitor"), None)
+    monitor = next((c for c in trainer.callbacks if isinstance(c, ShatteringMonitor)), None)
     return TrainResult(
         model=model_name,
         architecture=module.model.pretrained_cfg.get("architecture", model_name),
