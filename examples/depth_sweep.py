@@ -90,6 +90,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--results", type=Path, default=None, help="JSON lines file (default: <out>/<preset>.jsonl)")
     parser.add_argument("--accelerator", default="auto")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="train through torch.compile (benchmarks/compile_pays.py says whether it pays for a run's length)",
+    )
     parser.add_argument("--doc", action="store_true", help="write the results table into docs/REPRODUCTION.md")
     return parser.parse_args(argv)
 
@@ -150,6 +155,7 @@ def _run_once(args, rows, results_path, train, test, name, family, depth, steps,
         # log-spaced start (0, 1, 2, 5, 10, ...), then every tenth of the run: 10% is one of the steps
         monitor_every=max(1, steps // 10),
         progress=False,
+        compile=args.compile,
     )
     # paths relative to --out: a committed results file names no folder of the machine
     paths = {
@@ -167,6 +173,7 @@ def _run_once(args, rows, results_path, train, test, name, family, depth, steps,
         recipe=dict(lr=recipe.lr, warmup_fraction=recipe.warmup_fraction),
         train_images=len(train),
         batch_size=args.batch_size,
+        compiled=args.compile,
         machine=machine(),
     )
     rows.append(append_result(results_path, row))

@@ -377,7 +377,9 @@ def input_gradients(
     measured in the parameters' precision (float32).
 
     Args:
-        model: any module; a ``torch.compile``d one is measured through its original module.
+        model: any module. A ``torch.compile``d one is measured through its original module, and
+            compiled code inside (``model.compile()``, compiled submodules) runs eagerly: a
+            measurement never triggers a recompilation.
         inputs: the probe, ``(n, ...)``, ordered along the path.
         readout: maps the model output ``(n, ...)`` to ``(n,)`` scalars; default
             :func:`random_projection_readout` (class-agnostic, seeded).
@@ -413,7 +415,7 @@ def input_gradients(
     readout = readout or random_projection_readout()
     capture = _OutputCapture(modules)
     try:
-        with _measurement_context(model, bn_mode), torch.enable_grad(), _no_autocast(inputs.device):
+        with _measurement_context(model, bn_mode), torch.enable_grad(), _no_autocast(inputs.device), _eager():
             x = inputs.detach().clone().requires_grad_(differentiable_input)
             output = forward_fn(model, x) if forward_fn is not None else model(x)
             values = readout(_per_sample_output(output, inputs.shape[0]))
@@ -465,6 +467,14 @@ def _chunked_input_gradients(
 
 def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return torch.autocast(device_type=device.type, enabled=False)
+
+
+def _eager() -> contextlib.AbstractContextManager:
+    """Compiled code runs eagerly inside: a probe (another batch size, eval mode, an input that needs a
+    gradient) would otherwise recompile a network compiled in place (``model.compile()``) or a compiled
+    submodule, a cost paid at every measurement. ``torch.compiler.set_stance`` is torch >= 2.6."""
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    return set_stance("force_eager") if set_stance is not None else contextlib.nullcontext()
 
 
 def _constant_tolerance(grads: torch.Tensor) -> float:

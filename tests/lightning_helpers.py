@@ -75,3 +75,19 @@ class CountingMonitor(ShatteringMonitor):
         with open(self.record, "a") as handle:
             handle.write(f"{rank} {sum(p.shape[0] for p in probes)}\n")
         return super()._line_gradients(measured, probes)
+
+
+class EndProcessGroup(L.Callback):
+    """Ends a ``ddp_spawn`` run's process group on every rank once training is over (module-level, so that
+    ddp_spawn can pickle it).
+
+    Lightning destroys the process group at exit only for NCCL; a gloo group is left to the interpreter's
+    shutdown, where a spawned rank that exits while its peer is still saving the results aborted now and then
+    ("terminate called without an active exception", SIGABRT). A barrier and an explicit
+    ``destroy_process_group`` while both ranks are alive is what PyTorch asks of every program.
+    """
+
+    def teardown(self, trainer, pl_module, stage):
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()

@@ -14,8 +14,8 @@ import torch
 from tests.conftest import REPO
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
+def _load(name: str, folder: str = "examples"):
+    spec = importlib.util.spec_from_file_location(name, REPO / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -131,7 +131,11 @@ def test_gpu_script_runs_its_sweep_and_analysis_on_a_tiny_preset(tmp_path):
         PRESET="tiny",
         DATA="digits",
         SKIP_INSTALL="1",
-        SKIP_BENCH="1",
+        DEVICE="cpu",
+        COMPILE_BACKEND="eager",  # dynamo without code generation: the probe's logic in seconds
+        PROBE_MODELS="cifar_resnet8",
+        RUN_STEPS="10",
+        PROBE_STEPS="3",
         SWEEP_OUT=str(tmp_path / "sweep"),
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # python3: this interpreter
         PYTHONPATH=str(REPO),
@@ -140,10 +144,22 @@ def test_gpu_script_runs_its_sweep_and_analysis_on_a_tiny_preset(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     log = (out / "sweep.log").read_text()
     assert "sweep exit 0" in log and "analysis exit 0" in log, log
+    probe = json.loads((out / "compile.json").read_text())
+    assert set(probe["models"]) == {"cifar_resnet8"} and "probe exit 0" in (out / "compile.md").read_text()
+    # the sweep follows the probe's verdict
+    assert log.startswith("sweep flags: --compile" if probe["pays"] else "sweep flags: (eager)"), log
+    assert all(r["compiled"] == probe["pays"] for r in (json.loads(x) for x in (out / "tiny.jsonl").open()))
     rows = [json.loads(line) for line in (out / "tiny.jsonl").read_text().splitlines()]
     assert [r["model"] for r in rows] == ["ll_plain8", "cifar_resnet8"] and all(r["shattering"] for r in rows)
     assert (out / "figures" / "shattering_during_training_heatmaps.png").exists()
     assert "| ll_plain8 |" in (out / "shattering.md").read_text()
+
+
+def test_compile_pays_when_its_saving_over_the_run_outweighs_the_compilation():
+    probe = _load("compile_pays", "benchmarks")
+    row = dict(eager_ms=10.0, compiled_ms=5.0, compile_s=10.0)
+    assert probe.verdict(row, 1000) == dict(eager_run_s=10.0, compiled_run_s=15.0, pays=False)
+    assert probe.verdict(row, 10_000) == dict(eager_run_s=100.0, compiled_run_s=60.0, pays=True)
 
 
 def test_ll_gap_study_runs_its_variants_and_the_recomputation_changes_nothing(tmp_path):

@@ -169,6 +169,24 @@ def test_compiled_module_is_measured_through_its_original():
     torch.testing.assert_close(F.input_gradients(compiled, x).input, F.input_gradients(net, x).input)
 
 
+def test_a_network_compiled_in_place_is_measured_eagerly_without_a_recompilation():
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    net, twin = _bn_net(), _bn_net()
+    twin.load_state_dict(net.state_dict())
+    net.compile(backend=counting_backend)
+    batch = torch.randn(8, 3, 8, 8)
+    net(batch), twin(batch)  # a training forward compiles it once (and updates both nets' BN statistics)
+    assert len(graphs) == 1
+    x = torch.randn(4, 3, 8, 8)  # another batch size, eval-mode BN, an input that needs a gradient
+    torch.testing.assert_close(F.input_gradients(net, x).input, F.input_gradients(twin, x).input)
+    assert len(graphs) == 1
+
+
 def test_metrics_average_probes_and_merge_exactly():
     probes = [torch.randn(64, 5).cumsum(0) for _ in range(4)]
     whole, a, b = GradientCorrelation(), GradientCorrelation(), GradientCorrelation()

@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from lightning_callbacks import ShatteringMonitor
-from tests.lightning_helpers import CountingMonitor, loader, make_module
+from tests.lightning_helpers import CountingMonitor, EndProcessGroup, loader, make_module
 
 KEYS = ("neighbor_corr", "effective_rank", "stable_rank", "spectral_slope")
 
@@ -243,7 +243,9 @@ def test_ddp_spawn_agrees_with_a_single_process(tmp_path, fresh_port):
         module = make_module(L.LightningModule)
         monitor = ShatteringMonitor(every_n_steps=1000, probe=probe, log_figures=False)
         logger = CSVLogger(tmp_path, name=name)
-        trainer = _trainer(tmp_path / name, [monitor], steps=2, devices=devices, strategy=strategy, logger=logger)
+        trainer = _trainer(
+            tmp_path / name, [monitor, EndProcessGroup()], steps=2, devices=devices, strategy=strategy, logger=logger
+        )
         trainer.fit(module, loader())
         row = next(
             r
@@ -266,7 +268,7 @@ def test_ddp_spawn_splits_the_lines_and_agrees_with_a_single_process(tmp_path, f
         # every rank sees the same first batch, so the lines (built from rank 0's) equal the single process's
         trainer = _trainer(
             tmp_path / name,
-            [monitor],
+            [monitor, EndProcessGroup()],
             steps=2,
             devices=devices,
             strategy=strategy,

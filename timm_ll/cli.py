@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--accelerator", default="auto", help="auto, cpu, gpu (bf16 + channels_last on GPU)")
     train.add_argument("--precision", default=None, help="Lightning precision (None: bf16-mixed on GPU, else 32)")
     train.add_argument("--monitor-every", type=int, default=500, help="ShatteringMonitor period in steps (0: off)")
+    train.add_argument(
+        "--compile", action="store_true", help="train through torch.compile (pays on a GPU for long runs only)"
+    )
     train.add_argument("--seed", type=int, default=0, help="seed of the weights, the data order and augmentation")
     train.add_argument("--out", type=Path, default=Path("timm-ll-runs"), help="folder for logs and checkpoints")
     train.add_argument("--json", type=Path, default=None, help="write the result to this JSON file")
@@ -377,6 +380,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         precision=args.precision,
         monitor_every=args.monitor_every or None,
         seed=args.seed,
+        compile=args.compile,
     )
     report = dict(
         schema="timm-ll/train/1",

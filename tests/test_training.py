@@ -1,0 +1,105 @@
+import lightning.pytorch as L
+import pytest
+import torch
+
+from timm_ll.data import ImageData, load_source
+from timm_ll.resident import DeviceBatches
+from timm_ll.training import InMemoryImages, fit_and_test
+
+
+def _indices(batches: DeviceBatches) -> list[int]:
+    # the images are their own indices, so a batch names the samples it drew
+    return [int(i) for images, _ in batches for i in images]
+
+
+def _batches(n: int = 10, **kwargs) -> DeviceBatches:
+    images = torch.arange(n)
+    return DeviceBatches(images, images % 3, **({"batch_size": 4, "shuffle": True} | kwargs))
+
+
+def test_device_batches_cover_an_epoch_and_reshuffle_each_epoch():
+    batches = _batches()
+    assert len(batches) == 3  # 4 + 4 + 2
+    first, second = _indices(batches), _indices(batches)
+    assert sorted(first) == sorted(second) == list(range(10))
+    assert first != second  # a new permutation every epoch
+    assert _indices(_batches()) == first  # the same seed gives the same batches
+    assert _indices(_batches(seed=1)) != first
+    images, labels = next(iter(batches))
+    assert torch.equal(labels, images % 3)  # labels stay with their images
+
+
+def test_device_batches_drop_last_and_keep_order_for_evaluation():
+    train = _batches(drop_last=True)
+    assert len(train) == 2 and len(_indices(train)) == 8
+    assert _indices(_batches(shuffle=False)) == list(range(10))
+
+
+def test_device_batches_share_an_epoch_between_ranks():
+    shares = [_indices(_batches(n=11, rank=rank, world_size=2, seed=5)) for rank in (0, 1)]
+    assert len(shares[0]) == len(shares[1]) == 5  # equal shares: the eleventh sample is dropped
+    assert not set(shares[0]) & set(shares[1])
+
+
+def test_device_batches_refuse_bad_input():
+    with pytest.raises(ValueError, match="one label per image"):
+        DeviceBatches(torch.zeros(4), torch.zeros(3), 2, shuffle=False)
+    with pytest.raises(ValueError, match="rank=2"):
+        _batches(rank=2, world_size=2)
+    with pytest.raises(ValueError, match="positive batch size"):
+        _batches(batch_size=0)
+
+
+def test_resident_data_refuses_loader_workers():
+    data = ImageData(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.arange(4) % 2, ["a", "b"])
+    with pytest.raises(ValueError, match="num_workers=0"):
+        InMemoryImages(data, data, resident=True, num_workers=2)
+    with pytest.raises(RuntimeError, match="attach the DataModule to a Trainer"):
+        InMemoryImages(data, data, resident=True).train_dataloader()
+
+
+class _Batches(L.Callback):
+    """Records the type of the training loader and the device and dtype of every training batch."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, torch.dtype]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.seen.append((type(trainer.train_dataloader).__name__, str(batch[0].device), batch[0].dtype))
+
+
+def test_fit_with_resident_data_trains_from_device_batches(tmp_path):
+    from timm_ll.training import ImageClassifier
+
+    data = load_source("digits", "test")
+    module = ImageClassifier("cifar_resnet8", max_steps=6)
+    recorder = _Batches()
+    trainer = L.Trainer(
+        max_steps=6,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[recorder],
+        limit_val_batches=0,
+    )
+    datamodule = InMemoryImages(data, data, batch_size=32, resident=True)
+    trainer.fit(module, datamodule=datamodule)
+    # the batches come from DeviceBatches and reach the step as normalized floats
+    assert recorder.seen == [("DeviceBatches", "cpu", torch.float32)] * 6
+    metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    assert list(datamodule._on_device) == [("train", "cpu"), ("test", "cpu")]  # one copy per split
+
+
+@pytest.mark.slow
+def test_fit_and_test_compiles_the_steps_and_keeps_the_checkpoint_keys(tmp_path):
+    data = load_source("digits", "test")
+    result = fit_and_test(
+        "cifar_resnet8", data, data, max_steps=2, batch_size=32, out_dir=str(tmp_path), progress=False, compile=True
+    )
+    assert result.steps == 2 and 0.0 <= result.test_acc <= 1.0
+    keys = torch.load(result.checkpoint, weights_only=True)["state_dict"]
+    assert "model.fc.weight" in keys and not any("_orig_mod" in k for k in keys)  # loads in timm as it is
+    assert result.shattering  # the monitor measured the network beside the compiled steps
