@@ -407,9 +407,12 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         whole = self._gradients(measured, torch.cat(probes), self.chunk_size or self._batch_size)
         sizes = [p.shape[0] for p in probes]
         inputs = whole.input.split(sizes) if whole.input is not None else [None] * len(probes)
+        outputs = whole.output.split(sizes) if whole.output is not None else [None] * len(probes)
         layers = {name: g.split(sizes) for name, g in whole.layers.items()}
         return [
-            F.InputGradients(input=inputs[i], layers={name: parts[i] for name, parts in layers.items()})
+            F.InputGradients(
+                input=inputs[i], layers={name: parts[i] for name, parts in layers.items()}, output=outputs[i]
+            )
             for i in range(len(probes))
         ]
 
@@ -448,6 +451,7 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
             for p in (probes[rank::world] if split else probes)
         ]
         lines = self._line_gradients(measured, mine)
+        self._warn_if_the_network_diverges(trainer, lines)
         metrics = self._metrics(device, sync=split)
         for grads in lines:
             main = grads.input if grads.input is not None else next(iter(grads.layers.values()))
@@ -489,12 +493,35 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         }
         self.history = [e for e in self.history if e["step"] != step] + [entry]
 
+    def _warn_if_the_network_diverges(self, trainer: Any, lines: list[F.InputGradients]) -> None:
+        """Name the cause when the network's own output on the probe is not finite (once a run): then no
+        gradient statistic is, and the fault is the network's, not the measurement's."""
+        if "output" in self._warned or all(g.output is None or torch.isfinite(g.output).all() for g in lines):
+            return
+        self._warned.add("output")
+        hint = (
+            "with bn_mode='eval' that is typical of a deep net without skips in its first steps, whose BN running "
+            "statistics do not match its activations yet; bn_mode='batch' measures with the probe's own statistics"
+            if self.bn_mode == "eval"
+            else "its weights or activations have overflowed"
+        )
+        rank_zero_warn(
+            f"ShatteringMonitor: the network's output on the probe (through the readout) is not finite at step "
+            f"{trainer.global_step}; {hint}"
+        )
+
     def _log(self, trainer: Any, metrics: dict[str, float]) -> None:
-        bad = sorted(k for k, v in metrics.items() if not math.isfinite(v) and k not in self._warned)
+        bad = [k for k, v in metrics.items() if not math.isfinite(v) and k not in self._warned]
         if bad:
+            # the input-level keys by name; the per-block ones counted (a deep net has a hundred)
+            block_prefix = f"{self.prefix}/neighbor_corr/"
+            named = sorted(k for k in bad if not k.startswith(block_prefix))
+            blocks = [k.removeprefix(block_prefix) for k in bad if k.startswith(block_prefix)]
+            if blocks:
+                named.append(f"{block_prefix}<block> for {len(blocks)} blocks ({blocks[0]} ... {blocks[-1]})")
             rank_zero_warn(
-                f"ShatteringMonitor: {', '.join(bad)} not finite at step {trainer.global_step} (NaN/Inf gradients); "
-                "non-finite values are not logged, and this warning is given once per key"
+                f"ShatteringMonitor: {', '.join(named)} not finite at step {trainer.global_step} (NaN/Inf "
+                "gradients); non-finite values are not logged, and this warning is given once per key"
             )
             self._warned.update(bad)
         finite = {k: v for k, v in metrics.items() if math.isfinite(v)}

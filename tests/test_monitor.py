@@ -187,8 +187,11 @@ def test_nan_gradients_warn_and_do_not_crash(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _, trainer = _fit(tmp_path, monitor, steps=2)
-    warned = [w for w in caught if "not finite" in str(w.message)]
-    assert len(warned) == 1  # two measurements, one warning per key
+    warned = [str(w.message) for w in caught if "not finite" in str(w.message)]
+    assert len([w for w in warned if "(NaN/Inf gradients)" in w]) == 1  # two measurements, one warning per key
+    # and once, the cause: the output itself is not finite, with what to do about it
+    diverged = [w for w in warned if "output on the probe" in w]
+    assert len(diverged) == 1 and "bn_mode='batch'" in diverged[0]
     assert "shattering/neighbor_corr" not in trainer.callback_metrics
 
 
