@@ -24,11 +24,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
-from timm_ll.reporting import append_result, machine, read_results, write_section
+from timm_ll.reporting import append_result, read_results, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -48,7 +47,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     """Train every variant x seed (resuming from the results file); return all rows."""
     from timm_ll.data import load_source
     from timm_ll.layers import crelu_recompute
-    from timm_ll.training import Recipe, balanced_split, fit_and_test
+    from timm_ll.training import Recipe, balanced_split, validation_run
 
     preset = PRESETS[args.preset]
     results_path = args.results or args.out / f"ll_gap_{args.preset}.jsonl"
@@ -61,31 +60,18 @@ def run(args: argparse.Namespace) -> list[dict]:
             if (variant, seed) in done:
                 continue
             recipe = replace(Recipe(), **changes)
-            start = time.perf_counter()
             with crelu_recompute(recompute):
-                result = fit_and_test(
+                scored = validation_run(
                     preset["model"],
                     train,
-                    val,  # held-out training images: the test set stays unseen
+                    val,
                     max_steps=preset["steps"],
                     recipe=recipe,
                     out_dir=str(args.out / "runs"),
-                    monitor_every=None,
-                    progress=False,
                     seed=seed,
                 )
             row = dict(
-                variant=variant,
-                seed=seed,
-                model=preset["model"],
-                val_error=1 - result.test_acc,
-                lr=recipe.lr,
-                warmup=recipe.warmup_fraction,
-                steps=result.steps,
-                train_images=len(train),
-                val_images=len(val),
-                seconds=round(time.perf_counter() - start, 1),
-                machine=machine(),
+                variant=variant, seed=seed, model=preset["model"], lr=recipe.lr, warmup=recipe.warmup_fraction, **scored
             )
             rows.append(append_result(results_path, row))
             print(f"{variant}, seed {seed}: validation error {100 * row['val_error']:.1f}%", flush=True)

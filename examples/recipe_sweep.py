@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
-from timm_ll.reporting import append_result, machine, read_results, write_section
+from timm_ll.reporting import append_result, read_results, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -31,7 +30,7 @@ PRESETS = {
 
 def run_sweep(args: argparse.Namespace) -> list[dict]:
     from timm_ll.data import load_source
-    from timm_ll.training import Recipe, balanced_split, fit_and_test
+    from timm_ll.training import Recipe, balanced_split, validation_run
 
     preset = PRESETS[args.preset]
     results_path = args.results or args.out / f"recipe_sweep_{args.preset}.jsonl"
@@ -44,28 +43,11 @@ def run_sweep(args: argparse.Namespace) -> list[dict]:
             for warmup in args.warmups:
                 if (model, lr, warmup) in done:
                     continue
-                start = time.perf_counter()
-                result = fit_and_test(
-                    model,
-                    train,
-                    val,  # scored on held-out training images: the test set stays unseen
-                    max_steps=preset["steps"],
-                    recipe=Recipe(lr=lr, warmup_fraction=warmup),
-                    out_dir=str(args.out / "runs"),
-                    monitor_every=None,
-                    progress=False,
+                recipe = Recipe(lr=lr, warmup_fraction=warmup)
+                scored = validation_run(
+                    model, train, val, max_steps=preset["steps"], recipe=recipe, out_dir=str(args.out / "runs")
                 )
-                row = dict(
-                    model=model,
-                    lr=lr,
-                    warmup=warmup,
-                    val_error=1 - result.test_acc,
-                    steps=result.steps,
-                    train_images=len(train),
-                    val_images=len(val),
-                    seconds=round(time.perf_counter() - start, 1),
-                    machine=machine(),
-                )
+                row = dict(model=model, lr=lr, warmup=warmup, **scored)
                 rows.append(append_result(results_path, row))
                 print(f"{model} lr {lr} warm-up {warmup}: validation error {100 * row['val_error']:.1f}%", flush=True)
     return rows

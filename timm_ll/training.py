@@ -30,6 +30,7 @@ __all__ = [
     "balanced_subset",
     "balanced_split",
     "fit_and_test",
+    "validation_run",
 ]
 
 
@@ -455,6 +456,45 @@ def fit_and_test(
         log_dir=loggers[0].log_dir,
         checkpoint=f"{loggers[0].log_dir}/checkpoints/{Path(checkpoint).name}" if checkpoint else None,
         shattering=list(monitor.history) if monitor is not None else [],
+    )
+
+
+def validation_run(
+    model_name: str,
+    train: ImageData,
+    val: ImageData,
+    *,
+    max_steps: int,
+    recipe: Recipe,
+    out_dir: str,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Train on ``train`` and score on ``val``, held-out *training* images (a recipe is chosen without
+    the test set); the monitor is off. Returns a study's row fields: ``val_error``, ``steps``,
+    ``train_images``, ``val_images``, ``seconds`` (training and scoring) and ``machine``."""
+    import time
+
+    from timm_ll.reporting import machine
+
+    start = time.perf_counter()
+    result = fit_and_test(
+        model_name,
+        train,
+        val,
+        max_steps=max_steps,
+        recipe=recipe,
+        out_dir=out_dir,
+        monitor_every=None,
+        progress=False,
+        seed=seed,
+    )
+    return dict(
+        val_error=1 - result.test_acc,
+        steps=result.steps,
+        train_images=len(train),
+        val_images=len(val),
+        seconds=round(time.perf_counter() - start, 1),
+        machine=machine(),
     )
 
 
