@@ -250,6 +250,7 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         self.history: list[dict[str, Any]] = []
         self.last_measurement: dict[str, float] = {}
         self._latest_grads: torch.Tensor | None = None
+        self._overview: tuple[int, dict[str, Any]] | None = None  # (step, figures) of the latest overview
 
     # ---- configuration -------------------------------------------------------------------
     def _resolve_module(self, pl_module: nn.Module) -> nn.Module:
@@ -535,16 +536,16 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         finite = {name: c for name, c in layers.items() if math.isfinite(c)}
         return F.profile_from_correlations(list(finite), list(finite.values())) if len(finite) > 1 else None
 
-    def _figures(self, grads: torch.Tensor | None, detail: bool) -> dict[str, Any]:
-        """The figures of the latest measurement: depth profile and summary, with ``detail`` the gradient
-        traces and covariance image of the first line too."""
+    def _figures(self, grads: torch.Tensor | None, detail: bool, overview: bool = True) -> dict[str, Any]:
+        """The figures of the latest measurement: with ``overview`` the depth profile and summary, with
+        ``detail`` the gradient traces and covariance image of the first line."""
         figures: dict[str, Any] = {}
         if detail and grads is not None:
             figures.update(gradient_traces=plot_gradient_traces(grads), covariance=plot_covariance(grads))
-        profile = self._depth_profile()
+        profile = self._depth_profile() if overview else None
         if profile is not None:
             figures["depth_profile"] = plot_depth_profile(profile)
-        if self.history:
+        if overview and self.history:
             figures["summary"] = plot_training_summary(self.history)
         return figures
 
@@ -559,6 +560,7 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         if step != 0 and not loggers:
             return
         figures = self._figures(self._latest_grads, detail=step == 0)
+        self._overview = (step, {k: v for k, v in figures.items() if k in ("depth_profile", "summary")})
         self._send_to_loggers(loggers, figures, step)
         if step == 0:
             self._write_pngs(trainer, {name: fig for name, fig in figures.items() if name != "summary"}, "_init")
@@ -587,7 +589,9 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
     def _write_final_figures(self, trainer: Any) -> None:
         if not (self.log_figures and trainer.is_global_zero and self.history):
             return
-        figures = self._figures(self._latest_grads, detail=True)
+        # the overview drawn for the loggers at this step's measurement is reused, not drawn again
+        drawn = self._overview[1] if self._overview and self._overview[0] == trainer.global_step else {}
+        figures = self._figures(self._latest_grads, detail=True, overview=not drawn) | drawn
         self._write_pngs(trainer, figures)
         loggers = [logger for logger in trainer.loggers if _takes_figures(logger)]
         detail = {name: figures[name] for name in ("gradient_traces", "covariance") if name in figures}

@@ -89,6 +89,17 @@ def test_loggers_get_scalars_and_figures(tmp_path):
     assert "shattering/neighbor_corr" in events.Tags()["scalars"]
 
 
+def test_the_end_reuses_the_overview_drawn_for_the_loggers(tmp_path, monkeypatch):
+    import lightning_callbacks.shattering as shattering
+
+    drawn, draw = [], shattering.plot_training_summary
+    monkeypatch.setattr(shattering, "plot_training_summary", lambda hist: drawn.append(len(hist)) or draw(hist))
+    monitor = ShatteringMonitor(every_n_steps=4, num_points=16)
+    _fit(tmp_path, monitor, steps=5, logger=TensorBoardLogger(tmp_path, name="tb"))
+    assert drawn == [1, 2, 3, 4, 5]  # once per measurement (steps 0, 1, 2, 4 and the end), not again for the PNG
+    assert (tmp_path / "tb" / "version_0" / "shattering" / "summary.png").exists()
+
+
 def test_png_figures_are_a_bounded_set_and_callback_metrics_are_filled(tmp_path):
     monitor = ShatteringMonitor(every_n_steps=2, num_points=16)
     _, trainer = _fit(tmp_path, monitor, steps=7, logger=CSVLogger(tmp_path, name="csv"))
