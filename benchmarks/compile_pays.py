@@ -8,7 +8,8 @@ channels-last on CUDA, as ``timm_ll.training.fit_and_test`` trains there) eagerl
 for a run of ``--run-steps`` steps when compile time + steps x compiled step < steps x eager step,
 for every model measured. ``benchmarks/device_run.sh`` asks this before its GPU sweep and passes
 ``--compile`` to the sweep only when it pays. Prints a Markdown table; ``--json`` also writes
-the numbers and the verdict (``"pays"``).
+the numbers and the verdict (``"pays"``), ``--doc`` the table into docs/PERFORMANCE.md
+(section ``compile`` on CPU, ``compile-<device>`` elsewhere).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import timm
 import torch
 
 import timm_ll  # noqa: F401  (registers the LL models)
-from timm_ll.reporting import machine
+from timm_ll.reporting import machine, write_section
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _step_fn(model: torch.nn.Module, device: str, batch_size: int):
@@ -87,21 +90,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-steps", type=int, required=True, help="length of the run the verdict is for")
     parser.add_argument("--backend", default="inductor", help="torch.compile backend ('eager' for a logic check)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--doc", action="store_true", help="write the table into docs/PERFORMANCE.md")
     args = parser.parse_args(argv)
     rows = {}
     for name in args.models.split(","):
         row = measure(name, args.device, args.steps, args.batch_size, args.backend)
         rows[name] = row | verdict(row, args.run_steps)
     pays = all(row["pays"] for row in rows.values())
-    print(f"torch.compile ({args.backend}) for a {args.run_steps}-step run on {args.device}, {machine()}\n")
-    print("| model | eager ms/step | compiled ms/step | compile s | run eager s | run compiled s | pays |")
-    print("|---|---|---|---|---|---|---|")
+    lines = [
+        f"`benchmarks/compile_pays.py`: torch.compile ({args.backend}) for a {args.run_steps}-step run on "
+        f"{args.device}, batch {args.batch_size}, median of {args.steps} steps; {machine()}",
+        "",
+        "| model | eager ms/step | compiled ms/step | compile s | run eager s | run compiled s | pays |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, r in rows.items():
-        print(
+        lines.append(
             f"| {name} | {r['eager_ms']:.2f} | {r['compiled_ms']:.2f} | {r['compile_s']:.1f} | "
             f"{r['eager_run_s']:.0f} | {r['compiled_run_s']:.0f} | {'yes' if r['pays'] else 'no'} |"
         )
-    print(f"\nverdict: compile {'pays' if pays else 'does not pay'}")
+    lines += ["", f"Verdict: compiling {'pays' if pays else 'does not pay'} for a {args.run_steps}-step run."]
+    print("\n".join(lines))
+    if args.doc:
+        section = "compile" if args.device == "cpu" else f"compile-{args.device.split(':')[0]}"
+        path = write_section(REPO / "docs" / "PERFORMANCE.md", section, "\n".join(lines))
+        print(f"wrote {path.relative_to(REPO)}")
     if args.json:
         args.json.write_text(json.dumps(dict(pays=pays, run_steps=args.run_steps, models=rows, machine=machine())))
     return 0
