@@ -4,7 +4,8 @@
 
 For each model it times a training step (SGD, batch 128 of 32x32 images; bf16 autocast and
 channels-last on CUDA, as ``timm_ll.training.fit_and_test`` trains there) eagerly and through
-``torch.compile``, and the compilation itself (the compiled model's first step). Compiling pays
+``torch.compile`` (alternating the two, median of ``--steps``), and the compilation itself (the
+compiled model's first step less a compiled step). Compiling pays
 for a run of ``--run-steps`` steps when compile time + steps x compiled step < steps x eager step,
 for every model measured. ``benchmarks/device_run.sh`` asks this before its GPU sweep and passes
 ``--compile`` to the sweep only when it pays. Prints a Markdown table; ``--json`` also writes
@@ -64,14 +65,18 @@ def measure(name: str, device: str, steps: int, batch_size: int, backend: str) -
     eager_step = _step_fn(_model(name, device), device, batch_size)
     for _ in range(3):
         eager_step()  # warm-up: cuDNN autotuning, allocator
-    eager = statistics.median(eager_step() for _ in range(steps))
     torch._dynamo.reset()
     compiled_step = _step_fn(torch.compile(_model(name, device), backend=backend), device, batch_size)
-    compile_s = compiled_step()  # the first call compiles forward and backward
-    for _ in range(2):
-        compiled_step()
-    compiled = statistics.median(compiled_step() for _ in range(steps))
-    return dict(eager_ms=1e3 * eager, compiled_ms=1e3 * compiled, compile_s=compile_s)
+    first = compiled_step()  # compiles forward and backward, then runs the step
+    compiled_step()
+    eager, compiled = [], []
+    for _ in range(steps):  # alternated, as benchmarks/models.py does: drift on a shared machine hits both alike
+        eager.append(eager_step())
+        compiled.append(compiled_step())
+    compiled_s = statistics.median(compiled)
+    return dict(
+        eager_ms=1e3 * statistics.median(eager), compiled_ms=1e3 * compiled_s, compile_s=max(0.0, first - compiled_s)
+    )
 
 
 def verdict(row: dict[str, float], run_steps: int) -> dict[str, float | bool]:
@@ -92,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--doc", action="store_true", help="write the table into docs/PERFORMANCE.md")
     args = parser.parse_args(argv)
+    # a cold compilation, as a fresh machine pays it: inductor's on-disk caches would make a rerun look free
+    torch._inductor.config.force_disable_caches = True
     rows = {}
     for name in args.models.split(","):
         row = measure(name, args.device, args.steps, args.batch_size, args.backend)
