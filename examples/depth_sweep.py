@@ -1,7 +1,7 @@
 """CIFAR-10 depth sweep: do skip-free nets train as depth grows? (He et al. 2016; Balduzzi et al. 2017)
 
     python examples/depth_sweep.py --preset cpu-600      # about an hour on 2 CPU cores (the current CPU study)
-    python examples/depth_sweep.py --preset cpu-1200     # 1,200 steps at depths 56/110 (ResNets: ~20 min)
+    python examples/depth_sweep.py --preset cpu-1200     # 1,200 steps at depths 56/110: about an hour
     python examples/depth_sweep.py --preset cpu-budget   # the older 300-step CPU study
     python examples/depth_sweep.py --preset gpu-deep     # depths 56/110, all 50k images: ~10 min on one H100
     python examples/depth_sweep.py --preset full         # the full recipe (GPU): 160 epochs per run
@@ -34,7 +34,7 @@ PRESETS = {
     "cpu-600": dict(
         train_subset=10_000, epochs=None, steps=600, families="ll_plain,cifar_resnet,plain", depths="20,56,110"
     ),
-    # twice the steps at depth 56/110: is ResNet-110's deficit at 600 steps one of training length?
+    # twice the steps at depths 56/110: does LL's lead at depth hold, and does ResNet-110's deficit shrink?
     "cpu-1200": dict(train_subset=10_000, epochs=None, steps=1200, families="cifar_resnet,ll_plain", depths="56,110"),
     "cpu-budget": dict(
         train_subset=10_000,
@@ -43,7 +43,8 @@ PRESETS = {
         families="ll_plain,plain,cifar_resnet,crelu_plain",
         depths="20,56,110",
     ),
-    "gpu-deep": dict(train_subset=None, epochs=10, steps=None, families="ll_plain,cifar_resnet", depths="56,110"),
+    # depth 110 first: the headline pair comes back even if the lease ends before depth 56
+    "gpu-deep": dict(train_subset=None, epochs=10, steps=None, families="ll_plain,cifar_resnet", depths="110,56"),
     "gpu-budget": dict(
         train_subset=None, epochs=6, steps=None, families="ll_plain,plain,cifar_resnet,crelu_plain", depths="20,56,110"
     ),
