@@ -1,3 +1,5 @@
+import shutil
+
 import lightning.pytorch as L
 import pytest
 import torch
@@ -94,7 +96,11 @@ def test_fit_with_resident_data_trains_from_device_batches(tmp_path):
 
 
 @pytest.mark.slow
-def test_fit_and_test_compiles_the_steps_and_keeps_the_checkpoint_keys(tmp_path):
+@pytest.mark.skipif(
+    not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")),
+    reason="torch.compile's CPU code generation needs a C++ compiler",
+)
+def test_fit_and_test_compiles_the_network_and_keeps_the_checkpoint_keys(tmp_path):
     data = load_source("digits", "test")
     result = fit_and_test(
         "cifar_resnet8", data, data, max_steps=2, batch_size=32, out_dir=str(tmp_path), progress=False, compile=True
