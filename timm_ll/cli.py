@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--precision", default=None, help="Lightning precision (None: bf16-mixed on GPU, else 32)")
     train.add_argument("--monitor-every", type=int, default=500, help="ShatteringMonitor period in steps (0: off)")
     train.add_argument(
-        "--compile", action="store_true", help="train through torch.compile (pays on a GPU for long runs only)"
+        "--compile", action="store_true", help="compile the network (~30 s on a CPU; pays for long runs only)"
     )
     train.add_argument("--seed", type=int, default=0, help="seed of the weights, the data order and augmentation")
     train.add_argument("--out", type=Path, default=Path("timm-ll-runs"), help="folder for logs and checkpoints")
