@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from timm_ll.reporting import append_result, machine, read_results, write_section
+from timm_ll.reporting import append_result, budget_of, machine, read_results, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -57,12 +57,6 @@ PRESETS = {
     ),
     "tiny": dict(train_subset=500, epochs=None, steps=10, families="ll_plain,cifar_resnet", depths="8"),
 }
-
-
-def budget_of(row: dict) -> str:
-    """A row's budget: ``"equal-steps"`` or ``"equal-time"`` (rows of older sweeps, which had no equal-time
-    runs, do not say)."""
-    return row.get("budget", "equal-steps")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

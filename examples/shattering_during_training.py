@@ -29,10 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def load_runs(results: Path) -> list[dict]:
     """The equal-step runs of a depth-sweep results file that carry monitor measurements."""
-    from timm_ll.reporting import read_results
+    from timm_ll.reporting import budget_of, read_results
 
     rows = read_results(results)
-    runs = [r for r in rows if r.get("budget", "equal-steps") == "equal-steps" and r.get("shattering")]
+    runs = [r for r in rows if budget_of(r) == "equal-steps" and r.get("shattering")]
     if not runs:
         raise SystemExit(
             f"{results}: no run with monitor measurements; make one with examples/depth_sweep.py "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["machine", "median_time", "read_results", "append_result", "write_section"]
+__all__ = ["machine", "median_time", "read_results", "append_result", "budget_of", "write_section"]
 
 
 def machine() -> str:
@@ -60,6 +60,12 @@ def append_result(path: Path | str, row: dict) -> dict:
     with Path(path).open("a") as handle:
         handle.write(line + "\n")
     return json.loads(line)
+
+
+def budget_of(row: dict) -> str:
+    """A depth-sweep row's budget: ``"equal-steps"`` or ``"equal-time"`` (rows of older sweeps, which had no
+    equal-time runs, do not say)."""
+    return row.get("budget", "equal-steps")
 
 
 def write_section(path: Path | str, name: str, markdown: str) -> Path:
