@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from timm_ll.reporting import append_result, budget_of, machine, read_results, write_section
+from timm_ll.reporting import append_result, budget_of, machine, read_results, seed_of, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -70,6 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--data",
         default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"),
         help="CIFAR-10 in train/<class>/*.jpg, test/<class>/*.jpg layout (zip or folder), or 'digits'",
+    )
+    parser.add_argument(
+        "--seeds",
+        default="0",
+        help="comma-separated seeds; a seed varies the init, the data order and the monitor's lines (the "
+        "training subset stays fixed); rows of older sweeps, which name none, are seed 0",
     )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=Recipe.lr, help="peak learning rate")
@@ -116,29 +122,32 @@ def run_sweep(args: argparse.Namespace) -> list[dict]:
     steps = preset["steps"] or round(preset["epochs"] * (len(train) // args.batch_size))
     depths = [int(d) for d in (args.depths or preset["depths"]).split(",")]
     families = (args.families or preset["families"]).split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    # seed by seed within a depth: every finished seed is a complete set of paired runs
     for depth in depths:
-        for family in families:
-            _run_once(args, rows, results_path, train, test, f"{family}{depth}", family, depth, steps, "equal-steps")
+        for seed in seeds:
+            for family in families:
+                _run_once(args, rows, results_path, train, test, family, depth, steps, "equal-steps", seed)
     if args.equal_time:
-        by = {(r["model"], budget_of(r)): r for r in rows}
+        by = {(r["model"], budget_of(r), seed_of(r)): r for r in rows}
         for depth in depths:
-            reference = by.get((f"ll_plain{depth}", "equal-steps"))
-            for family in args.equal_time_families.split(","):
-                twin = by.get((f"{family}{depth}", "equal-steps"))
-                if reference is None or twin is None:
-                    continue
-                # as many steps as fit in the LL run's wall-clock time, at this family's measured pace
-                run_steps = max(1, round(twin["steps"] * reference["seconds"] / twin["seconds"]))
-                _run_once(
-                    args, rows, results_path, train, test, f"{family}{depth}", family, depth, run_steps, "equal-time"
-                )
+            for seed in seeds:
+                reference = by.get((f"ll_plain{depth}", "equal-steps", seed))
+                for family in args.equal_time_families.split(","):
+                    twin = by.get((f"{family}{depth}", "equal-steps", seed))
+                    if reference is None or twin is None:
+                        continue
+                    # as many steps as fit in the LL run's wall-clock time, at this family's measured pace
+                    run_steps = max(1, round(twin["steps"] * reference["seconds"] / twin["seconds"]))
+                    _run_once(args, rows, results_path, train, test, family, depth, run_steps, "equal-time", seed)
     return rows
 
 
-def _run_once(args, rows, results_path, train, test, name, family, depth, steps, budget) -> None:
+def _run_once(args, rows, results_path, train, test, family, depth, steps, budget, seed) -> None:
     from timm_ll.training import Recipe, fit_and_test
 
-    if any(r["model"] == name and budget_of(r) == budget for r in rows):
+    name = f"{family}{depth}"
+    if any(r["model"] == name and budget_of(r) == budget and seed_of(r) == seed for r in rows):
         return  # resumed: done in an earlier run of the sweep
     recipe = Recipe(lr=args.lr, warmup_fraction=args.warmup)
     result = fit_and_test(
@@ -154,6 +163,7 @@ def _run_once(args, rows, results_path, train, test, name, family, depth, steps,
         monitor_every=max(1, steps // 10),
         progress=False,
         compile=args.compile,
+        seed=seed,
     )
     # paths relative to --out: a committed results file names no folder of the machine
     paths = {
@@ -176,7 +186,8 @@ def _run_once(args, rows, results_path, train, test, name, family, depth, steps,
     )
     rows.append(append_result(results_path, row))
     print(
-        f"{name} ({budget}, {steps} steps): test accuracy {100 * result.test_acc:.2f}% in {result.seconds:.0f} s",
+        f"{name} ({budget}, {steps} steps, seed {seed}): "
+        f"test accuracy {100 * result.test_acc:.2f}% in {result.seconds:.0f} s",
         flush=True,
     )
 

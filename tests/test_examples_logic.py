@@ -93,6 +93,12 @@ def test_depth_sweep_keeps_the_monitor_readings_and_adds_equal_time_runs(tmp_pat
         assert {"stem", "stages.2.0"} <= set(row["shattering"][-1]["layers"])
         assert row["recipe"] == {"lr": 0.05, "warmup_fraction": 0.3}
         assert not row["log_dir"].startswith("/")  # relative to --out: no machine path in a committed file
+        # the training curves at every logged step: loss, batch accuracy and the scheduled LR
+        curves = row["curves"]
+        assert curves["step"] == sorted(curves["step"]) and len(curves["step"]) >= 2
+        assert all(len(curves[key]) == len(curves["step"]) for key in ("loss", "acc", "lr"))
+        assert all(math.isfinite(v) and v > 0 for v in curves["loss"] + curves["lr"])
+        assert row["seed"] == 0
     assert sweep.run_sweep(args) == rows  # resumed: nothing is run again
     table = "\n".join(sweep.table(rows))
     assert f"{100 * (1 - resnet_same_time['test_acc']):.2f}% ({resnet_same_time['steps']} steps)" in table
@@ -104,6 +110,18 @@ def test_depth_sweep_keeps_the_monitor_readings_and_adds_equal_time_runs(tmp_pat
     ll_row = next(line for line in found["table"] if line.startswith("| ll_plain8 |"))
     at_init = analysis.input_statistic(ll["shattering"][0])
     assert at_init == pytest.approx(1.0) and f"{at_init:.3f} / " in ll_row  # an LL net is linear at init: flat
+
+
+def test_depth_sweep_seeds_are_resumed_by_seed_and_vary_the_run(tmp_path):
+    sweep = _load("depth_sweep")
+    argv = ["--preset", "tiny", "--data", "digits", "--out", str(tmp_path), "--families", "ll_slim"]
+    rows = sweep.run_sweep(sweep.parse_args([*argv, "--seeds", "0"]))
+    assert [(r["model"], r["seed"]) for r in rows] == [("ll_slim8", 0)]
+    # seed 0 is resumed, seed 1 is new: a different init and data order
+    rows = sweep.run_sweep(sweep.parse_args([*argv, "--seeds", "0,1"]))
+    assert [(r["model"], r["seed"]) for r in rows] == [("ll_slim8", 0), ("ll_slim8", 1)]
+    assert rows[0]["curves"]["loss"] != rows[1]["curves"]["loss"]
+    assert rows[0]["curves"]["lr"] == rows[1]["curves"]["lr"]  # the same recipe
 
 
 def test_early_reading_and_rank_correlation(tmp_path):

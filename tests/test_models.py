@@ -19,9 +19,10 @@ def _affine_error(model: nn.Module, input_shape=(2, 3, 32, 32)) -> float:
     return ((lhs - rhs).norm() / lhs.norm()).item()
 
 
+@pytest.mark.parametrize("family", ["ll_plain", "ll_slim"])
 @pytest.mark.parametrize("depth", REGISTERED_DEPTHS)
-def test_ll_models_are_affine_at_init(depth):
-    assert _affine_error(timm.create_model(f"ll_plain{depth}")) < 1e-9
+def test_ll_models_are_affine_at_init(family, depth):
+    assert _affine_error(timm.create_model(f"{family}{depth}")) < 1e-9
 
 
 @pytest.mark.parametrize("depth", [20, 110])
@@ -56,6 +57,25 @@ def test_parameter_counts_of_the_families_at_depth_56():
     assert counts["ll_plain"] == counts["crelu_plain"]
     # CReLU doubles the input channels of every conv but the stem
     assert 1.9 < counts["ll_plain"] / counts["plain"] < 2.0
+
+
+def _conv_flops(model: nn.Module) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        model.eval()(torch.zeros(1, 3, 32, 32))
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("depth", [d for d in REGISTERED_DEPTHS if d >= 20])
+def test_ll_slim_has_the_parameters_and_flops_of_plain_and_resnet(depth):
+    slim, plain, resnet = (timm.create_model(f"{f}{depth}") for f in ("ll_slim", "plain", "cifar_resnet"))
+    slim_params = sum(p.numel() for p in slim.parameters())
+    for reference in (plain, resnet):  # option-A shortcuts are parameter- and conv-free: the same counts
+        assert abs(slim_params / sum(p.numel() for p in reference.parameters()) - 1) < 0.05
+        assert abs(_conv_flops(slim) / _conv_flops(reference) - 1) < 0.05
+    # the CReLU layout doubles the pre-activation widths: 11/23/45 -> 22/46/90 channels out of each stage
+    assert [info["num_chs"] for info in slim.feature_info] == [22, 22, 46, 90]
 
 
 def test_timm_kwargs_are_honoured():
@@ -162,7 +182,7 @@ def test_mismatched_checkpoint_names_the_layer(tmp_path):
 
 def test_registered_names_and_module():
     names = timm.list_models(module="cifar")
-    for family in ("ll_plain", "crelu_plain", "plain", "cifar_resnet"):
+    for family in ("ll_plain", "crelu_plain", "plain", "cifar_resnet", "ll_slim"):
         for depth in REGISTERED_DEPTHS:
             assert f"{family}{depth}" in names
 

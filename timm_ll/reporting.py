@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["machine", "median_time", "read_results", "append_result", "budget_of", "write_section"]
+__all__ = ["machine", "median_time", "read_results", "append_result", "budget_of", "seed_of", "write_section"]
 
 
 def machine() -> str:
@@ -66,6 +66,11 @@ def budget_of(row: dict) -> str:
     """A depth-sweep row's budget: ``"equal-steps"`` or ``"equal-time"`` (rows of older sweeps, which had no
     equal-time runs, do not say)."""
     return row.get("budget", "equal-steps")
+
+
+def seed_of(row: dict) -> int:
+    """A study row's seed (rows of studies from before seeds were varied do not say: they ran with seed 0)."""
+    return row.get("seed", 0)
 
 
 def write_section(path: Path | str, name: str, markdown: str) -> Path:

@@ -31,6 +31,7 @@ __all__ = [
     "balanced_split",
     "fit_and_test",
     "validation_run",
+    "training_curves",
 ]
 
 
@@ -362,6 +363,32 @@ class TrainResult:
     # the ShatteringMonitor's measurements (its ``history``: step, input-level statistics as
     # (mean, std), per-block neighbour correlation); empty when the monitor was off
     shattering: list[dict[str, Any]] = field(default_factory=list)
+    # the training curves at every logged step (see :func:`training_curves`)
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    seed: int = 0
+
+
+def training_curves(log_dir: str | Path) -> dict[str, list[float]]:
+    """The run's training curves as the CSV logger wrote them: ``step``, ``loss`` and ``acc`` (of the
+    training batch) and ``lr`` (the first parameter group's, from Lightning's ``LearningRateMonitor``)
+    at every logged step, as parallel lists (a compact form for a results file)."""
+    import csv
+
+    with (Path(log_dir) / "metrics.csv").open() as handle:
+        records = list(csv.DictReader(handle))
+    lr_key = next((key for key in (records[0] if records else {}) if key.startswith("lr-")), None)
+    # Lightning writes one CSV row per logging call site and step: merge them by step
+    by_step: dict[int, dict[str, float]] = {}
+    for record in records:
+        entry = by_step.setdefault(int(record["step"]), {})
+        for name, key in (("loss", "train/loss"), ("acc", "train/acc"), ("lr", lr_key)):
+            if key and record.get(key):
+                entry[name] = float(record[key])
+    steps = [step for step in sorted(by_step) if "loss" in by_step[step]]
+    return dict(
+        step=steps,
+        **{name: [by_step[step].get(name, math.nan) for step in steps] for name in ("loss", "acc", "lr")},
+    )
 
 
 def run_loggers(out_dir: str, name: str) -> list[Any]:
@@ -445,6 +472,8 @@ def fit_and_test(
     metrics = trainer.test(module, datamodule=data, verbose=False)[0]
     checkpoint = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
     monitor = next((c for c in trainer.callbacks if isinstance(c, ShatteringMonitor)), None)
+    for logger in loggers:
+        logger.save()  # the CSV file holds every logged step before it is read back
     return TrainResult(
         model=model_name,
         architecture=module.model.pretrained_cfg.get("architecture", model_name),
@@ -456,6 +485,8 @@ def fit_and_test(
         log_dir=loggers[0].log_dir,
         checkpoint=f"{loggers[0].log_dir}/checkpoints/{Path(checkpoint).name}" if checkpoint else None,
         shattering=list(monitor.history) if monitor is not None else [],
+        curves=training_curves(loggers[0].log_dir),
+        seed=seed,
     )
 
 
@@ -510,12 +541,15 @@ def _trainer(
     progress: bool,
     benchmark: bool = False,
 ) -> L.Trainer:
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
     from lightning_callbacks import ShatteringMonitor
 
     log_dir = loggers[0].log_dir
-    callbacks: list[Any] = [ModelCheckpoint(dirpath=f"{log_dir}/checkpoints", save_last=True, save_top_k=0)]
+    callbacks: list[Any] = [
+        ModelCheckpoint(dirpath=f"{log_dir}/checkpoints", save_last=True, save_top_k=0),
+        LearningRateMonitor(logging_interval="step"),
+    ]
     if monitor_every:
         callbacks.append(ShatteringMonitor(every_n_steps=monitor_every, module="model"))
     return L.Trainer(

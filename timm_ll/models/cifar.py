@@ -12,6 +12,7 @@ family         activation shortcut     init
 ``crelu_plain``CReLU      none         He (the paper's "CReLU w/o LL")
 ``plain``      ReLU       none         He
 ``cifar_resnet`` ReLU     identity (A) He, as He et al. (2016) for CIFAR
+``ll_slim``    CReLU      none         looks-linear, at ``plain``'s parameters and FLOPs
 ============== ========== ============ =================================================
 
 Normalization sits before the activation (conv -> norm -> act), so at init, in eval mode,
@@ -27,6 +28,13 @@ post-activation is He et al.'s 2016 CIFAR ResNet, the baseline of the paper.
 Filter counts are kept: a CReLU net has the same 16/32/64 pre-activation channels as the
 ReLU nets, so every conv after a CReLU sees twice the input channels and the LL/CReLU
 families have ~2x the parameters and conv FLOPs of ``plain`` (see the README).
+
+``ll_slim`` is the equal-compute looks-linear family: pre-activation widths 11/23/45, near
+1/sqrt(2) of 16/32/64, so that a conv reading a CReLU output (2x the channels) costs what the
+ReLU net's conv costs. Its parameter count and conv FLOPs are within 1.3% of ``plain`` and
+``cifar_resnet`` at every registered depth from 20 up (``tests/test_models.py`` checks 5%).
+Of the width triples inside 5% (12/22/45, 12/22/46, 11/22/46, ...), 11/23/45 is the closest on
+both counts, and its training step on this project's CPU is as fast as the others'.
 """
 
 from collections.abc import Callable
@@ -53,11 +61,21 @@ from timm_ll.init import init_looks_linear_, looks_linear_
 from timm_ll.layers import CReLU, CReLUConv2d
 from timm_ll.models._checkpoint import check_pretrained_file, checkpoint_filter_fn
 
-__all__ = ["CifarNet", "CIFAR10_MEAN", "CIFAR10_STD", "valid_depths", "FAMILIES", "REGISTERED_DEPTHS"]
+__all__ = [
+    "CifarNet",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "valid_depths",
+    "FAMILIES",
+    "REGISTERED_DEPTHS",
+    "SLIM_WIDTHS",
+]
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 STAGE_WIDTHS = (16, 32, 64)
+# ll_slim: ~STAGE_WIDTHS / sqrt(2), so that CReLU's doubled channels cost what ReLU's do
+SLIM_WIDTHS = (11, 23, 45)
 
 Activation = Literal["relu", "crelu"]
 Init = Literal["he", "looks_linear"]
@@ -325,6 +343,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "crelu_plain": dict(activation="crelu", init="he"),
     "plain": dict(activation="relu", init="he"),
     "cifar_resnet": dict(activation="relu", init="he", residual=True),
+    "ll_slim": dict(activation="crelu", init="looks_linear", widths=SLIM_WIDTHS),
 }
 # 8 (one block per stage) is the tiny member: quick checks and smoke tests
 REGISTERED_DEPTHS = (8, 20, 32, 44, 56, 110, 200)
@@ -535,3 +554,45 @@ def cifar_resnet110(pretrained: bool = False, **kwargs: Any) -> CifarNet:
 def cifar_resnet200(pretrained: bool = False, **kwargs: Any) -> CifarNet:
     """CIFAR ResNet-200 (same recipe as He et al.'s 20-110)."""
     return _entry("cifar_resnet", 200, pretrained, kwargs)
+
+
+@register_model
+def ll_slim8(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Looks-linear net at ``plain8``'s parameters and FLOPs, 8 layers (one block per stage: quick checks)."""
+    return _entry("ll_slim", 8, pretrained, kwargs)
+
+
+@register_model
+def ll_slim20(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Looks-linear skip-free CReLU net at ``plain20``'s parameters and FLOPs, 20 layers."""
+    return _entry("ll_slim", 20, pretrained, kwargs)
+
+
+@register_model
+def ll_slim32(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Looks-linear skip-free CReLU net at ``plain32``'s parameters and FLOPs, 32 layers."""
+    return _entry("ll_slim", 32, pretrained, kwargs)
+
+
+@register_model
+def ll_slim44(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Looks-linear skip-free CReLU net at ``plain44``'s parameters and FLOPs, 44 layers."""
+    return _entry("ll_slim", 44, pretrained, kwargs)
+
+
+@register_model
+def ll_slim56(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Looks-linear skip-free CReLU net at ``plain56``'s parameters and FLOPs, 56 layers."""
+    return _entry("ll_slim", 56, pretrained, kwargs)
+
+
+@register_model
+def ll_slim110(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Looks-linear skip-free CReLU net at ``plain110``'s parameters and FLOPs, 110 layers."""
+    return _entry("ll_slim", 110, pretrained, kwargs)
+
+
+@register_model
+def ll_slim200(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Looks-linear skip-free CReLU net at ``plain200``'s parameters and FLOPs, 200 layers."""
+    return _entry("ll_slim", 200, pretrained, kwargs)
