@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The seeded CPU study (docs/REPRODUCTION.md): the cpu-600 budget (600 steps of batch 128 on the fixed
+# 10k-image subset, the full test set, Recipe's defaults, the monitor in every run) at depths 110 and 200,
+# seeds fixed before the first run. Resumable: rerun the same command and finished runs are skipped.
+#
+#   bash examples/seeded_study.sh [DATA] [RESULTS] [OUT]
+#
+# About 6-7 hours on 2 CPU cores; depth 110 first, seed by seed, so every finished seed is a paired set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${1:-${TIMM_LL_DATA:-../shared/data}/cifar10-jpeg.zip}
+results=${2:-docs/results/depth_sweep_cpu-600-seeded.jsonl}
+out=${3:-${TMPDIR:-/tmp}/timm-ll-seeded-study}
+sweep() { python examples/depth_sweep.py --preset cpu-600 --data "$data" --results "$results" --out "$out" "$@"; }
+sweep --depths 110 --families ll_slim,cifar_resnet,ll_plain --seeds 0,1,2
+sweep --depths 200 --families ll_slim,cifar_resnet --seeds 0,1
+sweep --depths 200 --families plain --seeds 0
+sweep --depths 200 --families ll_slim,cifar_resnet --seeds 2  # a third seed at depth 200 if time allows
