@@ -27,7 +27,13 @@ import torch
 from torch import nn
 
 from lightning_callbacks import functional as F
-from lightning_callbacks.plotting import fitted_law_curve, law_label, plot_depth_curves, plot_depth_profile
+from lightning_callbacks.plotting import (
+    describe_fit,
+    fitted_law_curve,
+    law_label,
+    plot_depth_curves,
+    plot_depth_profile,
+)
 from timm_ll.reporting import machine, write_section
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,7 +124,7 @@ def main() -> None:
     for name, values in results.items():
         law, rate, r2 = F.fit_decay(DEPTHS, values)
         fits[name] = (law, rate, r2)
-        curve = fitted_law_curve(DEPTHS, values, law, rate)
+        curve = fitted_law_curve(DEPTHS, values, law, rate, r2)
         if curve is not None:
             curves[name] = (*curve, law_label(law, rate, r2))
     title = "transformer encoder at init: a line in embedding space"
@@ -140,7 +146,7 @@ def main() -> None:
     ]
     for name, values in results.items():
         law, rate, r2 = fits[name]
-        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + f" | {law_label(law, rate, r2)} |")
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + f" | {describe_fit(law, rate, r2)} |")
     deepest = {name: values[-1] for name, values in results.items()}
     lines += [
         "",

@@ -43,7 +43,12 @@ class _MeanOfProbes(MeanMetric):
 
     def update(self, grads: torch.Tensor) -> None:  # type: ignore[override]
         """Add one probe's gradients, shape ``(n, ...)`` with ``n >= 2`` points along the path."""
-        value = self._statistic(grads.detach()).to(device=self.device, dtype=torch.float64)
+        self.add(self._statistic(grads.detach()))
+
+    def add(self, value: torch.Tensor | float) -> None:
+        """Add one probe's statistic computed elsewhere (the measurer reads a block's status and correlation
+        in one pass: :func:`~lightning_callbacks.functional.block_reading`)."""
+        value = torch.as_tensor(value, device=self.device, dtype=torch.float64)
         super().update(value)
         self.sum_sq += value.pow(2)
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import numpy
 import torch
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter
 
 from lightning_callbacks.functional import DepthProfile, gradient_covariance, is_flat
@@ -23,7 +26,11 @@ __all__ = [
     "plot_training_summary",
     "fitted_law_curve",
     "law_label",
+    "describe_fit",
+    "MIN_R2",
 ]
+# a fitted law is drawn only where it explains the values: at or above this R^2 (in log space)
+MIN_R2 = 0.9
 FLAT_TEXT = "flat: the gradient is the same at every\npoint (up to round-off); nothing to show"
 # tick marks of a neighbor-correlation axis: readable values across the symlog range
 _CORRELATION_TICKS = [-1, -0.3, -0.1, -0.03, -0.01, 0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1]
@@ -73,15 +80,16 @@ def plot_covariance(grads: torch.Tensor, ax: Axes | None = None, title: str = ""
 
 
 def fitted_law_curve(
-    depths: Sequence[float], values: Sequence[float], law: str | None, rate: float, num: int = 50
+    depths: Sequence[float], values: Sequence[float], law: str | None, rate: float, r2: float, num: int = 50
 ) -> tuple[list[float], list[float]] | None:
-    """Points of a fitted decay law (see ``functional.fit_decay``) over the span of ``depths``.
+    """Points of a fitted decay law (see ``functional.fit_decay``) over the span of ``depths``; None where no
+    law is worth drawing (:func:`drawable`: a constant profile, a zero rate, R^2 below :data:`MIN_R2`).
 
     The law fixes only the slope in log space; the curve is anchored at the mean of the
     positive values' logs (at the mean depth, or mean log depth for a power law).
     """
     positive = [(float(d), float(v)) for d, v in zip(depths, values) if v > 0 and math.isfinite(v)]
-    if law is None or not positive or not math.isfinite(rate):
+    if not positive or not drawable(law, rate, r2):
         return None
     lo, hi = min(depths), max(depths)
     grid = [lo + i * (hi - lo) / num for i in range(num + 1)]
@@ -91,6 +99,23 @@ def fitted_law_curve(
         return grid, [math.exp(mean_log_v - rate * (d - mean_x)) for d in grid]
     mean_x = sum(math.log(d) for d, _ in positive) / len(positive)
     return grid, [math.exp(mean_log_v - rate * (math.log(d) - mean_x)) for d in grid]
+
+
+def drawable(law: str | None, rate: float, r2: float) -> bool:
+    """Whether a fit is worth a line: a decaying exponential or power law with R^2 >= :data:`MIN_R2`."""
+    return law in ("exponential", "power") and math.isfinite(rate) and rate != 0 and r2 >= MIN_R2
+
+
+def describe_fit(law: str | None, rate: float, r2: float) -> str:
+    """What a figure or table says of a fit: the law (:func:`law_label`) where it is drawable, else
+    "constant" or "no law fits" with the best R^2, so that a poor fit never reads as a law."""
+    if law == "constant":
+        return "constant: no decay with depth"
+    if law is None:
+        return law_label(law, rate, r2)
+    if not drawable(law, rate, r2):
+        return f"no law fits (best {law}, R² {r2:.2f} < {MIN_R2})" if rate != 0 else "no decay"
+    return law_label(law, rate, r2)
 
 
 def law_label(law: str | None, rate: float, r2: float) -> str:
@@ -119,13 +144,37 @@ def _style_correlation_axes(ax: Axes, xlabel: str, title: str, values: Sequence[
     ax.set_title(title)
 
 
-def plot_depth_profile(profile: DepthProfile, ax: Axes | None = None, title: str = "") -> Figure:
-    """Neighbor correlation per layer (log axis) with the fitted decay law."""
+def plot_depth_profile(
+    profile: DepthProfile, ax: Axes | None = None, title: str = "", status: Mapping[str, str] | None = None
+) -> Figure:
+    """Neighbor correlation per layer (symlog axis) with the fitted decay law where one fits.
+
+    A layer without a reading (NaN: ``status`` names why, e.g. ``missing``, ``zero``) is marked with a
+    cross on the axis, labelled; a flat profile says "flat"; no law is drawn below :data:`MIN_R2`.
+    """
     fig, ax = _new_axes(ax)
     ax.plot(profile.depths, profile.correlations, "o-", ms=3, label="neighbor correlation")
-    curve = fitted_law_curve(profile.depths, profile.correlations, profile.law, profile.rate)
+    unread = [(d, name) for d, name, c in zip(profile.depths, profile.layers, profile.correlations) if not c == c]
+    if unread:
+        kinds = sorted({(status or {}).get(name, "NaN") for _, name in unread})
+        ax.plot(
+            [d for d, _ in unread],
+            [0.0] * len(unread),
+            "x",
+            color="crimson",
+            ms=6,
+            label=f"no reading ({', '.join(kinds)}): NaN",
+        )
+    read = [c for c in profile.correlations if c == c]
+    if read and all(c == 1.0 for c in read):
+        ax.text(
+            0.5, 0.3, "flat: the same gradient at every point", ha="center", transform=ax.transAxes, fontsize="small"
+        )
+    curve = fitted_law_curve(profile.depths, profile.correlations, profile.law, profile.rate, profile.r2)
     if curve is not None:
         ax.plot(*curve, "--", color="gray", label=law_label(profile.law, profile.rate, profile.r2))
+    elif profile.law is not None and len(read) > 2:
+        ax.plot([], [], " ", label=describe_fit(profile.law, profile.rate, profile.r2))
     _style_correlation_axes(ax, "layer (forward order)", title or "shattering by depth", profile.correlations)
     return fig
 
@@ -188,6 +237,33 @@ def style_step_axis(ax: Axes, label: str = "step") -> None:
     ax.set_xlabel(label)
 
 
+def _step_edges(ax: Axes, steps: Sequence[int]) -> list[float]:
+    """Cell edges around each measured step on ``ax``'s (symlog) step axis: midpoints, in the axis' own
+    scale, between neighbouring steps, so that each column sits at its step and spans half way to the next."""
+    scale = ax.xaxis.get_transform()
+    ys = [float(y) for y in scale.transform(numpy.asarray(steps, dtype=float))]
+    if len(ys) == 1:
+        ys_edges = [ys[0] - 0.5, ys[0] + 0.5]
+    else:
+        mids = [(a + b) / 2 for a, b in zip(ys, ys[1:])]
+        ys_edges = [2 * ys[0] - mids[0], *mids, 2 * ys[-1] - mids[-1]]
+    return [float(x) for x in scale.inverted().transform(numpy.asarray(ys_edges))]
+
+
+def _spaced_ticks(ax: Axes, steps: Sequence[int], most: int) -> list[int]:
+    """At most ``most`` of the measured steps, none closer than a fraction of the axis to the last one kept."""
+    scale = ax.xaxis.get_transform()
+    where = [float(y) for y in scale.transform(numpy.asarray(steps, dtype=float))]
+    gap = (where[-1] - where[0]) / most if len(where) > 1 else 0.0
+    kept: list[int] = []
+    last = -math.inf
+    for step, y in zip(steps, where):
+        if y - last >= gap:
+            kept.append(step)
+            last = y
+    return kept
+
+
 def plot_layer_heatmap(
     history: Sequence[Mapping],
     ax: Axes | None = None,
@@ -200,8 +276,8 @@ def plot_layer_heatmap(
 
     ``history`` is what ``ShatteringMonitor.history`` keeps (see :func:`plot_training_summary`);
     at most ``max_labels`` layer names label the rows (evenly spaced), at most ``max_step_labels``
-    columns are labelled with their step numbers (the schedule is log-spaced at first, so columns
-    are not equal times).
+    measured steps label the step axis. Columns are placed by step on a symlog axis (the schedule is
+    log-spaced at first); a block without a reading (NaN) is a gray cell.
     """
     fig, ax = _new_axes(ax)
     steps = [entry["step"] for entry in history]
@@ -211,13 +287,24 @@ def plot_layer_heatmap(
         ax.set_axis_off()
         return fig
     values = [[entry.get("layers", {}).get(name, math.nan) for entry in history] for name in layers]
-    image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+    # columns spaced by step value on a symlog axis (the schedule is log-spaced at first: categories would
+    # give the first tenth of a run half the width); each measurement spans to the middle of its neighbours
+    ax.set_xscale("symlog", linthresh=1.0)
+    edges = _step_edges(ax, steps)
+    cmap = colormaps["viridis"].with_extremes(bad="lightgray")
+    masked = numpy.ma.masked_invalid(numpy.array(values, dtype=float))
+    image = ax.pcolormesh(edges, numpy.arange(len(layers) + 1) - 0.5, masked, cmap=cmap, vmin=0.0, vmax=1.0)
+    ax.set_ylim(len(layers) - 0.5, -0.5)  # forward order from the top
     if colorbar:
         fig.colorbar(image, ax=ax, label="neighbor correlation", pad=0.01)
+    if masked.mask.any():
+        ax.add_patch(Rectangle((0, 0), 0, 0, color="lightgray", label="NaN: no reading"))
+        ax.legend(loc="lower right", fontsize="small")
     rows = range(0, len(layers), math.ceil(len(layers) / max_labels))
     ax.set_yticks(list(rows), [layers[i] for i in rows], fontsize=6 if len(rows) > 16 else "small")
-    shown = range(0, len(steps), math.ceil(len(steps) / max_step_labels))
-    ax.set_xticks(list(shown), [str(steps[i]) for i in shown])
+    ax.xaxis.set_major_locator(FixedLocator(_spaced_ticks(ax, steps, max_step_labels)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_locator(FixedLocator([]))
     ax.set_xlabel("measured step")
     ax.set_ylabel("layer (forward order)")
     if title:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["CallRecorder", "RecordedCall", "ForwardFn", "INPUT_NAMES"]
+__all__ = ["CallRecorder", "RecordedCall", "ForwardFn", "INPUT_NAMES", "call_of", "embeddings_run"]
 
 ForwardFn = Callable[[nn.Module, torch.Tensor], Any]
 # keyword arguments that name a network's input, most specific first
@@ -103,11 +103,37 @@ class RecordedCall:
         return not (self.inputs.is_floating_point() or self.inputs.is_complex())
 
     def embed(self, network: nn.Module, samples: torch.Tensor) -> torch.Tensor:
-        """The embedding outputs of the given token-id samples, with the network's current weights."""
-        module = network.get_submodule(self.embedding)
-        weight = next(module.parameters(), None)
+        """The embedding outputs of the given token-id samples, with the network's current weights: the output
+        of the embedding's first call in a run of the whole network on them (so that a sharded network
+        gathers its weights as it does in training). The caller makes the run invisible, as for
+        :func:`embeddings_run`."""
+        captured: list[torch.Tensor] = []
+
+        def keep(_module: nn.Module, _args: Any, output: torch.Tensor) -> None:
+            if not captured:
+                captured.append(output.detach())
+
+        handle = network.get_submodule(self.embedding).register_forward_hook(keep)
+        try:
+            self.run(network, samples)
+        finally:
+            handle.remove()
+        return captured[0]
+
+    def run(self, network: nn.Module, samples: torch.Tensor) -> Any:
+        """The recorded call on ``samples`` (in the probed slot; the other arguments repeated), without a graph."""
+        weight = next(network.parameters(), None)
+        device = weight.device if weight is not None else torch.device("cpu")
+        n = samples.shape[0]
+        args = [_along(a, n, device) for a in self.args]
+        kwargs = {k: _along(v, n, device) for k, v in self.kwargs.items()}
+        kind, where = self.slot
+        if kind == "arg":
+            args.insert(where, samples.to(device))
+        else:
+            kwargs[where] = samples.to(device)
         with torch.no_grad():
-            return module(samples.to(weight.device if weight is not None else samples.device))
+            return network(*args, **kwargs)
 
     def forward_fn(self, network: nn.Module) -> ForwardFn:
         """``forward_fn(network, probe)``: the recorded call with the probe in the probed slot.
@@ -181,19 +207,8 @@ class CallRecorder:
         return hook
 
     def _record(self, _module: nn.Module, args: tuple, kwargs: dict) -> None:
-        if self.call is not None:
-            return
-        slot = _probed_slot(args, kwargs)
-        inputs = args[slot[1]] if slot[0] == "arg" else kwargs[slot[1]]
-        batch_size = inputs.shape[0]
-        rest = [a for i, a in enumerate(args) if (slot[0], i) != ("arg", slot[1])]
-        others = {k: v for k, v in kwargs.items() if (slot[0], k) != ("kwarg", slot[1])}
-        self.call = RecordedCall(
-            slot=slot,
-            args=[_per_sample(a, batch_size) for a in rest],
-            kwargs={k: _per_sample(v, batch_size) for k, v in others.items()},
-            inputs=inputs.detach().cpu().clone(),
-        )
+        if self.call is None:
+            self.call = call_of(args, kwargs)
 
     def remove(self) -> None:
         """Remove every hook; the embedding that ran first is resolved here."""
@@ -203,6 +218,41 @@ class CallRecorder:
         if self.call is not None:
             self.call.embeddings_seen = list(self._embeddings)
             self.call.embedding = self.embedding or (self._embeddings[0] if self._embeddings else None)
+
+
+def call_of(args: tuple, kwargs: dict) -> RecordedCall:
+    """The :class:`RecordedCall` of a network called with ``args`` and ``kwargs`` (its embedding not yet known)."""
+    slot = _probed_slot(args, kwargs)
+    inputs = args[slot[1]] if slot[0] == "arg" else kwargs[slot[1]]
+    batch_size = inputs.shape[0]
+    rest = [a for i, a in enumerate(args) if (slot[0], i) != ("arg", slot[1])]
+    others = {k: v for k, v in kwargs.items() if (slot[0], k) != ("kwarg", slot[1])}
+    return RecordedCall(
+        slot=slot,
+        args=[_per_sample(a, batch_size) for a in rest],
+        kwargs={k: _per_sample(v, batch_size) for k, v in others.items()},
+        inputs=inputs.detach().cpu().clone(),
+    )
+
+
+def embeddings_run(network: nn.Module, call: RecordedCall) -> list[str]:
+    """The ``nn.Embedding`` modules that run, in order, when ``network`` makes ``call`` on its first sample.
+
+    The caller makes the run invisible (modes, buffers, RNG: the measurement's own context); here it runs
+    without a graph.
+    """
+    seen: list[str] = []
+    handles = [
+        module.register_forward_hook(lambda *_, name=name: seen.append(name) if name not in seen else None)
+        for name, module in network.named_modules()
+        if isinstance(module, nn.Embedding)
+    ]
+    try:
+        call.run(network, call.inputs[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
 
 
 def _probed_slot(args: tuple, kwargs: dict) -> tuple[str, Any]:

@@ -70,11 +70,17 @@ class CountingMonitor(ShatteringMonitor):
         super().__init__(**kwargs)
         self.record = record
 
-    def _line_gradients(self, measured, probes):
-        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        with open(self.record, "a") as handle:
-            handle.write(f"{rank} {sum(p.shape[0] for p in probes)}\n")
-        return super()._line_gradients(measured, probes)
+    def setup(self, trainer, pl_module, stage):
+        super().setup(trainer, pl_module, stage)
+        line_gradients = self.measurer._line_gradients
+
+        def counted(measured, probes):
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            with open(self.record, "a") as handle:
+                handle.write(f"{rank} {sum(p.shape[0] for p in probes)}\n")
+            return line_gradients(measured, probes)
+
+        self.measurer._line_gradients = counted
 
 
 class EndProcessGroup(L.Callback):

@@ -134,3 +134,19 @@ def test_an_in_place_change_of_the_crelu_output_is_respected():
     reference_weight = conv.weight.detach().clone().requires_grad_()
     torch.nn.functional.conv2d(2.0 * crelu(z.detach()), reference_weight).sum().backward()
     torch.testing.assert_close(conv.weight.grad, reference_weight.grad)
+
+
+def test_an_input_gradient_alone_recomputes_nothing(monkeypatch):
+    import timm_ll.layers as layers
+
+    conv = CReLUConv2d(4, 3, 3, padding=1).requires_grad_(False)  # frozen, as during a measurement
+    z = torch.randn(2, 2, 5, 5, requires_grad=True)
+    with crelu_recompute(False):
+        conv(crelu(z)).sum().backward()
+    expected, z.grad = z.grad.clone(), None
+    calls = []
+    values = layers._crelu_values
+    monkeypatch.setattr(layers, "_crelu_values", lambda *a: calls.append(1) or values(*a))
+    conv(crelu(z)).sum().backward()
+    assert len(calls) == 1  # the forward's CReLU only: the backward needs h's shape, not its values
+    torch.testing.assert_close(z.grad, expected, rtol=0, atol=0)

@@ -90,10 +90,10 @@ def test_loggers_get_scalars_and_figures(tmp_path):
 
 
 def test_the_end_reuses_the_overview_drawn_for_the_loggers(tmp_path, monkeypatch):
-    import lightning_callbacks.shattering as shattering
+    import lightning_callbacks.plotting as plotting
 
-    drawn, draw = [], shattering.plot_training_summary
-    monkeypatch.setattr(shattering, "plot_training_summary", lambda hist: drawn.append(len(hist)) or draw(hist))
+    drawn, draw = [], plotting.plot_training_summary
+    monkeypatch.setattr(plotting, "plot_training_summary", lambda hist: drawn.append(len(hist)) or draw(hist))
     monitor = ShatteringMonitor(every_n_steps=4, num_points=16)
     _fit(tmp_path, monitor, steps=5, logger=TensorBoardLogger(tmp_path, name="tb"))
     assert drawn == [1, 2, 3, 4, 5]  # once per measurement (steps 0, 1, 2, 4 and the end), not again for the PNG
@@ -379,3 +379,49 @@ def test_the_readme_snippet_itself_gives_a_depth_profile_at_init(tmp_path):
     _trainer(tmp_path, [monitor], steps=1).fit(namespace["Classifier"](), _images(8, 32, classes=10))
     profile = monitor.history[0]["layers"]  # step 0
     assert len(profile) >= 27 and all(v == 1.0 for v in profile.values())  # ll_plain56: 27 blocks, linear at init
+
+
+def test_an_unused_and_a_dead_branch_log_nan_with_a_warning_each(tmp_path):
+    from tests.test_measurer import Branchy
+
+    class Module(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = Branchy()
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self.model(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    gen = torch.Generator().manual_seed(0)
+    data = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.randn(16, 4, generator=gen), torch.randint(0, 2, (16,), generator=gen)),
+        batch_size=8,
+    )
+    monitor = ShatteringMonitor(layers=["trunk", "unused", "dead"], num_points=8, log_figures=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = _trainer(tmp_path, [monitor], steps=3, logger=CSVLogger(tmp_path, name="csv"))
+        trainer.fit(Module(), data)
+    messages = [str(w.message) for w in caught if "ShatteringMonitor" in str(w.message)]
+    assert len([m for m in messages if "block unused ran but does not reach" in m]) == 1  # 4 measurements, once
+    assert len([m for m in messages if "block dead has a gradient of exactly zero" in m]) == 1
+    assert not [m for m in messages if "(NaN/Inf gradients)" in m]
+    assert monitor.history[-1]["status"] == {"unused": "missing", "dead": "zero"}
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "version_0" / "metrics.csv")))
+    logged = [r for r in rows if r.get("shattering/neighbor_corr/trunk")]
+    assert logged and all(r["shattering/neighbor_corr/dead"] == "nan" for r in logged)
+    assert all(r["shattering/neighbor_corr/unused"] == "nan" for r in logged)
+
+
+def test_the_schedule_counts_optimizer_steps_under_gradient_accumulation(tmp_path):
+    monitor = ShatteringMonitor(every_n_steps=4, num_points=8, log_figures=False)
+    measured = []
+    measure = monitor.measure
+    monitor.measure = lambda trainer, **kw: measured.append(trainer.global_step) or measure(trainer, **kw)
+    _, trainer = _fit(tmp_path, monitor, steps=5, accumulate_grad_batches=2)  # 10 batches, 5 optimizer steps
+    assert trainer.global_step == 5
+    assert measured == [0, 1, 2, 4, 5]  # once per due optimizer step (not per batch), and the end

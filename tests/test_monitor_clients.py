@@ -224,3 +224,44 @@ def test_an_explicit_forward_fn_is_used():
     monitor = ShatteringMonitor(probe=probe, forward_fn=forward_fn, layers=["lstm"])
     _fit(Embedded(), _lstm_data(), monitor, steps=1)
     assert calls and "shattering/neighbor_corr/lstm" in monitor.last_measurement
+
+
+class _HFModule(L.LightningModule):
+    """The most common way a transformer is trained in Lightning: the loss from the model, labels in the batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        self.model = GPT2LMHeadModel(GPT2Config(n_layer=3, n_embd=32, n_head=2, vocab_size=100, n_positions=16))
+
+    def training_step(self, batch, batch_idx):
+        return self.model(**batch).loss  # a ModelOutput whose first entry is the scalar loss
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=1e-3)
+
+
+class _LabelledTokens(_Tokens):
+    def __getitem__(self, index: int):
+        ids = self.data[index, :-1]
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+
+
+def _hf_weights(with_monitor: bool):
+    L.seed_everything(5, verbose=False)
+    module = _HFModule()
+    monitor = ShatteringMonitor(num_lines=2, num_points=8, every_n_steps=2) if with_monitor else None
+    _fit(module, DataLoader(_LabelledTokens(), batch_size=8), monitor)
+    return {k: v.clone() for k, v in module.state_dict().items()}, monitor
+
+
+def test_a_module_returning_the_models_own_loss_is_measured_per_layer_and_invisibly():
+    pytest.importorskip("transformers")
+    (with_monitor, monitor), (without, _) = _hf_weights(True), _hf_weights(False)
+    for name in without:
+        assert torch.equal(with_monitor[name], without[name]), name
+    assert INPUT_KEYS <= set(monitor.last_measurement)
+    profile = _profile(monitor)
+    assert {f"transformer.h.{i}" for i in range(3)} <= set(profile)
+    assert all(-1 <= v <= 1 for v in profile.values())

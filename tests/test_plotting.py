@@ -22,9 +22,55 @@ def test_correlation_axes_carry_readable_tick_labels_and_the_law_in_the_legend()
     fig.canvas.draw()
     labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
     assert {"0", "0.01", "0.1", "1"} <= set(labels)
-    profile = F.depth_profile({str(i): torch.randn(16, 4).cumsum(0) for i in range(4)})
+    profile = F.profile_from_correlations(list("abcd"), [0.8, 0.4, 0.2, 0.1])  # halves at every layer
     legend = [t.get_text() for t in plot_depth_profile(profile).axes[0].get_legend().get_texts()]
-    assert any(" law: c ~ " in text for text in legend)
+    assert any("exponential law: c ~ " in text for text in legend)
+
+
+def _legend(profile) -> list[str]:
+    return [t.get_text() for t in plot_depth_profile(profile).axes[0].get_legend().get_texts()]
+
+
+def test_no_law_is_drawn_for_a_poor_fit_a_constant_profile_or_a_zero_rate():
+    poor = F.profile_from_correlations(list("abcde"), [0.5, 0.1, 0.6, 0.05, 0.4])
+    assert poor.r2 < 0.9
+    fig = plot_depth_profile(poor)
+    assert len(fig.axes[0].lines) == 2  # the profile and an empty legend entry: no law line
+    assert any(text.startswith("no law fits") for text in _legend(poor))
+    constant = F.profile_from_correlations(list("abcd"), [1.0] * 4)
+    assert constant.law == "constant" and F.fit_decay([1, 2, 3], [0.5] * 3)[0] == "constant"
+    legend = _legend(constant)
+    assert any("constant" in text for text in legend) and not any(" law: " in text for text in legend)
+    assert any("flat" in t.get_text() for t in plot_depth_profile(constant).axes[0].texts)
+
+
+def test_blocks_without_a_reading_are_marked_as_nan_with_their_status():
+    profile = F.profile_from_correlations(["a", "b", "c", "d"], [0.9, float("nan"), 0.5, float("nan")])
+    legend = _legend_of(plot_depth_profile(profile, status={"b": "missing", "d": "zero"}))
+    assert "no reading (missing, zero): NaN" in legend
+
+
+def _legend_of(fig) -> list[str]:
+    return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def test_the_heatmap_spaces_columns_by_step_and_greys_nan_cells():
+    from lightning_callbacks.plotting import plot_layer_heatmap
+
+    history = [{"step": s, "layers": {"a": 0.9, "b": float("nan") if s == 0 else 0.5}} for s in (0, 1, 2, 5, 100, 1000)]
+    fig = plot_layer_heatmap(history)
+    ax = fig.axes[0]
+    mesh = ax.collections[0]
+    edges = mesh.get_coordinates()[0, :, 0]  # the column edges along the step axis
+    widths = [
+        ax.xaxis.get_transform().transform([b])[0] - ax.xaxis.get_transform().transform([a])[0]
+        for a, b in zip(edges, edges[1:])
+    ]
+    # on the symlog axis the step-100 column spans from half way after 5 to half way before 1000: wider than
+    # the step-2 column (between 1 and 5), where categories would make all six equal
+    assert widths[4] > 3 * widths[2]
+    assert bool(mesh.get_array().mask[1, 0])  # block b at step 0: no reading
+    assert "NaN: no reading" in _legend_of(fig)
 
 
 def test_covariance_has_a_labelled_colorbar_and_flat_gradients_say_so():

@@ -333,7 +333,7 @@ def _depth_curves_figure(results: list[dict[str, Any]], fits: dict[str, Any]) ->
         rows = [r for r in results if r["family"] == family]
         depths, values = [r["depth"] for r in rows], [r["neighbor_corr"] for r in rows]
         curves[family] = (depths, values)
-        curve = fitted_law_curve(depths, values, fit["law"], fit["rate"])
+        curve = fitted_law_curve(depths, values, fit["law"], fit["rate"], fit["r2"])
         if curve is not None:
             fitted[family] = (*curve, law_label(fit["law"], fit["rate"], fit["r2"]))
     return plot_depth_curves(curves, fits=fitted, title="neighbor correlation vs depth (dashed: fitted law)")

@@ -61,18 +61,18 @@ def crelu_recompute(enabled: bool) -> Iterator[None]:
         _RECOMPUTE = previous
 
 
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """Channels-last for a 4-d channels-last tensor (what the next conv wants on GPUs), else contiguous."""
+    channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 def _crelu_values(x: torch.Tensor, dim: int) -> torch.Tensor:
     """``cat([relu(x), relu(-x)], dim)`` written straight into one buffer (channels-last kept)."""
     shape = list(x.shape)
     shape[dim] *= 2
     # keep a channels-last input channels-last (what the next conv wants on GPUs)
-    channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-    out = torch.empty(
-        shape,
-        dtype=x.dtype,
-        device=x.device,
-        memory_format=torch.channels_last if channels_last else torch.contiguous_format,
-    )
+    out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
     pos, neg = out.chunk(2, dim=dim)
     torch.clamp_min(x, 0, out=pos)
     torch.clamp_max(x, 0, out=neg)
@@ -164,8 +164,14 @@ class _ConvOfCReLU(torch.autograd.Function):
         z, weight = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.conv_args
         h_dtype, weight_dtype, bias_dtype, compute_dtype = ctx.dtypes
-        # under autocast the forward ran in compute_dtype (e.g. bf16): so does the recompute
-        h = _crelu_values(z, 1).to(compute_dtype)
+        # under autocast the forward ran in compute_dtype (e.g. bf16): so does the recompute. The input
+        # gradient needs only h's shape: without a weight gradient (a measurement of input gradients, a frozen
+        # layer) nothing is recomputed
+        if ctx.needs_input_grad[2]:
+            h = _crelu_values(z, 1).to(compute_dtype)
+        else:
+            shape = (z.shape[0], 2 * z.shape[1], *z.shape[2:])
+            h = torch.empty(shape, dtype=compute_dtype, device=z.device, memory_format=_memory_format(z))
         grad_input, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
             grad_out.to(compute_dtype),
             h,

@@ -1,0 +1,155 @@
+"""Two-process gloo runs of the measurer without Lightning: plain (DDP-style) and sharded with ``fully_shard``.
+
+The workers are module-level so that ``torch.multiprocessing`` can spawn them. Every run has a
+process-group timeout and its parent a join timeout (60 s each), so a hang fails fast.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+TIMEOUT_S = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cifar_net() -> nn.Module:
+    import timm
+
+    import timm_ll  # noqa: F401
+
+    torch.manual_seed(0)
+    return timm.create_model("cifar_resnet8", num_classes=4)
+
+
+def cifar_call() -> tuple[tuple, dict]:
+    gen = torch.Generator().manual_seed(1)
+    return (torch.randn(8, 3, 32, 32, generator=gen),), {}
+
+
+def tiny_gpt2() -> nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64, n_positions=16, attn_pdrop=0.0, resid_pdrop=0.0)
+    config.embd_pdrop = 0.0
+    return GPT2LMHeadModel(config)
+
+
+def gpt2_call() -> tuple[tuple, dict]:
+    gen = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 64, (6, 12), generator=gen)
+    return (), {"input_ids": ids, "labels": ids}
+
+
+MODELS = {"cifar": (cifar_net, cifar_call), "gpt2": (tiny_gpt2, gpt2_call)}
+
+
+def blocks_of(model: nn.Module) -> list[nn.Module]:
+    """The repeated blocks ``fully_shard`` wraps one by one (as FSDP users do), before the root."""
+    if hasattr(model, "stages"):
+        return [block for stage in model.stages for block in stage]
+    return list(model.transformer.h)
+
+
+def measure(model: nn.Module, call: tuple[tuple, dict], options: dict[str, Any]) -> dict[str, float]:
+    from lightning_callbacks import ShatteringMeasurer
+
+    args, kwargs = call
+    return ShatteringMeasurer(model, **options).measure(0, *args, **kwargs).scalars()
+
+
+class StubTrainer:
+    """What the Lightning callback reads of a Trainer (Lightning's FSDPStrategy needs GPUs; the callback's own
+    part, hooks and logging over the measurer, is the same under any strategy)."""
+
+    def __init__(self, rank: int, world: int) -> None:
+        self.global_step, self.global_rank, self.world_size = 0, rank, world
+        self.is_global_zero = rank == 0
+        self.loggers: list = []
+        self.callback_metrics: dict = {}
+        self.default_root_dir = "."
+
+
+def monitor_measure(model: nn.Module, call: tuple[tuple, dict], options: dict[str, Any]) -> dict[str, float]:
+    """Drive ShatteringMonitor's measurement path by hand: setup, the first batch's hooks around the training
+    forward (the step-0 reading right after it), as the Trainer calls them."""
+    import lightning.pytorch as L
+
+    from lightning_callbacks import ShatteringMonitor
+
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    module = L.LightningModule()
+    module.model = model
+    monitor = ShatteringMonitor(log_figures=False, **options)
+    trainer = StubTrainer(rank, world)
+    monitor.setup(trainer, module, "fit")
+    args, kwargs = call
+    batch = args[0] if args else kwargs["input_ids"]
+    monitor.on_train_batch_start(trainer, module, batch, 0)
+    loss = model(*args, **kwargs)
+    monitor.on_before_backward(trainer, module, loss)
+    return monitor.last_measurement
+
+
+def worker(rank: int, world: int, port: int, out: str, name: str, shard: bool, options: dict[str, Any]) -> None:
+    """One rank: build the model (the same seed everywhere), shard it if asked, measure once, save the result
+    and how many probe forwards this rank ran."""
+    torch.distributed.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=TIMEOUT_S),
+    )
+    try:
+        build, call = MODELS[name]
+        model = build()
+        if shard:
+            from torch.distributed.fsdp import fully_shard
+
+            for block in blocks_of(model):
+                fully_shard(block)
+            fully_shard(model)
+        forwards = [0]
+        model.register_forward_pre_hook(lambda *_: forwards.__setitem__(0, forwards[0] + 1))
+        options = dict(options)
+        through = monitor_measure if options.pop("through_monitor", False) else measure
+        scalars = through(model, call(), options)
+        torch.save({"scalars": scalars, "forwards": forwards[0]}, Path(out) / f"rank{rank}.pt")
+        torch.distributed.barrier()
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def run_two_ranks(tmp_path: Path, name: str, shard: bool, options: dict[str, Any]) -> list[dict[str, Any]]:
+    """Spawn two gloo ranks of :func:`worker`; fail (never hang) if they do not finish within the timeout."""
+    import torch.multiprocessing as mp
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    context = mp.start_processes(
+        worker,
+        args=(2, free_port(), str(tmp_path), name, shard, options),
+        nprocs=2,
+        join=False,
+        start_method="spawn",
+    )
+    deadline = time.monotonic() + 2 * TIMEOUT_S
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            raise TimeoutError(f"the two ranks did not finish within {2 * TIMEOUT_S} s: a collective hung")
+    return [torch.load(tmp_path / f"rank{rank}.pt", weights_only=False) for rank in range(2)]

@@ -1,0 +1,64 @@
+"""The measurer under ``torch.distributed`` without Lightning: two gloo ranks equal one process, sharded too."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.distributed_helpers import MODELS, measure, run_two_ranks
+
+
+def _single(name: str, options: dict) -> dict[str, float]:
+    build, call = MODELS[name]
+    return measure(build(), call(), options)
+
+
+def _assert_equal(got: dict[str, float], expected: dict[str, float]) -> None:
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        if math.isnan(value):
+            assert math.isnan(got[key]), key
+        else:
+            assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-5), key
+
+
+@pytest.mark.slow
+def test_two_plain_ranks_split_the_lines_and_equal_one_process(tmp_path):
+    options = dict(num_lines=4, num_points=8)
+    ranks = run_two_ranks(tmp_path, "cifar", shard=False, options=options)
+    _assert_equal(ranks[0]["scalars"], _single("cifar", options))
+    assert ranks[0]["scalars"] == ranks[1]["scalars"]  # every process gets the result
+    # 2 lines of 8 points each, in chunks of the batch size (8): two forwards on each rank
+    assert ranks[0]["forwards"] == ranks[1]["forwards"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["cifar", "gpt2"])
+def test_fully_shard_with_uneven_lines_and_chunks_equals_one_process(tmp_path, name):
+    # 3 lines on 2 ranks (2 + 1, padded to 2 + 2) in chunks of 5 points: every rank runs as many sharded
+    # forwards (each gathers parameters collectively), or one would wait forever
+    options = dict(num_lines=3, num_points=8, chunk_size=5)
+    ranks = run_two_ranks(tmp_path, name, shard=True, options=options)
+    expected = _single(name, options)
+    _assert_equal(ranks[0]["scalars"], expected)
+    _assert_equal(ranks[1]["scalars"], expected)
+    assert ranks[0]["forwards"] == ranks[1]["forwards"]
+    assert any("/neighbor_corr/" in key for key in expected)  # per block
+
+
+@pytest.mark.slow
+def test_fully_shard_with_batch_statistics_and_one_line_for_two_ranks(tmp_path):
+    options = dict(num_lines=1, num_points=8, bn_mode="batch")
+    ranks = run_two_ranks(tmp_path, "cifar", shard=True, options=options)
+    _assert_equal(ranks[0]["scalars"], _single("cifar", options))
+    assert ranks[0]["forwards"] == ranks[1]["forwards"] == 1
+
+
+@pytest.mark.slow
+def test_the_lightning_callbacks_measurement_path_under_fully_shard(tmp_path):
+    options = dict(num_lines=3, num_points=8, chunk_size=5)
+    ranks = run_two_ranks(tmp_path, "cifar", shard=True, options=dict(options, through_monitor=True))
+    expected = _single("cifar", options)
+    _assert_equal(ranks[0]["scalars"], expected)
+    _assert_equal(ranks[1]["scalars"], expected)
