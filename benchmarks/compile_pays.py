@@ -3,7 +3,7 @@
     python benchmarks/compile_pays.py --device cuda --models ll_plain56 --run-steps 3900 --json compile.json
 
 For each model it times a training step (SGD, batch 128 of 32x32 images; bf16 autocast and
-channels-last on CUDA, as ``timm_ll.training.fit_and_test`` trains there) eagerly and through
+channels-last on CUDA, as ``timm_ll.app.training.fit_and_test`` trains there) eagerly and through
 ``torch.compile`` (alternating the two, median of ``--steps``), and the compilation itself (the
 compiled model's first step less a compiled step). Compiling pays
 for a run of ``--run-steps`` steps when compile time + steps x compiled step < steps x eager step,
@@ -26,7 +26,7 @@ import timm
 import torch
 
 import timm_ll  # noqa: F401  (registers the LL models)
-from timm_ll.reporting import machine, write_section
+from timm_ll.app.reporting import machine, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 

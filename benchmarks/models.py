@@ -34,8 +34,8 @@ import timm
 import torch
 
 import timm_ll  # noqa: F401
+from timm_ll.app.reporting import machine, write_section
 from timm_ll.layers import crelu_recompute
-from timm_ll.reporting import machine, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 

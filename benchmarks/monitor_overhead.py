@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import timm_ll  # noqa: F401
 from lightning_callbacks import ShatteringMeasurer, ShatteringMonitor
 from lightning_callbacks.measure import early_steps
-from timm_ll.reporting import machine, write_section
+from timm_ll.app.reporting import machine, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import timm_ll  # noqa: F401
-from timm_ll.reporting import machine, write_section
+from timm_ll.app.reporting import machine, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from timm_ll.reporting import machine, write_section
+from timm_ll.app.reporting import machine, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 

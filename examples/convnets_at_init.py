@@ -16,8 +16,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from timm_ll.cli import main as timm_ll_main
-from timm_ll.reporting import machine, write_section  # noqa: E402
+from timm_ll.app.cli import main as timm_ll_main
+from timm_ll.app.reporting import machine, write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@
     python examples/depth_sweep.py --preset full         # the full recipe (GPU): 160 epochs per run
     python examples/depth_sweep.py --preset tiny --data digits   # seconds: checks the logic
 
-Trains every family x depth with the recipe of ``timm_ll.training`` (SGD momentum 0.9,
+Trains every family x depth with the recipe of ``timm_ll.app.training`` (SGD momentum 0.9,
 Nesterov, weight decay 5e-4, one-cycle LR, random crop + flip, batch 128; peak LR and
 warm-up from ``--lr`` / ``--warmup``, by default ``Recipe``'s) with the ShatteringMonitor
 attached (per-block profile, log-spaced start, then every tenth of the run), and reports
@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from timm_ll.reporting import append_result, budget_of, machine, read_results, seed_of, write_section
+from timm_ll.app.reporting import append_result, budget_of, machine, read_results, seed_of, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -60,7 +60,7 @@ PRESETS = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from timm_ll.training import Recipe
+    from timm_ll.app.training import Recipe
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-600")
@@ -107,8 +107,8 @@ def run_sweep(args: argparse.Namespace) -> list[dict]:
     """Train every family x depth (then the equal-time runs); return all rows of the results file."""
     import time
 
-    from timm_ll.data import load_source
-    from timm_ll.training import balanced_subset
+    from timm_ll.app.data import load_source
+    from timm_ll.app.training import balanced_subset
 
     preset = PRESETS[args.preset]
     results_path = args.results or args.out / f"{args.preset}.jsonl"
@@ -144,7 +144,7 @@ def run_sweep(args: argparse.Namespace) -> list[dict]:
 
 
 def _run_once(args, rows, results_path, train, test, family, depth, steps, budget, seed) -> None:
-    from timm_ll.training import Recipe, fit_and_test
+    from timm_ll.app.training import Recipe, fit_and_test
 
     name = f"{family}{depth}"
     if any(r["model"] == name and budget_of(r) == budget and seed_of(r) == seed for r in rows):
@@ -168,7 +168,7 @@ def _run_once(args, rows, results_path, train, test, family, depth, steps, budge
     # paths relative to --out: a committed results file names no folder of the machine
     paths = {
         key: None if value is None else str(Path(value).resolve().relative_to(args.out.resolve()))
-        for key, value in (("log_dir", result.log_dir), ("checkpoint", result.checkpoint))
+        for key, value in (("log_dir", result.log_dir), ("checkpoint", result.checkpoint), ("export", result.export))
     }
     row = dict(
         asdict(result),

@@ -15,7 +15,7 @@ layer order), so what is left to measure is
   weight decay on the BN scales and shifts too (the independent loop decays every parameter),
 - the CReLU recomputation of issue 10 (``crelu_recompute(False)``: must change nothing).
 
-Every run trains with ``timm_ll.training.Recipe``'s defaults on the recipe sweep's training
+Every run trains with ``timm_ll.app.training.Recipe``'s defaults on the recipe sweep's training
 subset and is scored on its held-out training images (never the test set).
 """
 
@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from timm_ll.reporting import append_result, read_results, write_section
+from timm_ll.app.reporting import append_result, read_results, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -45,9 +45,9 @@ VARIANTS = {
 
 def run(args: argparse.Namespace) -> list[dict]:
     """Train every variant x seed (resuming from the results file); return all rows."""
-    from timm_ll.data import load_source
+    from timm_ll.app.data import load_source
+    from timm_ll.app.training import Recipe, balanced_split, validation_run
     from timm_ll.layers import crelu_recompute
-    from timm_ll.training import Recipe, balanced_split, validation_run
 
     preset = PRESETS[args.preset]
     results_path = args.results or args.out / f"ll_gap_{args.preset}.jsonl"

@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_callbacks import ShatteringMonitor
-from timm_ll.data import load_source
+from timm_ll.app.data import load_source
 
 
 class TimmClassifier(L.LightningModule):

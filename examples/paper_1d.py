@@ -24,8 +24,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from lightning_callbacks import functional as F  # noqa: E402
 from lightning_callbacks.plotting import plot_covariance, plot_gradient_traces  # noqa: E402
+from timm_ll.app.reporting import machine, write_section  # noqa: E402
 from timm_ll.models.toy import toy_net  # noqa: E402
-from timm_ll.reporting import machine, write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

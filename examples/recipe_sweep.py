@@ -6,7 +6,7 @@
 For ``ll_plain56`` and ``cifar_resnet56`` (the cpu-budget setting: a fixed class-balanced
 10,000-image training subset, 234 steps of batch 128) every peak LR of ``--lrs`` is crossed
 with every warm-up fraction of ``--warmups`` in the one-cycle schedule of
-``timm_ll.training.Recipe``. Each run is scored on a held-out, class-balanced part of the
+``timm_ll.app.training.Recipe``. Each run is scored on a held-out, class-balanced part of the
 *training* split that the subset does not contain, never on the test set. Results are appended
 to a JSON lines file after every run (an interrupted sweep resumes); ``--doc`` writes the table
 and the winner of each family into docs/REPRODUCTION.md.
@@ -18,7 +18,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from timm_ll.reporting import append_result, read_results, write_section
+from timm_ll.app.reporting import append_result, read_results, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -29,8 +29,8 @@ PRESETS = {
 
 
 def run_sweep(args: argparse.Namespace) -> list[dict]:
-    from timm_ll.data import load_source
-    from timm_ll.training import Recipe, balanced_split, validation_run
+    from timm_ll.app.data import load_source
+    from timm_ll.app.training import Recipe, balanced_split, validation_run
 
     preset = PRESETS[args.preset]
     results_path = args.results or args.out / f"recipe_sweep_{args.preset}.jsonl"

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def load_runs(results: Path) -> list[dict]:
     """The equal-step runs of a depth-sweep results file that carry monitor measurements."""
-    from timm_ll.reporting import budget_of, read_results
+    from timm_ll.app.reporting import budget_of, read_results
 
     rows = read_results(results)
     runs = [r for r in rows if budget_of(r) == "equal-steps" and r.get("shattering")]
@@ -175,7 +175,7 @@ def analyse(results: Path, out: Path, depths: list[int] | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from timm_ll.reporting import write_section
+    from timm_ll.app.reporting import write_section
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, help="a depth-sweep results file (JSON lines)")

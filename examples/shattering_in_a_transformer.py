@@ -34,7 +34,7 @@ from lightning_callbacks.plotting import (
     plot_depth_curves,
     plot_depth_profile,
 )
-from timm_ll.reporting import machine, write_section
+from timm_ll.app.reporting import machine, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 DEPTHS = (2, 4, 8, 16, 32, 48)

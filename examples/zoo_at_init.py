@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from lightning_callbacks.plotting import plot_model_bars
-from timm_ll.reporting import append_result, machine, read_results, write_section
+from timm_ll.app.reporting import append_result, machine, read_results, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = (
@@ -76,9 +76,9 @@ def zero_head(name: str) -> bool:
 
 
 def survey(args: argparse.Namespace) -> list[dict]:
-    """One row per (model, bn_mode): the statistics of ``timm_ll.cli.measure_at_init``, appended as they come."""
-    from timm_ll.cli import measure_at_init
-    from timm_ll.data import load_source
+    """One row per (model, bn_mode): the statistics of ``timm_ll.app.survey.measure_at_init``, appended as they come."""
+    from timm_ll.app.data import load_source
+    from timm_ll.app.survey import measure_at_init
 
     preset = PRESETS[args.preset]
     results_path = args.out / f"zoo_{args.preset}.jsonl"
@@ -91,11 +91,11 @@ def survey(args: argparse.Namespace) -> list[dict]:
             if (name, bn_mode) in done:
                 continue
             start = time.perf_counter()
-            options = argparse.Namespace(num_points=preset["points"], bn_mode=bn_mode, dtype="auto", seed=0)
+            options = dict(num_points=preset["points"], bn_mode=bn_mode, dtype="auto", seed=0)
             # a zero-initialized classifier (MLP-Mixer, ResMLP) makes the gradient identically zero, which
             # reads as flat: those models are read out from their pre-logits features (num_classes=0)
             kwargs = {"num_classes": 0} if zero_head(name) else {}
-            row, _ = measure_at_init(name, data, options, **kwargs)
+            row, _ = measure_at_init(name, data, **options, **kwargs)
             row["readout"] = "pre-logits" if kwargs else "logits"
             row = dict(row, bn_mode=bn_mode, seconds=round(time.perf_counter() - start, 1), machine=machine())
             rows.append(append_result(results_path, row))

@@ -34,7 +34,15 @@ from torch import nn
 from lightning_callbacks import functional as F
 from lightning_callbacks.replay import CallRecorder, ForwardFn, RecordedCall, call_of, embeddings_run
 
-__all__ = ["ShatteringMeasurer", "ShatteringResult", "BlockReading", "Schedule", "early_steps", "line_pairs"]
+__all__ = [
+    "ShatteringMeasurer",
+    "ShatteringResult",
+    "BlockReading",
+    "Schedule",
+    "early_steps",
+    "line_pairs",
+    "rank_share",
+]
 
 
 def _metric_classes() -> dict[str, type]:
@@ -82,6 +90,13 @@ def line_pairs(num_samples: int, num_lines: int) -> list[tuple[int, int]]:
     if num_samples >= 2 * num_lines:
         return [(2 * i, 2 * i + 1) for i in range(num_lines)]
     return [(i, i + 1) for i in range(min(num_lines, num_samples - 1))]
+
+
+def rank_share(num_lines: int, rank: int, world: int) -> tuple[list[int], int]:
+    """The lines process ``rank`` of ``world`` measures (round robin), and how many padding passes it adds so
+    that every process runs as many probe passes as the busiest one (a sharded forward is collective)."""
+    share = list(range(rank, num_lines, world))
+    return share, -(-num_lines // world) - len(share)
 
 
 def _distributed() -> tuple[int, int]:
@@ -373,10 +388,9 @@ class ShatteringMeasurer:
         device = param.device if param is not None else torch.device("cpu")
         probes = self.probes()
         rank, world = _distributed()
-        mine = probes[rank::world]
-        # every process runs as many probe passes as the busiest one: pads repeat line 0 and are dropped
-        passes = -(-len(probes) // world)
-        padded = mine + [probes[0]] * (passes - len(mine))
+        share, pads = rank_share(len(probes), rank, world)
+        mine = [probes[i] for i in share]
+        padded = mine + [probes[0]] * pads
         cast = [
             p.to(device=device, dtype=param.dtype if param is not None and p.is_floating_point() else p.dtype)
             for p in padded

@@ -12,8 +12,6 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def installed_python(tmp_path_factory) -> Path:
@@ -68,6 +66,7 @@ def _run(python: Path, code: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([python, "-c", code], capture_output=True, text=True, env=full_env, cwd="/")
 
 
+@pytest.mark.slow
 def test_timm_sees_the_models_without_importing_timm_ll(installed_python):
     result = _run(
         installed_python,
@@ -80,6 +79,7 @@ def test_timm_sees_the_models_without_importing_timm_ll(installed_python):
     assert all(line.startswith(venv_root) for line in result.stdout.split()), result.stdout
 
 
+@pytest.mark.slow  # a fresh venv with a built wheel (module fixture)
 def test_env_switch_turns_the_hook_off(installed_python):
     result = _run(
         installed_python,
@@ -90,6 +90,7 @@ def test_env_switch_turns_the_hook_off(installed_python):
     assert result.returncode == 0 and "off" in result.stdout, result.stderr
 
 
+@pytest.mark.slow  # a fresh venv with a built wheel (module fixture)
 def test_startup_without_timm_imports_nothing_heavy(installed_python):
     result = _run(installed_python, "import sys; print(sorted(m for m in sys.modules if 'torch' in m or 'timm' in m))")
     assert result.returncode == 0, result.stderr

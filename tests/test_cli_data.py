@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tests.conftest import CIFAR_ZIP
-from timm_ll.cli import main
-from timm_ll.data import DataSourceError, load_source
+from timm_ll.app.cli import main
+from timm_ll.app.data import DataSourceError, load_source
 
 
 def test_digits_is_embedded_and_upscaled():
@@ -124,6 +124,7 @@ def test_shatter_any_timm_model_and_errors(tmp_path, capsys):
     assert "neither 'digits'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_lightning_cli_example_selects_ll_plain56_by_name(tmp_path):
     import subprocess
     import sys
@@ -157,6 +158,7 @@ def test_lightning_cli_example_selects_ll_plain56_by_name(tmp_path):
     assert "model_name: ll_plain56" in config and "ShatteringMonitor" in config
 
 
+@pytest.mark.slow
 def test_monitor_example_adds_the_callback_in_one_line(tmp_path):
     import importlib.util
 
@@ -169,6 +171,7 @@ def test_monitor_example_adds_the_callback_in_one_line(tmp_path):
     assert {"shattering/neighbor_corr", "shattering/effective_rank"} <= set(measured)
 
 
+@pytest.mark.slow
 def test_train_command_small_and_its_checkpoint_loads_in_timm(tmp_path):
     import timm
 
@@ -203,8 +206,9 @@ def test_train_command_small_and_its_checkpoint_loads_in_timm(tmp_path):
     torch.testing.assert_close(loaded.fc.weight, saved["model.fc.weight"])
 
 
+@pytest.mark.slow
 def test_fit_and_test_creates_the_registered_model_and_keeps_one_folder(tmp_path):
-    from timm_ll.training import fit_and_test
+    from timm_ll.app.training import fit_and_test
 
     data = load_source("digits", "test")
     result = fit_and_test(

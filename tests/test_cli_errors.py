@@ -28,27 +28,32 @@ def _fails_cleanly(*args: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # the installed entry point in a subprocess
 def test_shatter_unregistered_depth_names_the_valid_ones():
     line = _fails_cleanly("shatter", "--depths", "21")
     assert "--depths 21" in line and "20, 32, 44, 56, 110, 200" in line
 
 
+@pytest.mark.slow  # the installed entry point in a subprocess
 def test_shatter_unknown_family_names_what_the_user_typed():
     line = _fails_cleanly("shatter", "--families", "foo")
     assert "unknown family 'foo'" in line and "foo20" not in line and "ll_plain" in line and "--models" in line
 
 
+@pytest.mark.slow  # the installed entry point in a subprocess
 def test_shatter_unknown_model_suggests_close_names():
     line = _fails_cleanly("shatter", "--models", "resnet_18")
     assert "unknown model 'resnet_18'" in line and "resnet18" in line
 
 
+@pytest.mark.slow
 def test_train_unknown_model_fails_before_any_data_is_read(tmp_path):
     # a data source that would fail if it were read: the model must be refused first
     line = _fails_cleanly("train", "--model", "nonexistent_model", "--data", str(tmp_path / "no-such-data"))
     assert "unknown model 'nonexistent_model'" in line and "timm.list_models()" in line
 
 
+@pytest.mark.slow
 def test_train_with_a_missing_data_source_names_the_layout(tmp_path):
     line = _fails_cleanly("train", "--model", "ll_plain8", "--data", str(tmp_path / "missing.zip"))
     assert "missing.zip" in line and "train/<class>" in line
@@ -69,6 +74,7 @@ def _option_help(help_text: str) -> dict[str, str]:
     return options
 
 
+@pytest.mark.slow
 def test_help_shows_every_default_and_no_markup():
     for command in ("shatter", "train"):
         out = subprocess.run([_timm_ll(), command, "--help"], capture_output=True, text=True, check=True).stdout
@@ -91,8 +97,8 @@ def test_train_warmup_outside_the_run_is_refused_before_any_data_is_read(tmp_pat
 
 
 def test_train_defaults_are_the_recipe_defaults():
-    from timm_ll.cli import build_parser
-    from timm_ll.training import Recipe
+    from timm_ll.app.cli import build_parser
+    from timm_ll.app.training import Recipe
 
     args = build_parser().parse_args(["train", "--model", "ll_plain8"])
     recipe = Recipe()

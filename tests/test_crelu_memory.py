@@ -81,6 +81,7 @@ def test_gradcheck_float64():
     assert torch.autograd.gradcheck(pair, (z, weight, bias))
 
 
+@pytest.mark.slow
 def test_channels_last_and_bf16_autocast_and_compile():
     model = timm.create_model("ll_plain8").train()
     x = torch.randn(4, 3, 32, 32)

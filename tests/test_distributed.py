@@ -9,6 +9,19 @@ import pytest
 from tests.distributed_helpers import MODELS, measure, run_two_ranks
 
 
+def test_every_rank_runs_as_many_probe_passes_as_the_busiest():
+    from lightning_callbacks.measure import rank_share
+
+    assert rank_share(4, 0, 2) == ([0, 2], 0) and rank_share(4, 1, 2) == ([1, 3], 0)
+    assert rank_share(3, 0, 2) == ([0, 2], 0) and rank_share(3, 1, 2) == ([1], 1)  # padded to two passes
+    assert rank_share(1, 1, 2) == ([], 1) and rank_share(1, 0, 1) == ([0], 0)
+    for lines in range(1, 9):
+        for world in range(1, 5):
+            shares = [rank_share(lines, rank, world) for rank in range(world)]
+            assert sorted(i for share, _ in shares for i in share) == list(range(lines))  # each line once
+            assert len({len(share) + pads for share, pads in shares}) == 1  # the same number of passes
+
+
 def _single(name: str, options: dict) -> dict[str, float]:
     build, call = MODELS[name]
     return measure(build(), call(), options)

@@ -23,8 +23,8 @@ def _load(name: str, folder: str = "examples"):
 
 def test_recipe_sweep_scores_on_held_out_training_images_and_resumes(tmp_path):
     sweep = _load("recipe_sweep")
-    from timm_ll.data import load_source
-    from timm_ll.training import balanced_split, balanced_subset
+    from timm_ll.app.data import load_source
+    from timm_ll.app.training import balanced_split, balanced_subset
 
     data = load_source("digits", "train")
     train, val = balanced_split(data, 200, 100)
@@ -73,6 +73,7 @@ def test_zoo_survey_measures_both_bn_modes_where_there_is_bn(tmp_path):
     assert len(zoo.figure(rows).axes) == 2
 
 
+@pytest.mark.slow
 def test_depth_sweep_keeps_the_monitor_readings_and_adds_equal_time_runs(tmp_path):
     sweep = _load("depth_sweep")
     argv = ["--preset", "tiny", "--data", "digits", "--out", str(tmp_path), "--lr", "0.05", "--warmup", "0.3"]
@@ -112,6 +113,7 @@ def test_depth_sweep_keeps_the_monitor_readings_and_adds_equal_time_runs(tmp_pat
     assert at_init == pytest.approx(1.0) and f"{at_init:.3f} / " in ll_row  # an LL net is linear at init: flat
 
 
+@pytest.mark.slow
 def test_depth_sweep_seeds_are_resumed_by_seed_and_vary_the_run(tmp_path):
     sweep = _load("depth_sweep")
     argv = ["--preset", "tiny", "--data", "digits", "--out", str(tmp_path), "--families", "ll_slim"]
@@ -136,6 +138,7 @@ def test_early_reading_and_rank_correlation(tmp_path):
         analysis.load_runs(path)
 
 
+@pytest.mark.slow
 def test_gpu_script_runs_its_sweep_and_analysis_on_a_tiny_preset(tmp_path):
     import os
     import subprocess
@@ -199,7 +202,7 @@ def test_ll_gap_study_runs_its_variants_and_the_recomputation_changes_nothing(tm
 
 
 def test_recipe_can_decay_norm_scales_and_biases_too():
-    from timm_ll.training import ImageClassifier, Recipe
+    from timm_ll.app.training import ImageClassifier, Recipe
 
     def decayed(recipe: Recipe) -> int:
         optimizer = ImageClassifier("ll_plain8", recipe=recipe).configure_optimizers()["optimizer"]

@@ -85,6 +85,7 @@ def test_lightning_transformer_gets_a_line_in_embedding_space_and_a_block_profil
     assert monitor.probe().shape == (64, 12, 200)  # 64 points between two sequences' embeddings
 
 
+@pytest.mark.slow
 def test_lightning_transformer_training_is_unchanged_by_the_monitor():
     with_monitor, without = _transformer_weights(True), _transformer_weights(False)
     for name in without:
@@ -142,6 +143,7 @@ def test_transformer_encoder_with_dict_batches_and_keyword_call():
     assert {"encoder.layers.0", "encoder.layers.1"} <= set(_profile(monitor))
 
 
+@pytest.mark.slow
 def test_timm_vit():
     import timm
 
@@ -256,6 +258,7 @@ def _hf_weights(with_monitor: bool):
     return {k: v.clone() for k, v in module.state_dict().items()}, monitor
 
 
+@pytest.mark.slow
 def test_a_module_returning_the_models_own_loss_is_measured_per_layer_and_invisibly():
     pytest.importorskip("transformers")
     (with_monitor, monitor), (without, _) = _hf_weights(True), _hf_weights(False)

@@ -47,6 +47,7 @@ def test_skipfree_resnets_keep_timm_resnet_api():
         timm.create_model("ll_resnet18", drop_path_rate=0.1)
 
 
+@pytest.mark.slow
 def test_ll_resnet50_zero_import_in_fresh_process():
     code = "import timm, sys; m = timm.create_model('ll_resnet50', num_classes=100); print(m.fc.out_features)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

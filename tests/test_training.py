@@ -4,9 +4,9 @@ import lightning.pytorch as L
 import pytest
 import torch
 
-from timm_ll.data import ImageData, load_source
-from timm_ll.resident import DeviceBatches
-from timm_ll.training import InMemoryImages, fit_and_test
+from timm_ll.app.data import ImageData, load_source
+from timm_ll.app.resident import DeviceBatches
+from timm_ll.app.training import InMemoryImages, fit_and_test
 
 
 def _indices(batches: DeviceBatches) -> list[int]:
@@ -71,7 +71,7 @@ class _Batches(L.Callback):
 
 
 def test_fit_with_resident_data_trains_from_device_batches(tmp_path):
-    from timm_ll.training import ImageClassifier
+    from timm_ll.app.training import ImageClassifier
 
     data = load_source("digits", "test")
     module = ImageClassifier("cifar_resnet8", max_steps=6)
@@ -100,6 +100,7 @@ def test_fit_with_resident_data_trains_from_device_batches(tmp_path):
     not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")),
     reason="torch.compile's CPU code generation needs a C++ compiler",
 )
+@pytest.mark.slow
 def test_fit_and_test_compiles_the_network_and_keeps_the_checkpoint_keys(tmp_path):
     data = load_source("digits", "test")
     result = fit_and_test(

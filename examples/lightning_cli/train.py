@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
-from timm_ll.training import ImageClassifier, ImageSourceDataModule
+from timm_ll.app.training import ImageClassifier, ImageSourceDataModule
 
 
 def main() -> None:

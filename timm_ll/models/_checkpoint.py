@@ -74,19 +74,25 @@ def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], model: nn.Modul
     return state
 
 
-def check_pretrained_file(pretrained: bool, kwargs: Mapping[str, Any]) -> None:
-    """Name a missing local weights file before timm raises its bare ``FileNotFoundError``.
+def check_pretrained_file(pretrained: bool, kwargs: dict[str, Any]) -> None:
+    """Name a missing local weights file before timm raises its bare ``FileNotFoundError`` (and mark a folder
+    as one to load the way ``local-dir:`` does, in ``kwargs``).
 
     Our models have no hub weights: ``pretrained=True`` loads the ``file`` given through
-    ``pretrained_cfg_overlay`` (or a ``pretrained_cfg`` dict).
+    ``pretrained_cfg_overlay`` (or a ``pretrained_cfg`` dict): a file, or a folder in timm's sharing
+    format (``config.json`` + ``model.safetensors``, which ``local-dir:`` names this way).
     """
     if not pretrained:
         return
     for key in ("pretrained_cfg_overlay", "pretrained_cfg"):
         cfg = kwargs.get(key)
         file = cfg.get("file") if isinstance(cfg, Mapping) else None
-        if file and not os.path.isfile(file):
+        if file and os.path.isdir(file) and isinstance(cfg, dict) and not cfg.get("source"):
+            # a folder in timm's format: timm loads it as it loads local-dir:<folder>
+            kwargs[key] = dict(cfg, source="local-dir")  # type: ignore[index]
+        elif file and not os.path.exists(file):
             raise FileNotFoundError(
-                f"{key} file {str(file)!r} does not exist: pass the path of a state dict, a timm checkpoint or a "
-                "Lightning .ckpt (timm-ll train writes <log_dir>/checkpoints/last.ckpt)"
+                f"{key} file {str(file)!r} does not exist: pass the path of a state dict, a timm checkpoint, a "
+                "Lightning .ckpt (timm-ll train writes <log_dir>/checkpoints/last.ckpt) or a folder in timm's "
+                "format (timm-ll train writes <log_dir>/timm/)"
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning.pytorch as L
 import timm
@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from timm_ll.data import ImageData
-from timm_ll.resident import DeviceBatches
+from timm_ll.app.data import ImageData
+from timm_ll.app.recipe import Recipe
+from timm_ll.app.resident import DeviceBatches
 
 __all__ = [
     "Recipe",
@@ -33,33 +34,6 @@ __all__ = [
     "validation_run",
     "training_curves",
 ]
-
-
-@dataclass
-class Recipe:
-    """Optimization settings: SGD as in He et al. (2016) for CIFAR, with a one-cycle schedule.
-
-    The peak LR (0.02) and warm-up (30% of the run) won for both ``ll_plain56`` and
-    ``cifar_resnet56`` in ``examples/recipe_sweep.py`` (234 steps on 10k CIFAR-10 images, chosen on
-    held-out training images; docs/REPRODUCTION.md section e). He et al.'s 0.1 is made for 64k
-    steps; at this budget it cost them 4-18 points of validation error.
-    """
-
-    lr: float = 0.02
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    nesterov: bool = True
-    schedule: Literal["onecycle", "cosine"] = "onecycle"
-    label_smoothing: float = 0.0
-    warmup_fraction: float = 0.3
-    # weight decay on norm scales/shifts and biases too (timm's ``filter_bias_and_bn=False``); off by default
-    decay_norm_and_bias: bool = False
-
-    def __post_init__(self) -> None:
-        if self.schedule not in ("onecycle", "cosine"):
-            raise ValueError(f"schedule={self.schedule!r}: use 'onecycle' or 'cosine'")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing={self.label_smoothing}: use a value in [0, 1)")
 
 
 def random_crop_flip(images: torch.Tensor, padding: int = 4) -> torch.Tensor:
@@ -124,7 +98,7 @@ class InMemoryImages(L.LightningDataModule):
             None: the training images' own statistics.
         augment: random crop (4-pixel zero padding) + horizontal flip of training batches.
         resident: keep both splits on the Trainer's device and draw batches there
-            (:class:`~timm_ll.resident.DeviceBatches`): no host collation and no copy per step,
+            (:class:`~timm_ll.app.resident.DeviceBatches`): no host collation and no copy per step,
             which is what holds a GPU back on 32x32 images. Costs the splits' uint8 size in device
             memory (150 MB for CIFAR-10); needs ``num_workers=0``.
     """
@@ -222,7 +196,7 @@ class InMemoryImages(L.LightningDataModule):
 
 
 class ImageSourceDataModule(InMemoryImages):
-    """:class:`InMemoryImages` loaded by name or path (see :func:`timm_ll.data.load_source`) in ``setup``.
+    """:class:`InMemoryImages` loaded by name or path (see :func:`timm_ll.app.data.load_source`) in ``setup``.
 
     Configurable from a LightningCLI config: ``data: {source: digits, batch_size: 128}``; ``mean``/``std``
     default to the training images' statistics.
@@ -244,7 +218,7 @@ class ImageSourceDataModule(InMemoryImages):
 
     def setup(self, stage: str) -> None:
         if self.train_data is None:
-            from timm_ll.data import load_source
+            from timm_ll.app.data import load_source
 
             train = load_source(self.source, "train")
             if self.train_subset:
@@ -366,6 +340,8 @@ class TrainResult:
     # the training curves at every logged step (see :func:`training_curves`)
     curves: dict[str, list[float]] = field(default_factory=dict)
     seed: int = 0
+    # the trained network in timm's sharing format (``timm.create_model("local-dir:<export>", pretrained=True)``)
+    export: str | None = None
 
 
 def training_curves(log_dir: str | Path) -> dict[str, list[float]]:
@@ -424,7 +400,9 @@ def fit_and_test(
 
     Everything of the run lands in one printed folder, ``out_dir/<model_name>/version_N``: the
     CSV metrics, the TensorBoard events, the ShatteringMonitor's figures (every
-    ``monitor_every`` steps; None: off) and the last-step checkpoint. On a GPU it trains in
+    ``monitor_every`` steps; None: off), the last-step checkpoint, and the trained network in
+    timm's sharing format under ``timm/`` (``config.json``, ``model.safetensors``, a ``README.md``
+    card), which ``timm.create_model("local-dir:<folder>", pretrained=True)`` loads. On a GPU it trains in
     ``bf16-mixed`` with channels-last unless ``precision`` says otherwise, and with the data
     held on the GPU unless ``resident_data`` is False (see :class:`InMemoryImages`).
     ``compile`` compiles the network (see :class:`ImageClassifier`); ``seconds`` then includes
@@ -474,6 +452,7 @@ def fit_and_test(
     monitor = next((c for c in trainer.callbacks if isinstance(c, ShatteringMonitor)), None)
     for logger in loggers:
         logger.save()  # the CSV file holds every logged step before it is read back
+    export = _export(module, loggers[0].log_dir, metrics, trainer.global_step, monitor)
     return TrainResult(
         model=model_name,
         architecture=module.model.pretrained_cfg.get("architecture", model_name),
@@ -487,7 +466,24 @@ def fit_and_test(
         shattering=list(monitor.history) if monitor is not None else [],
         curves=training_curves(loggers[0].log_dir),
         seed=seed,
+        export=export,
     )
+
+
+def _export(module: ImageClassifier, log_dir: str, metrics: dict[str, float], steps: int, monitor: Any) -> str:
+    """Write the trained network into ``<log_dir>/timm`` in timm's format, with a card of the run."""
+    from timm_ll.export import card_text, save_pretrained
+
+    folder = Path(log_dir) / "timm"
+    card = card_text(
+        module.hparams["model_name"],
+        recipe=module.hparams["recipe"],
+        test_acc=float(metrics["test/acc"]),
+        steps=steps,
+        shattering=dict(monitor.last_measurement) if monitor is not None else None,
+    )
+    save_pretrained(module.model, folder, model_args=module.hparams["model_kwargs"] or None, model_card=card)
+    return str(folder)
 
 
 def validation_run(
@@ -505,7 +501,7 @@ def validation_run(
     ``train_images``, ``val_images``, ``seconds`` (training and scoring) and ``machine``."""
     import time
 
-    from timm_ll.reporting import machine
+    from timm_ll.app.reporting import machine
 
     start = time.perf_counter()
     result = fit_and_test(

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from timm_ll.app.recipe import Recipe
+
 DATA_HELP = (
     "digits (scikit-learn's 8x8 digits, embedded: no download), cifar10 (torchvision's copy under "
     "~/.cache/timm-ll, downloaded where a network exists), a CIFAR-10-style zip or folder laid out as "
@@ -112,12 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument("--epochs", type=float, default=30.0, help="training length in epochs")
     length.add_argument("--max-steps", type=int, default=None, help="training length in optimizer steps")
     train.add_argument("--batch-size", type=int, default=128, help="training batch size")
-    # the defaults of timm_ll.training.Recipe (not imported here: it pulls in Lightning; a test keeps them equal)
-    train.add_argument("--lr", type=float, default=0.02, help="peak learning rate")
-    train.add_argument("--warmup", type=float, default=0.3, help="one-cycle warm-up, a fraction of the run")
-    train.add_argument("--weight-decay", type=float, default=5e-4, help="on weights, not on norm scales and biases")
-    train.add_argument("--schedule", choices=("onecycle", "cosine"), default="onecycle", help="learning-rate schedule")
-    train.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing")
+    # the recipe's defaults, written once (Recipe's module imports no Lightning)
+    train.add_argument("--lr", type=float, default=Recipe.lr, help="peak learning rate")
+    train.add_argument(
+        "--warmup", type=float, default=Recipe.warmup_fraction, help="one-cycle warm-up, a fraction of the run"
+    )
+    train.add_argument(
+        "--weight-decay", type=float, default=Recipe.weight_decay, help="on weights, not on norm scales and biases"
+    )
+    train.add_argument(
+        "--schedule", choices=("onecycle", "cosine"), default=Recipe.schedule, help="learning-rate schedule"
+    )
+    train.add_argument(
+        "--label-smoothing", type=float, default=Recipe.label_smoothing, help="cross-entropy label smoothing"
+    )
     train.add_argument("--train-subset", type=int, default=None, help="train on a fixed class-balanced subset")
     train.add_argument("--accelerator", default="auto", help="auto, cpu, gpu (bf16 + channels_last on GPU)")
     train.add_argument("--precision", default=None, help="Lightning precision (None: bf16-mixed on GPU, else 32)")
@@ -128,6 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="seed of the weights, the data order and augmentation")
     train.add_argument("--out", type=Path, default=Path("timm-ll-runs"), help="folder for logs and checkpoints")
     train.add_argument("--json", type=Path, default=None, help="write the result to this JSON file")
+
+    export = commands.add_parser(
+        "export",
+        help="write a timm-ll train checkpoint in timm's sharing format",
+        description="Write the network of a timm-ll train checkpoint (.ckpt) into a folder in timm's own format "
+        "(config.json, model.safetensors, README.md), which timm.create_model('local-dir:<folder>', "
+        "pretrained=True) loads, and which can be pushed to the Hugging Face Hub as it is.",
+        formatter_class=_HelpFormatter,
+        epilog="example:\n  timm-ll export timm-ll-runs/ll_plain20/version_0/checkpoints/last.ckpt ll_plain20-digits",
+    )
+    export.add_argument("checkpoint", type=Path, help="the .ckpt that timm-ll train wrote")
+    export.add_argument("folder", type=Path, help="the folder to write (created)")
     return parser
 
 
@@ -172,53 +194,6 @@ def shatter_jobs(args: argparse.Namespace) -> list[tuple[str, str | None, int | 
     return [(f"{family}{depth}", family, depth) for family in args.families for depth in args.depths]
 
 
-def _probe_images(data: Any, input_size: tuple[int, int, int], mean: Any, std: Any, seed: int) -> Any:
-    import torch
-    import torch.nn.functional as F
-
-    gen = torch.Generator().manual_seed(seed)
-    first, second = torch.randperm(len(data), generator=gen)[:2].tolist()
-    images = data.images[[first, second]].float().div(255)
-    channels, height, width = input_size
-    if images.shape[1] != channels:
-        images = images.mean(1, keepdim=True).repeat(1, channels, 1, 1)
-    if images.shape[-2:] != (height, width):
-        images = F.interpolate(images, size=(height, width), mode="bilinear", align_corners=False)
-    mean_t = torch.tensor(mean[:channels] if len(mean) >= channels else [mean[0]] * channels).view(1, -1, 1, 1)
-    std_t = torch.tensor(std[:channels] if len(std) >= channels else [std[0]] * channels).view(1, -1, 1, 1)
-    return (images - mean_t) / std_t
-
-
-def measure_at_init(name: str, data: Any, args: argparse.Namespace, **model_kwargs: Any) -> tuple[dict[str, Any], Any]:
-    """Create ``name`` at init (with ``model_kwargs``), take its input gradients on the line probe;
-    ``(statistics row, gradients)``."""
-    import timm
-    import torch
-
-    from lightning_callbacks import functional as F
-
-    torch.manual_seed(args.seed)
-    model = timm.create_model(name, **model_kwargs)
-    looks_linear = getattr(model, "looks_linear", False)  # CifarNet and SkipFreeResNet both say
-    auto_dtype = torch.float64 if looks_linear else torch.float32
-    dtype = auto_dtype if args.dtype == "auto" else getattr(torch, args.dtype)
-    model = model.to(dtype)
-    cfg = model.pretrained_cfg
-    ends = _probe_images(data, cfg["input_size"], cfg["mean"], cfg["std"], args.seed).to(dtype)
-    probe = F.line_probe(ends[0], ends[1], args.num_points)
-    # bound memory on large inputs (224x224 timm models): samples are independent in eval mode
-    chunk = max(1, (2**22) // probe[0].numel()) if args.bn_mode == "eval" else None
-    grads = F.input_gradients(model, probe, bn_mode=args.bn_mode, chunk_size=chunk).input
-    row = dict(
-        model=name,
-        architecture=cfg.get("architecture", name),
-        input_size=list(cfg["input_size"]),
-        dtype=str(dtype).removeprefix("torch."),
-        **F.gradient_statistics(grads),
-    )
-    return row, grads
-
-
 def _print_table(console: Any, results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     from rich.table import Table
 
@@ -239,7 +214,8 @@ def run_shatter(args: argparse.Namespace) -> dict[str, Any]:
     from rich.progress import Progress
 
     from lightning_callbacks import functional as F
-    from timm_ll.data import load_source
+    from timm_ll.app.data import load_source
+    from timm_ll.app.survey import measure_at_init
 
     console = Console()
     jobs = shatter_jobs(args)
@@ -251,7 +227,9 @@ def run_shatter(args: argparse.Namespace) -> dict[str, Any]:
         task = progress.add_task("measuring", total=len(jobs))
         for name, family, depth in jobs:
             progress.update(task, description=f"measuring {name}")
-            row, grads_by_model[name] = measure_at_init(name, data, args)
+            row, grads_by_model[name] = measure_at_init(
+                name, data, num_points=args.num_points, bn_mode=args.bn_mode, dtype=args.dtype, seed=args.seed
+            )
             results.append(dict(row, family=family, depth=depth))
             progress.advance(task)
     fits = {}
@@ -351,8 +329,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--warmup {args.warmup}: use a fraction of the run in (0, 1)")
     check_model_names([args.model])  # before any data is decoded
 
-    from timm_ll.data import load_source
-    from timm_ll.training import Recipe, balanced_subset, fit_and_test
+    from timm_ll.app.data import load_source
+    from timm_ll.app.training import Recipe, balanced_subset, fit_and_test
 
     console = Console()
     train, test = load_source(args.data, "train"), load_source(args.data, "test")
@@ -393,22 +371,38 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     console.print(
         f"[bold]{args.model}: test accuracy {100 * result.test_acc:.2f}%[/bold] "
         f"({result.steps} steps, {result.seconds:.0f} s)\n"
-        f"logs, figures and checkpoint: {result.log_dir}"
+        f"logs, figures and checkpoint: {result.log_dir}\n"
+        f"the trained network in timm's format: {result.export} "
+        f"(timm.create_model('local-dir:{result.export}', pretrained=True))"
     )
     if args.json is not None:
         _write_json(args.json, report)
     return report
 
 
+# ---- export ---------------------------------------------------------------------------------
+def run_export(args: argparse.Namespace) -> Path:
+    from timm_ll.export import export_checkpoint
+
+    try:
+        folder = export_checkpoint(args.checkpoint, args.folder)
+    except (FileNotFoundError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    print(f"wrote {folder}: load it with timm.create_model('local-dir:{folder}', pretrained=True)")
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from timm_ll.data import DataSourceError
+    from timm_ll.app.data import DataSourceError
 
     try:
         if args.command == "shatter":
             run_shatter(args)
         elif args.command == "train":
             run_train(args)
+        elif args.command == "export":
+            run_export(args)
     except (UsageError, DataSourceError) as error:
         print(f"timm-ll: error: {error}", file=sys.stderr)
         return 2
