@@ -442,8 +442,13 @@ class ShatteringMeasurer:
         self, step: int, lines: list[F.InputGradients], device: torch.device, sync: bool, total: int
     ) -> ShatteringResult:
         classes = _metric_classes()
-        metrics = {key: cls(sync_on_compute=sync).to(device) for key, cls in classes.items()}
-        blocks = {name: classes["neighbor_corr"](sync_on_compute=sync).to(device) for name in self.layer_names}
+
+        def metric(cls: type) -> Any:
+            # float64 states: Metric.to(device) puts a metric back to the default dtype, float32
+            return cls(sync_on_compute=sync).to(device).set_dtype(torch.float64)
+
+        metrics = {key: metric(cls) for key, cls in classes.items()}
+        blocks = {name: metric(classes["neighbor_corr"]) for name in self.layer_names}
         worst = torch.zeros(len(self.layer_names) + 2, dtype=torch.int64, device=device)  # input, output, blocks
         for grads in lines:
             main = grads.input if grads.input is not None else next(iter(grads.layers.values()))

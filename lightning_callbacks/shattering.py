@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch import Callback as _LightningCallback
+from lightning.pytorch import LightningModule as _LightningModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from lightning_callbacks import functional as F
@@ -23,16 +26,9 @@ from lightning_callbacks.replay import CallRecorder, ForwardFn
 from lightning_callbacks.report import ResultReport
 
 try:  # one class serves both namespaces: each Trainer checks isinstance(callback, <its own> Callback)
-    from lightning.pytorch import Callback as _LightningCallback
-    from lightning.pytorch import LightningModule as _LightningModule
-    from lightning.pytorch.utilities import rank_zero_warn
-except ImportError:  # pragma: no cover - only pytorch_lightning installed
-    _LightningCallback = _LightningModule = None  # type: ignore[assignment,misc]
-    from pytorch_lightning.utilities import rank_zero_warn
-try:
     from pytorch_lightning import Callback as _PLCallback
     from pytorch_lightning import LightningModule as _PLModule
-except ImportError:  # pragma: no cover - only lightning installed
+except ImportError:  # pytorch_lightning is optional: lightning.pytorch alone
     _PLCallback = _PLModule = None  # type: ignore[assignment,misc]
 
 _BASES = tuple(c for c in (_LightningCallback, _PLCallback) if c is not None)

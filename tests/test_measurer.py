@@ -232,3 +232,11 @@ def test_importing_the_measurer_imports_no_training_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_one_line_result_is_the_functional_statistics_in_float64_exactly():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 3))
+    result = ShatteringMeasurer(model, num_lines=1, num_points=16, layers=None).measure(0, torch.randn(2, 6))
+    expected = F.gradient_statistics(result.gradients)
+    assert {k: v[0] for k, v in result.statistics.items()} == expected  # no float32 rounding on the way

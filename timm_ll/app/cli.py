@@ -304,7 +304,7 @@ def write_figures(out: Path, results: list[dict[str, Any]], grads: dict[str, Any
 
 
 def _depth_curves_figure(results: list[dict[str, Any]], fits: dict[str, Any]) -> Any:
-    from lightning_callbacks.plotting import fitted_law_curve, law_label, plot_depth_curves
+    from lightning_callbacks.plotting import describe_fit, fitted_law_curve, law_label, plot_depth_curves
 
     curves, fitted = {}, {}
     for family, fit in fits.items():
@@ -314,6 +314,8 @@ def _depth_curves_figure(results: list[dict[str, Any]], fits: dict[str, Any]) ->
         curve = fitted_law_curve(depths, values, fit["law"], fit["rate"], fit["r2"])
         if curve is not None:
             fitted[family] = (*curve, law_label(fit["law"], fit["rate"], fit["r2"]))
+        elif fit["law"] is not None:  # no line, but the legend says why: constant, or no law fits
+            fitted[family] = ([], [], describe_fit(fit["law"], fit["rate"], fit["r2"]))
     return plot_depth_curves(curves, fits=fitted, title="neighbor correlation vs depth (dashed: fitted law)")
 
 

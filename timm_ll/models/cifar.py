@@ -43,19 +43,10 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from timm.layers import create_classifier, get_norm_layer
+from timm.layers import create_classifier, get_device_dtype, get_norm_layer
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from torch import nn
-
-try:
-    from timm.layers import get_device_dtype
-except ImportError:  # timm < 1.0.20
-
-    def get_device_dtype(module: nn.Module) -> dict[str, Any]:
-        param = next(module.parameters(), None)
-        return {"device": None, "dtype": None} if param is None else {"device": param.device, "dtype": param.dtype}
-
 
 from timm_ll.init import init_looks_linear_, looks_linear_
 from timm_ll.layers import CReLU, CReLUConv2d
@@ -96,7 +87,7 @@ def _check_depth(depth: int) -> int:
     return (depth - 2) // 6
 
 
-class ConvNormAct(nn.Module):
+class CifarUnit(nn.Module):
     """conv -> norm -> activation, the unit every family is built of."""
 
     def __init__(
@@ -125,8 +116,8 @@ class PlainBlock(nn.Module):
 
     def __init__(self, in_chs: int, out_chs: int, stride: int, act_mult: int, **unit_args: Any) -> None:
         super().__init__()
-        self.unit1 = ConvNormAct(in_chs, out_chs, stride, **unit_args)
-        self.unit2 = ConvNormAct(out_chs * act_mult, out_chs, 1, **unit_args)
+        self.unit1 = CifarUnit(in_chs, out_chs, stride, **unit_args)
+        self.unit2 = CifarUnit(out_chs * act_mult, out_chs, 1, **unit_args)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.unit2(self.unit1(x))
@@ -140,8 +131,8 @@ class BasicBlock(nn.Module):
         if act_mult != 1:
             raise ValueError("the residual baseline uses ReLU; a CReLU ResNet is not one of the four families")
         act_layer = unit_args.pop("act_layer")
-        self.unit1 = ConvNormAct(in_chs, out_chs, stride, act_layer=act_layer, **unit_args)
-        self.unit2 = ConvNormAct(out_chs, out_chs, 1, act_layer=None, **unit_args)
+        self.unit1 = CifarUnit(in_chs, out_chs, stride, act_layer=act_layer, **unit_args)
+        self.unit2 = CifarUnit(out_chs, out_chs, 1, act_layer=None, **unit_args)
         self.act = act_layer()
         self.stride = stride
         self.pad_chs = out_chs - in_chs
@@ -220,7 +211,7 @@ class CifarNet(nn.Module):
         conv_layer = CReLUConv2d if activation == "crelu" else nn.Conv2d
         unit_args = dict(norm_layer=norm_layer, act_layer=act_layer, conv_layer=conv_layer, **dd)
 
-        self.stem = ConvNormAct(in_chans, widths[0], 1, **dict(unit_args, conv_layer=nn.Conv2d))
+        self.stem = CifarUnit(in_chans, widths[0], 1, **dict(unit_args, conv_layer=nn.Conv2d))
         self.feature_info = [dict(num_chs=widths[0] * act_mult, reduction=1, module="stem")]
         block_cls = BasicBlock if residual else PlainBlock
         stages, in_chs, reduction = [], widths[0] * act_mult, 1
