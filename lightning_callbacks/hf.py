@@ -70,15 +70,12 @@ class ShatteringCallback(TrainerCallback):
     ) -> None:
         defaults = dict(every_n_steps=1000, num_lines=4, num_points=64, layers="auto")
         options = defaults | options
-        check_options(
-            **{k: options.get(k) for k in ("every_n_steps", "num_lines", "num_points", "probe", "layers")},
-            **{k: options.get(k) for k in ("readout", "forward_fn", "embedding", "chunk_size")},
-        )
+        check_options(**options)
         self.options = options
         self.trainer = trainer
         self.log_figures, self.prefix, self.measure_at_end = log_figures, prefix, measure_at_end
         self.measurer: ShatteringMeasurer | None = None
-        self._report = ResultReport(prefix, F.check_bn_mode(options.get("bn_mode", "eval")), "ShatteringCallback")
+        self._report = ResultReport(prefix, options.get("bn_mode", "eval"), "ShatteringCallback")
         self._figures = RunFigures()
         self._hooks: list[Any] = []
 

@@ -538,19 +538,14 @@ def check_embedding(network: nn.Module, call: RecordedCall) -> None:
         ) from None
 
 
-def check_options(
-    *,
-    every_n_steps: int,
-    num_lines: int,
-    num_points: int,
-    probe: torch.Tensor | None,
-    layers: str | Sequence[str] | None,
-    readout: Any,
-    forward_fn: Any,
-    embedding: Any,
-    chunk_size: int | None,
-) -> None:
-    """Refuse bad options with an error that names the option and the fix (shared by every adapter)."""
+def check_options(**options: Any) -> None:
+    """Refuse bad measurer options (as :class:`ShatteringMeasurer` takes them; others are ignored) with an
+    error that names the option and the fix. Every adapter calls it when it is built, before it knows
+    the network."""
+    every_n_steps, num_lines = options.get("every_n_steps", 1000), options.get("num_lines", 4)
+    num_points, chunk_size, probe = options.get("num_points", 64), options.get("chunk_size"), options.get("probe")
+    layers, readout, forward_fn = options.get("layers", "auto"), options.get("readout"), options.get("forward_fn")
+    embedding = options.get("embedding")
     for name, value in (("every_n_steps", every_n_steps), ("num_lines", num_lines)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r}: use a positive integer")
@@ -568,3 +563,4 @@ def check_options(
         raise TypeError(f"forward_fn must be a callable(module, probe) -> output, got {type(forward_fn).__name__}")
     if embedding is not None and not isinstance(embedding, str):
         raise TypeError(f"embedding must be the name of a submodule, got {type(embedding).__name__}")
+    F.check_bn_mode(options.get("bn_mode", "eval"))

@@ -163,19 +163,7 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         embedding: str | None = None,
         measure_at_end: bool = True,
     ) -> None:
-        check_options(
-            every_n_steps=every_n_steps,
-            num_lines=num_lines,
-            num_points=num_points,
-            probe=probe,
-            layers=layers,
-            readout=readout,
-            forward_fn=forward_fn,
-            embedding=embedding,
-            chunk_size=chunk_size,
-        )
-        self.bn_mode = F.check_bn_mode(bn_mode)
-        # the measurer's options, kept until setup() knows the network
+        # the measurer's options, refused here if bad, kept until setup() knows the network
         self._options = dict(
             every_n_steps=every_n_steps,
             log_spaced_start=log_spaced_start,
@@ -189,6 +177,8 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
             embedding=embedding,
             chunk_size=chunk_size,
         )
+        check_options(**self._options)
+        self.bn_mode = bn_mode
         self.every_n_steps = every_n_steps
         self.forward_fn = forward_fn
         self.log_figures = log_figures
