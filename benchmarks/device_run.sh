@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The one prepared GPU run (device tool), within 10 minutes: whether torch.compile pays for the sweep's
-# length (benchmarks/compile_pays.py), then the deep-net sweep (ll_plain and cifar_resnet at depths 56 and
-# 110, all 50k images, the default Recipe, bf16-mixed + channels-last, the images resident on the GPU, the
+# length (benchmarks/compile_pays.py), then the seeded equal-compute sweep (preset gpu-seeded: ll_slim and
+# cifar_resnet at depth 110, seeds 0 and 1 in turn so that every finished seed is a pair, all 50k images for
+# 10 epochs, the default Recipe, bf16-mixed + channels-last, the images resident on the GPU, the
 # ShatteringMonitor attached; compiled when that pays) and its shattering-during-training figures.
+# PRESET=gpu-deep SEEDS=0 runs the older unseeded sweep (ll_plain and cifar_resnet at 110 and 56).
 # BENCH=1 also runs the model benchmarks (benchmarks/models.py) first: about 3 more minutes.
 # Needs, carried into the repo root: .whl/ (the timm wheel) and .gpu_data/cifar10-jpeg.zip.
 # Everything it measures lands in $OUT; the sweep appends one JSON line per finished run, so a
@@ -11,12 +13,13 @@
 #   OUT=... PRESET=tiny DATA=digits SKIP_INSTALL=1 DEVICE=cpu COMPILE_BACKEND=eager PROBE_MODELS=cifar_resnet8 \
 #   RUN_STEPS=10 PROBE_STEPS=3 bash benchmarks/device_run.sh
 set -u
-PRESET=${PRESET:-gpu-deep}
+PRESET=${PRESET:-gpu-seeded}
+SEEDS=${SEEDS:-0,1}
 DATA=${DATA:-.gpu_data/cifar10-jpeg.zip}
 SWEEP_OUT=${SWEEP_OUT:-/tmp/sweep}
 DEVICE=${DEVICE:-cuda}
 RUN_STEPS=${RUN_STEPS:-3900}  # gpu-deep: 10 epochs of 390 steps
-PROBE_MODELS=${PROBE_MODELS:-ll_plain56}
+PROBE_MODELS=${PROBE_MODELS:-ll_slim110}
 if [ -z "${SKIP_INSTALL:-}" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || exit 1
@@ -39,7 +42,7 @@ if python3 -c "import json, sys; sys.exit(0 if json.load(open(sys.argv[1]))['pay
 fi
 echo "sweep flags: ${COMPILE_FLAG:-(eager)}" > "$OUT/sweep.log"
 timeout "${SWEEP_SECONDS:-390}" python3 examples/depth_sweep.py --preset "$PRESET" --data "$DATA" \
-  --out "$SWEEP_OUT" --results "$OUT/$PRESET.jsonl" $COMPILE_FLAG >> "$OUT/sweep.log" 2>&1
+  --seeds "$SEEDS" --out "$SWEEP_OUT" --results "$OUT/$PRESET.jsonl" $COMPILE_FLAG >> "$OUT/sweep.log" 2>&1
 echo "sweep exit $?" >> "$OUT/sweep.log"
 python3 examples/shattering_during_training.py "$OUT/$PRESET.jsonl" --out "$OUT/figures" > "$OUT/shattering.md" 2>&1
 echo "analysis exit $?" >> "$OUT/sweep.log"

@@ -4,6 +4,7 @@
     python examples/depth_sweep.py --preset cpu-1200     # 1,200 steps at depths 56/110: about an hour
     python examples/depth_sweep.py --preset cpu-budget   # the older 300-step CPU study
     python examples/depth_sweep.py --preset gpu-deep     # depths 56/110, all 50k images: ~10 min on one H100
+    python examples/depth_sweep.py --preset gpu-seeded --seeds 0,1   # ll_slim vs cifar_resnet at 110 (GPU)
     python examples/depth_sweep.py --preset full         # the full recipe (GPU): 160 epochs per run
     python examples/depth_sweep.py --preset tiny --data digits   # seconds: checks the logic
 
@@ -45,6 +46,8 @@ PRESETS = {
     ),
     # depth 110 first: the headline pair comes back even if the lease ends before depth 56
     "gpu-deep": dict(train_subset=None, epochs=10, steps=None, families="ll_plain,cifar_resnet", depths="110,56"),
+    # the seeded equal-compute pair at depth 110 (with --seeds): seed by seed, so each finished seed is a pair
+    "gpu-seeded": dict(train_subset=None, epochs=10, steps=None, families="ll_slim,cifar_resnet", depths="110"),
     "gpu-budget": dict(
         train_subset=None, epochs=6, steps=None, families="ll_plain,plain,cifar_resnet,crelu_plain", depths="20,56,110"
     ),

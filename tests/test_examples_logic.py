@@ -150,6 +150,7 @@ def test_gpu_script_runs_its_sweep_and_analysis_on_a_tiny_preset(tmp_path):
         os.environ,
         OUT=str(out),
         PRESET="tiny",
+        SEEDS="0",
         DATA="digits",
         SKIP_INSTALL="1",
         DEVICE="cpu",
