@@ -16,7 +16,6 @@ import json
 import tempfile
 from pathlib import Path
 
-from timm_ll.app.cli import main as timm_ll_main
 from timm_ll.app.reporting import machine, write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,30 +54,21 @@ def main() -> None:
     args = parser.parse_args()
     docs = DOCS if args.doc else Path(tempfile.mkdtemp(prefix="timm-ll-convnets-"))
     cifar_json, imagenet_json = docs / "convnets_at_init.json", docs / "resnet50_family_at_init.json"
-    timm_ll_main(
-        [
-            "shatter",
-            "--depths",
-            "20,56,110,200",
-            "--json",
-            str(cifar_json),
-            "--out",
-            str(docs / "figures" / "convnets_at_init"),
-        ]
+    from timm_ll.app.data import load_source
+    from timm_ll.app.survey import family_jobs, shatter
+    from timm_ll.models.cifar import FAMILIES
+
+    data = load_source("digits", "train")  # the command's default data
+    shatter(
+        family_jobs([f for f in FAMILIES if f != "ll_slim"], [20, 56, 110, 200]),
+        data,
+        out=docs / "figures" / "convnets_at_init",
+        json_path=cifar_json,
+        data_name="digits",
     )
-    timm_ll_main(
-        [
-            "shatter",
-            "--models",
-            "ll_resnet50,plain_resnet50,resnet50",
-            "--num-points",
-            "32",
-            "--json",
-            str(imagenet_json),
-            "--out",
-            str(docs / "figures" / "resnet50_family_at_init"),
-        ]
-    )
+    jobs = [(name, None, None) for name in ("ll_resnet50", "plain_resnet50", "resnet50")]
+    out = docs / "figures" / "resnet50_family_at_init"
+    shatter(jobs, data, out=out, json_path=imagenet_json, data_name="digits", num_points=32)
     cifar, imagenet = _relative_figures(cifar_json), _relative_figures(imagenet_json)
     fits = [
         f"{family}: {fit['law']} decay, rate {fit['rate']:.3g}, R² {fit['r2']:.2f}"

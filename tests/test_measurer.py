@@ -56,9 +56,12 @@ def _batches(n: int = 6, size: int = 8):
     ]
 
 
-def _readme_loop() -> str:
+def _readme_loop(with_measurer: bool = True) -> str:
+    """The README's plain-loop snippet; without the measurer, the same loop minus the measurer's lines."""
     readme = (REPO / "README.md").read_text()
-    return next(block for block in readme.split("```python")[1:] if "ShatteringMeasurer(model" in block).split("```")[0]
+    snippet = next(block for block in readme.split("```python")[1:] if "ShatteringMeasurer(model" in block)
+    lines = snippet.split("```")[0].splitlines()
+    return "\n".join(line for line in lines if with_measurer or ("measurer" not in line and "result" not in line))
 
 
 def _train(with_measurer: bool) -> tuple[dict[str, torch.Tensor], dict]:
@@ -66,10 +69,7 @@ def _train(with_measurer: bool) -> tuple[dict[str, torch.Tensor], dict]:
     model = DictNet()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     namespace = dict(model=model, loader=_batches(), optimizer=optimizer, print=lambda *a: None)
-    snippet = _readme_loop()
-    if not with_measurer:  # the same loop without the measurer's lines
-        snippet = "\n".join(line for line in snippet.splitlines() if "measurer" not in line and "result" not in line)
-    exec(snippet, namespace)
+    exec(_readme_loop(with_measurer), namespace)
     return {k: v.clone() for k, v in model.state_dict().items()}, namespace
 
 
@@ -240,3 +240,30 @@ def test_a_one_line_result_is_the_functional_statistics_in_float64_exactly():
     result = ShatteringMeasurer(model, num_lines=1, num_points=16, layers=None).measure(0, torch.randn(2, 6))
     expected = F.gradient_statistics(result.gradients)
     assert {k: v[0] for k, v in result.statistics.items()} == expected  # no float32 rounding on the way
+
+
+@pytest.mark.slow
+def test_the_readme_plain_loop_measures_a_transformer_per_layer_and_is_invisible():
+    transformers = pytest.importorskip("transformers")
+
+    def train(with_measurer: bool):
+        torch.manual_seed(0)
+        config = transformers.GPT2Config(n_layer=3, n_embd=32, n_head=2, vocab_size=64, n_positions=16)
+        model = transformers.GPT2LMHeadModel(config)  # dropout on: the measurement must not move the RNG
+        gen = torch.Generator().manual_seed(1)
+        ids = [torch.randint(0, 64, (8, 12), generator=gen) for _ in range(6)]
+        namespace = dict(
+            model=model,
+            loader=[{"input_ids": x, "labels": x} for x in ids],  # the loss first in the ModelOutput
+            optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3),
+            print=lambda *a: None,
+        )
+        exec(_readme_loop(with_measurer), namespace)
+        return {k: v.clone() for k, v in model.state_dict().items()}, namespace
+
+    (with_state, namespace), (without_state, _) = train(True), train(False)
+    for name, value in without_state.items():
+        assert torch.equal(with_state[name], value), name
+    at_init = namespace["measurer"].history[0]["layers"]
+    assert list(at_init) == [f"transformer.h.{i}" for i in range(3)]
+    assert all(-1 <= v <= 1 for v in at_init.values())

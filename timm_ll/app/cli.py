@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -213,110 +211,35 @@ def run_shatter(args: argparse.Namespace) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import Progress
 
-    from lightning_callbacks import functional as F
     from timm_ll.app.data import load_source
-    from timm_ll.app.survey import measure_at_init
+    from timm_ll.app.survey import shatter
 
     console = Console()
     jobs = shatter_jobs(args)
     data = load_source(args.data, "train")
-    results: list[dict[str, Any]] = []
-    grads_by_model: dict[str, Any] = {}
-    start = time.perf_counter()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("measuring", total=len(jobs))
-        for name, family, depth in jobs:
-            progress.update(task, description=f"measuring {name}")
-            row, grads_by_model[name] = measure_at_init(
-                name, data, num_points=args.num_points, bn_mode=args.bn_mode, dtype=args.dtype, seed=args.seed
-            )
-            results.append(dict(row, family=family, depth=depth))
-            progress.advance(task)
-    fits = {}
-    for family in dict.fromkeys(r["family"] for r in results if r["family"] is not None):
-        rows = [r for r in results if r["family"] == family]
-        law, rate, r2 = F.fit_decay([r["depth"] for r in rows], [r["neighbor_corr"] for r in rows])
-        fits[family] = dict(law=law, rate=rate, r2=r2)
-    _print_table(console, results, args)
-    figures = write_figures(args.out, results, grads_by_model, fits)
-    report = dict(
-        schema="timm-ll/shatter/1",
-        data=args.data,
-        num_points=args.num_points,
-        bn_mode=args.bn_mode,
-        dtype=args.dtype,
-        seed=args.seed,
-        seconds=round(time.perf_counter() - start, 2),
-        results=results,
-        fits=fits,
-        figures=[str(p) for p in figures],
-    )
+
+        def measuring(name: str) -> None:
+            progress.update(task, description=f"measuring {name}", advance=0 if name == jobs[0][0] else 1)
+
+        report = shatter(
+            jobs,
+            data,
+            out=args.out,
+            json_path=args.json,
+            data_name=args.data,
+            num_points=args.num_points,
+            bn_mode=args.bn_mode,
+            dtype=args.dtype,
+            seed=args.seed,
+            on_model=measuring,
+        )
+    _print_table(console, report["results"], args)
     if args.json is not None:
-        _write_json(args.json, report)
         console.print(f"numbers: {args.json}")
-    console.print(f"figures: {', '.join(str(p) for p in figures)}")
+    console.print(f"figures: {', '.join(report['figures'])}")
     return report
-
-
-def _write_json(path: Path, report: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_safe(report), indent=2))
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-FIGURE_NAMES = ("neighbor_corr.png", "gradient_traces.png", "covariance.png")
-
-
-def write_figures(out: Path, results: list[dict[str, Any]], grads: dict[str, Any], fits: dict[str, Any]) -> list[Path]:
-    """The run's three figures, always the same set (:data:`FIGURE_NAMES`), overwritten in ``out``.
-
-    ``neighbor_corr.png``: correlation against depth per family with the fitted laws, or one bar
-    per model for a ``--models`` run; ``gradient_traces.png`` and ``covariance.png``: one panel per model.
-    """
-    from matplotlib.figure import Figure  # bare Figures: no pyplot, no backend needed
-
-    from lightning_callbacks.plotting import plot_covariance, plot_gradient_traces, plot_model_bars
-
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / name for name in FIGURE_NAMES]
-    if fits:
-        _depth_curves_figure(results, fits).savefig(paths[0], dpi=110)
-    else:
-        plot_model_bars({r["model"]: r["neighbor_corr"] for r in results}).savefig(paths[0], dpi=110)
-    names = list(grads)
-    cols = min(3, len(names))
-    rows = math.ceil(len(names) / cols)
-    for path, plot in zip(paths[1:], (plot_gradient_traces, plot_covariance)):
-        fig = Figure(figsize=(4.2 * cols, 3.2 * rows), layout="constrained")
-        for i, name in enumerate(names):
-            plot(grads[name], ax=fig.add_subplot(rows, cols, i + 1), title=name)
-        fig.savefig(path, dpi=90)
-    return paths
-
-
-def _depth_curves_figure(results: list[dict[str, Any]], fits: dict[str, Any]) -> Any:
-    from lightning_callbacks.plotting import describe_fit, fitted_law_curve, law_label, plot_depth_curves
-
-    curves, fitted = {}, {}
-    for family, fit in fits.items():
-        rows = [r for r in results if r["family"] == family]
-        depths, values = [r["depth"] for r in rows], [r["neighbor_corr"] for r in rows]
-        curves[family] = (depths, values)
-        curve = fitted_law_curve(depths, values, fit["law"], fit["rate"], fit["r2"])
-        if curve is not None:
-            fitted[family] = (*curve, law_label(fit["law"], fit["rate"], fit["r2"]))
-        elif fit["law"] is not None:  # no line, but the legend says why: constant, or no law fits
-            fitted[family] = ([], [], describe_fit(fit["law"], fit["rate"], fit["r2"]))
-    return plot_depth_curves(curves, fits=fitted, title="neighbor correlation vs depth (dashed: fitted law)")
 
 
 # ---- train ----------------------------------------------------------------------------------
@@ -332,6 +255,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     check_model_names([args.model])  # before any data is decoded
 
     from timm_ll.app.data import load_source
+    from timm_ll.app.reporting import write_json
     from timm_ll.app.training import Recipe, balanced_subset, fit_and_test
 
     console = Console()
@@ -378,7 +302,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         f"(timm.create_model('local-dir:{result.export}', pretrained=True))"
     )
     if args.json is not None:
-        _write_json(args.json, report)
+        write_json(args.json, report)
     return report
 
 

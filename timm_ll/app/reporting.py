@@ -7,6 +7,7 @@ replace only their own marked section of a Markdown page (:func:`write_section`)
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -15,10 +16,20 @@ import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import torch
 
-__all__ = ["machine", "median_time", "read_results", "append_result", "budget_of", "seed_of", "write_section"]
+__all__ = [
+    "machine",
+    "median_time",
+    "read_results",
+    "append_result",
+    "budget_of",
+    "seed_of",
+    "write_section",
+    "write_json",
+]
 
 
 def machine() -> str:
@@ -83,3 +94,19 @@ def write_section(path: Path | str, name: str, markdown: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def write_json(path: Path, report: dict[str, Any]) -> None:
+    """Write ``report`` as indented JSON (non-finite floats become null), creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_json_safe(report), indent=2))
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value

@@ -7,6 +7,10 @@ as the model's ``pretrained_cfg`` asks, resized to its input size).
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import timm
@@ -16,8 +20,12 @@ import torch.nn.functional as F
 from lightning_callbacks import ShatteringMeasurer
 from lightning_callbacks.functional import line_probe
 from timm_ll.app.data import ImageData
+from timm_ll.app.reporting import write_json
 
-__all__ = ["measure_at_init", "probe_images"]
+__all__ = ["measure_at_init", "probe_images", "shatter", "family_jobs", "write_figures", "FIGURE_NAMES"]
+
+# (registered name, family or None, depth or None): one model of a survey
+Job = tuple[str, "str | None", "int | None"]
 
 
 def probe_images(data: ImageData, input_size: tuple[int, int, int], mean: Any, std: Any, seed: int) -> torch.Tensor:
@@ -78,3 +86,105 @@ def measure_at_init(
 
 
 _STATISTICS = ("neighbor_corr", "effective_rank", "stable_rank", "spectral_slope")
+
+
+def family_jobs(families: Sequence[str], depths: Sequence[int]) -> list[Job]:
+    """The survey's jobs for CIFAR families x depths, by registered name (``ll_plain56``)."""
+    return [(f"{family}{depth}", family, depth) for family in families for depth in depths]
+
+
+def shatter(
+    jobs: Sequence[Job],
+    data: ImageData,
+    *,
+    out: Path,
+    json_path: Path | None = None,
+    data_name: str | None = None,
+    num_points: int = 128,
+    bn_mode: str = "eval",
+    dtype: str = "auto",
+    seed: int = 0,
+    on_model: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Measure every job at init (:func:`measure_at_init`), fit each family's decay with depth, draw the
+    three figures into ``out`` (:func:`write_figures`) and, with ``json_path``, write every number there
+    (``data_name`` says which data, in the report).
+    Returns the report: ``results`` (a row per model, with ``family`` and ``depth``), ``fits``, ``figures``
+    and the options. What ``timm-ll shatter`` prints, and what the surveys in ``examples/`` run."""
+    from lightning_callbacks import functional as F
+
+    start = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    grads: dict[str, Any] = {}
+    for name, family, depth in jobs:
+        if on_model is not None:
+            on_model(name)
+        row, grads[name] = measure_at_init(name, data, num_points=num_points, bn_mode=bn_mode, dtype=dtype, seed=seed)
+        results.append(dict(row, family=family, depth=depth))
+    fits = {}
+    for family in dict.fromkeys(r["family"] for r in results if r["family"] is not None):
+        rows = [r for r in results if r["family"] == family]
+        law, rate, r2 = F.fit_decay([r["depth"] for r in rows], [r["neighbor_corr"] for r in rows])
+        fits[family] = dict(law=law, rate=rate, r2=r2)
+    figures = write_figures(out, results, grads, fits)
+    report = dict(
+        schema="timm-ll/shatter/1",
+        data=data_name,
+        num_points=num_points,
+        bn_mode=bn_mode,
+        dtype=dtype,
+        seed=seed,
+        seconds=round(time.perf_counter() - start, 2),
+        results=results,
+        fits=fits,
+        figures=[str(p) for p in figures],
+    )
+    if json_path is not None:
+        write_json(json_path, report)
+    return report
+
+
+FIGURE_NAMES = ("neighbor_corr.png", "gradient_traces.png", "covariance.png")
+
+
+def write_figures(out: Path, results: list[dict[str, Any]], grads: dict[str, Any], fits: dict[str, Any]) -> list[Path]:
+    """The run's three figures, always the same set (:data:`FIGURE_NAMES`), overwritten in ``out``.
+
+    ``neighbor_corr.png``: correlation against depth per family with the fitted laws, or one bar
+    per model for a ``--models`` run; ``gradient_traces.png`` and ``covariance.png``: one panel per model.
+    """
+    from matplotlib.figure import Figure  # bare Figures: no pyplot, no backend needed
+
+    from lightning_callbacks.plotting import plot_covariance, plot_gradient_traces, plot_model_bars
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / name for name in FIGURE_NAMES]
+    if fits:
+        _depth_curves_figure(results, fits).savefig(paths[0], dpi=110)
+    else:
+        plot_model_bars({r["model"]: r["neighbor_corr"] for r in results}).savefig(paths[0], dpi=110)
+    names = list(grads)
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    for path, plot in zip(paths[1:], (plot_gradient_traces, plot_covariance)):
+        fig = Figure(figsize=(4.2 * cols, 3.2 * rows), layout="constrained")
+        for i, name in enumerate(names):
+            plot(grads[name], ax=fig.add_subplot(rows, cols, i + 1), title=name)
+        fig.savefig(path, dpi=90)
+    return paths
+
+
+def _depth_curves_figure(results: list[dict[str, Any]], fits: dict[str, Any]) -> Any:
+    from lightning_callbacks.plotting import describe_fit, fitted_law_curve, law_label, plot_depth_curves
+
+    curves, fitted = {}, {}
+    for family, fit in fits.items():
+        rows = [r for r in results if r["family"] == family]
+        depths, values = [r["depth"] for r in rows], [r["neighbor_corr"] for r in rows]
+        curves[family] = (depths, values)
+        curve = fitted_law_curve(depths, values, fit["law"], fit["rate"], fit["r2"])
+        if curve is not None:
+            fitted[family] = (*curve, law_label(fit["law"], fit["rate"], fit["r2"]))
+        elif fit["law"] is not None:  # no line, but the legend says why: constant, or no law fits
+            fitted[family] = ([], [], describe_fit(fit["law"], fit["rate"], fit["r2"]))
+    return plot_depth_curves(curves, fits=fitted, title="neighbor correlation vs depth (dashed: fitted law)")
