@@ -185,7 +185,7 @@ def main() -> None:
     ll, before = rows[ll_name], rows[ll_name + BEFORE]
     lines += [
         "",
-        f"Targets (issue: LL at plain memory): activations of {ll_name} <= 1.1x {base_name} -> "
+        f"Targets (LL at plain memory): activations of {ll_name} <= 1.1x {base_name} -> "
         f"**{ll['act_mib'] / base['act_mib']:.2f}x** (before: {before['act_mib'] / base['act_mib']:.2f}x)"
         + (
             f"; step <= 2.1x {base_name} -> **{ll['step_s'] / base['step_s']:.2f}x** "
