@@ -213,3 +213,23 @@ def test_recipe_can_decay_norm_scales_and_biases_too():
     weights = sum(p.numel() for p in model.parameters() if p.ndim > 1)
     assert decayed(Recipe()) == weights
     assert decayed(Recipe(decay_norm_and_bias=True)) == sum(p.numel() for p in model.parameters())
+
+
+def test_seeded_report_pairs_by_seed_with_a_t_interval():
+    report = _load("seeded_report")
+
+    def row(family, seed, acc):
+        return dict(family=family, depth=110, seed=seed, test_acc=acc, budget="equal-steps")
+
+    rows = [row("cifar_resnet", s, a) for s, a in ((0, 0.60), (1, 0.62), (2, 0.61))]
+    rows += [row("ll_slim", s, a) for s, a in ((0, 0.58), (1, 0.61), (2, 0.60))]
+    rows.append(row("plain", 0, 0.30))  # one seed: no pair to interval
+    lines = report.tables(rows)
+    slim = next(line for line in lines if "| ll_slim |" in line)
+    # errors 42, 39, 40 against 40, 38, 39: differences +2, +1, +1 (points), mean +1.33
+    mean, low, high = report.paired_interval([2.0, 1.0, 1.0])
+    assert mean == pytest.approx(4 / 3) and low < mean < high
+    assert high - mean == pytest.approx(4.303 * math.sqrt(1 / 3) / math.sqrt(3), rel=1e-3)  # t(2) = 4.303
+    assert f"{mean:+.2f} [{low:+.2f}, {high:+.2f}] over 3" in slim and "40.33% ± 1.53" in slim
+    assert "| 110 | plain | 0 | 70.00% | +30.00 (one pair) over 1 |" in lines  # 70 against the ResNet's 40
+    assert lines.index(next(line for line in lines if "| cifar_resnet |" in line)) == 2  # the reference first
