@@ -57,7 +57,7 @@ def test_train_writes_a_folder_that_timm_loads_by_local_dir_in_a_fresh_process(t
     assert config["architecture"] == "ll_plain8" and config["num_classes"] == 10
     assert config["pretrained_cfg"]["mean"] and config["pretrained_cfg"]["first_conv"] == "stem.conv"
     card = (folder / "README.md").read_text()
-    assert "test accuracy" in card and "lr=0.02" in card and "neighbor_corr" in card
+    assert "test accuracy" in card and "lr=0.02" in card and "neighbor_corr" in card and "data: digits" in card
     model, _ = model_from_checkpoint(trained["checkpoint"])
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():

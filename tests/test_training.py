@@ -110,3 +110,14 @@ def test_fit_and_test_compiles_the_network_and_keeps_the_checkpoint_keys(tmp_pat
     keys = torch.load(result.checkpoint, weights_only=True)["state_dict"]
     assert "model.fc.weight" in keys and not any("_orig_mod" in k for k in keys)  # loads in timm as it is
     assert result.shattering  # the monitor measured the network beside the compiled steps
+
+
+def test_runs_log_csv_alone_where_tensorboard_is_not_installed(tmp_path, monkeypatch):
+    import importlib.util
+
+    from timm_ll.app.training import run_loggers
+
+    assert [type(x).__name__ for x in run_loggers(str(tmp_path), "a")] == ["CSVLogger", "TensorBoardLogger"]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if "tensorboard" in name else real(name, *a))
+    assert [type(x).__name__ for x in run_loggers(str(tmp_path), "b")] == ["CSVLogger"]  # the lean install

@@ -285,6 +285,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         monitor_every=args.monitor_every or None,
         seed=args.seed,
         compile=args.compile,
+        data_name=args.data,
     )
     report = dict(
         schema="timm-ll/train/1",

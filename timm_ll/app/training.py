@@ -368,11 +368,16 @@ def training_curves(log_dir: str | Path) -> dict[str, list[float]]:
 
 
 def run_loggers(out_dir: str, name: str) -> list[Any]:
-    """CSV and TensorBoard loggers writing into one ``out_dir/name/version_N`` folder."""
+    """CSV and (where tensorboard is installed) TensorBoard loggers writing into one ``out_dir/name/version_N``
+    folder. TensorBoard is not a dependency of the lean install: without it the run logs CSV only."""
+    from importlib.util import find_spec
+
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     csv = CSVLogger(out_dir, name=name)
     csv.experiment  # noqa: B018  (creates the folder while it is empty: no "not empty" warning from CSV)
+    if find_spec("tensorboard") is None and find_spec("tensorboardX") is None:
+        return [csv]
     # TensorBoard takes the CSV logger's version: one folder per run, not version_0 and version_1
     return [csv, TensorBoardLogger(out_dir, name=name, version=csv.version, default_hp_metric=False)]
 
@@ -395,6 +400,7 @@ def fit_and_test(
     model_kwargs: dict[str, Any] | None = None,
     resident_data: bool | None = None,
     compile: bool = False,
+    data_name: str | None = None,
 ) -> TrainResult:
     """Train the registered timm model ``model_name`` for ``max_steps`` with the recipe, then test it.
 
@@ -406,7 +412,7 @@ def fit_and_test(
     ``bf16-mixed`` with channels-last unless ``precision`` says otherwise, and with the data
     held on the GPU unless ``resident_data`` is False (see :class:`InMemoryImages`).
     ``compile`` compiles the network (see :class:`ImageClassifier`); ``seconds`` then includes
-    the compilation.
+    the compilation. ``data_name`` names the data in the exported model card.
     """
     import time
 
@@ -452,7 +458,7 @@ def fit_and_test(
     monitor = next((c for c in trainer.callbacks if isinstance(c, ShatteringMonitor)), None)
     for logger in loggers:
         logger.save()  # the CSV file holds every logged step before it is read back
-    export = _export(module, loggers[0].log_dir, metrics, trainer.global_step, monitor)
+    export = _export(module, loggers[0].log_dir, metrics, trainer.global_step, monitor, data_name)
     return TrainResult(
         model=model_name,
         architecture=module.model.pretrained_cfg.get("architecture", model_name),
@@ -470,7 +476,9 @@ def fit_and_test(
     )
 
 
-def _export(module: ImageClassifier, log_dir: str, metrics: dict[str, float], steps: int, monitor: Any) -> str:
+def _export(
+    module: ImageClassifier, log_dir: str, metrics: dict[str, float], steps: int, monitor: Any, data: str | None
+) -> str:
     """Write the trained network into ``<log_dir>/timm`` in timm's format, with a card of the run."""
     from timm_ll.export import card_text, save_pretrained
 
@@ -478,6 +486,7 @@ def _export(module: ImageClassifier, log_dir: str, metrics: dict[str, float], st
     card = card_text(
         module.hparams["model_name"],
         recipe=module.hparams["recipe"],
+        data=data,
         test_acc=float(metrics["test/acc"]),
         steps=steps,
         shattering=dict(monitor.last_measurement) if monitor is not None else None,
