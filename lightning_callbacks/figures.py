@@ -68,10 +68,8 @@ def draw(
 
 class RunFigures:
     """The figures of one monitored run: call :meth:`measured` after every measurement and :meth:`ended`
-    once at the end (or on an exception); only the main process should.
-
-    Args:
-        png_dir: folder of the PNGs (created when first written), or None for no PNGs.
+    once at the end (or on an exception); only the main process should. Their ``png_dir`` is the folder of
+    the PNGs (created when first written), or None for no PNGs.
     """
 
     def __init__(self) -> None:

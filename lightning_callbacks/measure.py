@@ -372,7 +372,7 @@ class ShatteringMeasurer:
         """
         if (args or kwargs) and not self.ready:
             if self.forward_fn is not None and self._fixed_probe is None and self._endpoints is None:
-                self.set_lines(_first_input(args, kwargs))
+                self.set_lines(call_of(args, kwargs).inputs)
             else:
                 self.record(*args, **kwargs)
         if not self.ready:
@@ -514,11 +514,6 @@ class ShatteringMeasurer:
         self.history = list(state.get("history") or [])
         if state.get("call") is not None:
             self.call = RecordedCall.from_state(state["call"])
-
-
-def _first_input(args: tuple, kwargs: dict) -> torch.Tensor:
-    call = call_of(args, kwargs)
-    return call.inputs
 
 
 def check_embedding(network: nn.Module, call: RecordedCall) -> None:

@@ -90,11 +90,9 @@ def block_reading(grads: torch.Tensor, reached: bool = True) -> tuple[Status, fl
     g, z, energy = _centered_energy(grads)
     if not torch.isfinite(energy):  # a NaN or Inf anywhere makes the energy non-finite
         return "non-finite", math.nan
-    mean = g[0] - z[0]
-    uncentered = energy + g.shape[0] * torch.dot(mean, mean)
-    if uncentered == 0:
+    if energy == 0 and not g.any():
         return "zero", math.nan
-    if energy <= _constant_tolerance(grads) * uncentered:
+    if _is_flat(grads, g, z, energy):  # the one test of flatness, as autocorrelation's
         return "flat", 1.0
     n = g.shape[0]
     return "measured", (torch.dot(z[: n - 1].reshape(-1), z[1:].reshape(-1)) / energy).item()
