@@ -26,7 +26,7 @@ import timm
 import torch
 
 import timm_ll  # noqa: F401  (registers the LL models)
-from timm_ll.app.reporting import machine, write_section
+from timm_ll.app.reporting import machine, write_json, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,28 +103,56 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models.split(","):
         row = measure(name, args.device, args.steps, args.batch_size, args.backend)
         rows[name] = row | verdict(row, args.run_steps)
-    pays = all(row["pays"] for row in rows.values())
+    run = dict(
+        pays=all(row["pays"] for row in rows.values()),
+        run_steps=args.run_steps,
+        models=rows,
+        machine=machine(),
+        backend=args.backend,
+        device=args.device,
+        batch_size=args.batch_size,
+        steps=args.steps,
+    )
+    if args.json:
+        write_json(args.json, run)
+    if args.doc:
+        name = block_name(args.device)
+        write_json(REPO / "docs" / "results" / f"{name}.json", run)
+        path = write_section(REPO / "docs" / "PERFORMANCE.md", name, section(run))
+        print(f"wrote {path.relative_to(REPO)}")
+    print(section(run))
+    return 0
+
+
+def block_name(device: str) -> str:
+    """The docs block (and results file) of a device: ``compile`` on the CPU, else ``compile-<device>``."""
+    return "compile" if device == "cpu" else f"compile-{device.split(':')[0]}"
+
+
+def section(run: dict) -> str:
+    """The block from a run's numbers (what ``--json`` writes; ``docs/results/compile.json`` for the docs)."""
     lines = [
-        f"`benchmarks/compile_pays.py`: torch.compile ({args.backend}) for a {args.run_steps}-step run on "
-        f"{args.device}, batch {args.batch_size}, median of {args.steps} steps; {machine()}",
+        f"`benchmarks/compile_pays.py`: torch.compile ({run['backend']}) for a {run['run_steps']}-step run on "
+        f"{run['device']}, batch {run['batch_size']}, median of {run['steps']} steps; {run['machine']}",
         "",
         "| model | eager ms/step | compiled ms/step | compile s | run eager s | run compiled s | pays |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, r in rows.items():
+    for name, r in run["models"].items():
         lines.append(
             f"| {name} | {r['eager_ms']:.2f} | {r['compiled_ms']:.2f} | {r['compile_s']:.1f} | "
             f"{r['eager_run_s']:.0f} | {r['compiled_run_s']:.0f} | {'yes' if r['pays'] else 'no'} |"
         )
-    lines += ["", f"Verdict: compiling {'pays' if pays else 'does not pay'} for a {args.run_steps}-step run."]
-    print("\n".join(lines))
-    if args.doc:
-        section = "compile" if args.device == "cpu" else f"compile-{args.device.split(':')[0]}"
-        path = write_section(REPO / "docs" / "PERFORMANCE.md", section, "\n".join(lines))
-        print(f"wrote {path.relative_to(REPO)}")
-    if args.json:
-        args.json.write_text(json.dumps(dict(pays=pays, run_steps=args.run_steps, models=rows, machine=machine())))
-    return 0
+    verdict_text = "pays" if run["pays"] else "does not pay"
+    lines += ["", f"Verdict: compiling {verdict_text} for a {run['run_steps']}-step run."]
+    return "\n".join(lines)
+
+
+# docs blocks this script writes, regenerated from the committed results (tests/test_docs_drift.py)
+DOC_BLOCKS = {
+    path.stem: (lambda path=path: section(json.loads(path.read_text())))
+    for path in (REPO / "docs" / "results").glob("compile*.json")
+}
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import statistics
 import tempfile
 import time
@@ -38,7 +39,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import timm_ll  # noqa: F401
 from lightning_callbacks import ShatteringMeasurer, ShatteringMonitor
 from lightning_callbacks.measure import early_steps
-from timm_ll.app.reporting import machine, write_section
+from timm_ll.app.reporting import machine, write_json, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -204,6 +205,20 @@ def main() -> None:
     for _ in range(args.repeats):
         for kind in kinds:  # alternated, so drift in machine load hits every loop alike
             fits[kind].append(fit_seconds(kind, args.steps))
+    write_json(
+        NUMBERS,
+        dict(machine=machine(), repeats=args.repeats, steps=args.steps, measurements=count, costs=costs, fits=fits),
+    )
+    text = section(NUMBERS)
+    write_section(REPO / "docs" / "PERFORMANCE.md", "monitor", text)
+    print(text)
+
+
+def section(numbers: Path) -> str:
+    """The block from the measured times (``docs/results/monitor.json``): ratios, extrapolation, side-by-side."""
+    run = json.loads(numbers.read_text())
+    costs, fits, count, repeats, steps = run["costs"], run["fits"], run["measurements"], run["repeats"], run["steps"]
+    kinds = list(fits)
     base = statistics.median(fits["base"])
     overhead = {kind: 100 * (statistics.median(fits[kind]) / base - 1) for kind in kinds if kind != "base"}
     # Cockpit's comparison paired by round: each round's overhead ratio, then their median
@@ -213,14 +228,14 @@ def main() -> None:
     lines = [
         "## ShatteringMonitor cost",
         "",
-        f"Machine: {machine()}. `python benchmarks/monitor_overhead.py --repeats {args.repeats} --steps {args.steps}`.",
+        f"Machine: {run['machine']}. `python benchmarks/monitor_overhead.py --repeats {repeats} --steps {steps}`.",
         "",
         "One measurement at the defaults (`ShatteringMeasurer.measure`: 4 lines x 64 points = 256, input and "
         "every block, all statistics; the adapters' figures are not in it, see the side-by-side below) against one "
         "training step of the same model on 256 samples (for GPT-2 a sample is a 64-token sequence, with its "
         "labels), and the overhead over a 10,000-step run at the default schedule "
         f"({count} measurements: step 0, the log-spaced start, then every 1000) against training steps of 128 "
-        f"samples, extrapolated from those two medians (not a 10,000-step run); medians of {args.repeats}, "
+        f"samples, extrapolated from those two medians (not a 10,000-step run); medians of {repeats}, "
         "alternated:",
         "",
         "| model | measurement (s) | step at 256 (s) | measurement / step | target | step at 128 (s) "
@@ -240,9 +255,9 @@ def main() -> None:
         "Targets: one measurement <= 0.7x a training step of as many samples for `ll_plain20` (a forward pass and "
         "an input-only backward pass are about two thirds of a step), <= 1.0x for the GPT-2 configuration.",
         "",
-        f"Side by side at every 64 steps, {args.steps}-step fits of a BN-free 3-conv net (32x32, batch 128), "
+        f"Side by side at every 64 steps, {steps}-step fits of a BN-free 3-conv net (32x32, batch 128), "
         "one manual-optimization loop, medians of "
-        f"{args.repeats} fits alternated. *ours*: the monitor's statistics, as Cockpit's economy configuration "
+        f"{repeats} fits alternated. *ours*: the monitor's statistics, as Cockpit's economy configuration "
         "computes quantities and leaves plotting to a separate tool; *ours+figures*: with its PNGs at init and "
         "at the end too (no figure logger in these fits). Without either "
         f"{base:.2f} s; "
@@ -260,8 +275,12 @@ def main() -> None:
             f"Cockpit {overhead['cockpit']:+.1f}%, is {overhead['ours'] / overhead['cockpit']:.2f}; pairing by round "
             "keeps a slow round from counting against one side only.)",
         ]
-    write_section(REPO / "docs" / "PERFORMANCE.md", "monitor", "\n".join(lines))
-    print("\n".join(lines))
+    return "\n".join(lines)
+
+
+NUMBERS = REPO / "docs" / "results" / "monitor.json"
+# docs blocks this script writes, regenerated from the committed results (tests/test_docs_drift.py)
+DOC_BLOCKS = {"monitor": lambda: section(NUMBERS)}
 
 
 if __name__ == "__main__":

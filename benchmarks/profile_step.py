@@ -2,13 +2,14 @@
 
     python benchmarks/profile_step.py [--steps 3]
 
-Writes the "profile" section of docs/PERFORMANCE.md: per-step self time of the convolutions,
+Writes docs/results/profile.json and the "profile" block of docs/PERFORMANCE.md: per-step self time of the convolutions,
 of the activation (ReLU or CReLU and their backward), and of everything else.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import timm
@@ -16,7 +17,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import timm_ll  # noqa: F401
-from timm_ll.app.reporting import machine, write_section
+from timm_ll.app.reporting import machine, write_json, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,12 +60,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
     rows = {name: breakdown(name, args.steps) for name in ("plain56", "ll_plain56")}
+    write_json(NUMBERS, dict(machine=machine(), steps=args.steps, rows=rows))
+    text = section(NUMBERS)
+    write_section(REPO / "docs" / "PERFORMANCE.md", "profile", text)
+    print(text)
+
+
+def section(numbers: Path) -> str:
+    """The block from the measured numbers (``docs/results/profile.json``)."""
+    run = json.loads(numbers.read_text())
+    rows = run["rows"]
     base = rows["plain56"]
     lines = [
         "## Where the step time goes (CPU profile, batch 128)",
         "",
-        f"Machine: {machine()}. `python benchmarks/profile_step.py`: self CPU time per step from torch.profiler, "
-        f"mean of {args.steps} steps after a warm-up.",
+        f"Machine: {run['machine']}. `python benchmarks/profile_step.py`: self CPU time per step from torch.profiler, "
+        f"mean of {run['steps']} steps after a warm-up.",
         "",
         "| model | convolutions (ms) | activation fwd+bwd (ms) | everything else (ms) | total (ms) |",
         "|---|---|---|---|---|",
@@ -74,8 +85,12 @@ def main() -> None:
             for n, r in rows.items()
         ],
     ]
-    write_section(REPO / "docs" / "PERFORMANCE.md", "profile", "\n".join(lines))
-    print("\n".join(lines))
+    return "\n".join(lines)
+
+
+NUMBERS = REPO / "docs" / "results" / "profile.json"
+# docs blocks this script writes, regenerated from the committed results (tests/test_docs_drift.py)
+DOC_BLOCKS = {"profile": lambda: section(NUMBERS)}
 
 
 if __name__ == "__main__":

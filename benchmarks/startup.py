@@ -3,18 +3,19 @@
     python benchmarks/startup.py [--runs 20]
 
 Reads ``python -X importtime -c pass``: the hook module's own import time at start-up, against
-the whole start-up's imports. Writes the "startup" section of docs/PERFORMANCE.md.
+the whole start-up's imports. Writes docs/results/startup.json and the "startup" block of docs/PERFORMANCE.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-from timm_ll.app.reporting import machine, write_section
+from timm_ll.app.reporting import machine, write_json, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,18 +42,31 @@ def main() -> None:
     samples = [import_times() for _ in range(args.runs)]
     if not any(h for h, _ in samples):
         raise SystemExit("the hook was not imported at start-up: install timm-ll (pip install -e .) first")
-    hook = statistics.median(h for h, _ in samples)
-    total = statistics.median(t for _, t in samples)
+    write_json(NUMBERS, dict(machine=machine(), runs=args.runs, samples_us=samples))
+    text = section(NUMBERS)
+    write_section(REPO / "docs" / "PERFORMANCE.md", "startup", text)
+    print(text)
+
+
+def section(numbers: Path) -> str:
+    """The block from the measured import times (``docs/results/startup.json``)."""
+    run = json.loads(numbers.read_text())
+    hook = statistics.median(h for h, _ in run["samples_us"])
+    total = statistics.median(t for _, t in run["samples_us"])
     lines = [
         "## Start-up cost of the zero-import hook",
         "",
-        f"Machine: {machine()}. `python benchmarks/startup.py`: `python -X importtime -c pass`, median of "
-        f"{args.runs} runs. The hook module `_timm_ll_autoregister` (imported by its `.pth` file) takes "
+        f"Machine: {run['machine']}. `python benchmarks/startup.py`: `python -X importtime -c pass`, median of "
+        f"{run['runs']} runs. The hook module `_timm_ll_autoregister` (imported by its `.pth` file) takes "
         f"**{hook:.0f} µs**, against {total / 1000:.1f} ms for all the imports of a bare start-up "
         f"({100 * hook / total:.1f}%). It imports only `os` and `sys`, both already loaded.",
     ]
-    write_section(REPO / "docs" / "PERFORMANCE.md", "startup", "\n".join(lines))
-    print("\n".join(lines))
+    return "\n".join(lines)
+
+
+NUMBERS = REPO / "docs" / "results" / "startup.json"
+# docs blocks this script writes, regenerated from the committed results (tests/test_docs_drift.py)
+DOC_BLOCKS = {"startup": lambda: section(NUMBERS)}
 
 
 if __name__ == "__main__":

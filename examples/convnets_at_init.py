@@ -37,9 +37,11 @@ def _table(results: list[dict]) -> list[str]:
     return lines
 
 
-def _relative_figures(path: Path) -> dict:
-    """The report at ``path``, its figure paths rewritten relative to the repository (no machine path in docs)."""
+def _finish_report(path: Path) -> dict:
+    """The report at ``path``, naming the machine it ran on, its figure paths rewritten relative to the
+    repository (no machine path in docs)."""
     report = json.loads(path.read_text())
+    report["machine"] = machine()
     report["figures"] = [
         str(Path(f).resolve().relative_to(REPO)) if Path(f).resolve().is_relative_to(REPO) else Path(f).name
         for f in report["figures"]
@@ -69,14 +71,28 @@ def main() -> None:
     jobs = [(name, None, None) for name in ("ll_resnet50", "plain_resnet50", "resnet50")]
     out = docs / "figures" / "resnet50_family_at_init"
     shatter(jobs, data, out=out, json_path=imagenet_json, data_name="digits", num_points=32)
-    cifar, imagenet = _relative_figures(cifar_json), _relative_figures(imagenet_json)
-    fits = [
-        f"{family}: {fit['law']} decay, rate {fit['rate']:.3g}, R² {fit['r2']:.2f}"
-        for family, fit in cifar["fits"].items()
-        if fit["law"]
-    ]
+    _finish_report(cifar_json)
+    _finish_report(imagenet_json)
+    text = section(cifar_json, imagenet_json)
+    if args.doc:
+        write_section(REPO / "docs" / "REPRODUCTION.md", "convnets-at-init", text)
+    print(text)
+
+
+def section(cifar_json: Path, imagenet_json: Path) -> str:
+    """The docs section, from the two JSON reports: both tables, the fitted laws and the figures."""
+    cifar, imagenet = json.loads(cifar_json.read_text()), json.loads(imagenet_json.read_text())
+    from lightning_callbacks.plotting import describe_fit, unfitted_note
+
+    def fit_text(family: str, fit: dict) -> str:
+        # a law only where one is drawn (R² >= 0.9, a nonzero rate): "constant" or "no law fits" otherwise
+        rows = [r for r in cifar["results"] if r["family"] == family]
+        left = unfitted_note([r["depth"] for r in rows], [r["neighbor_corr"] for r in rows])
+        return f"{family}: {describe_fit(fit['law'], fit['rate'], fit['r2'])}{left}"
+
+    fits = [fit_text(family, fit) for family, fit in cifar["fits"].items()]
     lines = [
-        f"Machine: {machine()}. `python examples/convnets_at_init.py --doc` (the numbers are in "
+        f"Machine: {cifar['machine']}. `python examples/convnets_at_init.py --doc` (the numbers are in "
         "`docs/convnets_at_init.json` and `docs/resnet50_family_at_init.json`).",
         "",
         f"CIFAR families at init, {cifar['num_points']}-point line probe between two digits images (3x32x32), "
@@ -84,7 +100,7 @@ def main() -> None:
         "",
         *_table(cifar["results"]),
         "",
-        "Fitted decay of the neighbor correlation with depth: " + "; ".join(fits) + ".",
+        "Fitted decay of the neighbor correlation with depth (a law where R² >= 0.9): " + "; ".join(fits) + ".",
         "",
         "![neighbor correlation vs depth](figures/convnets_at_init/neighbor_corr.png)",
         "![covariance images](figures/convnets_at_init/covariance.png)",
@@ -95,9 +111,13 @@ def main() -> None:
         "",
         "![gradient traces](figures/resnet50_family_at_init/gradient_traces.png)",
     ]
-    if args.doc:
-        write_section(REPO / "docs" / "REPRODUCTION.md", "convnets-at-init", "\n".join(lines))
-    print("\n".join(lines))
+    return "\n".join(lines)
+
+
+# docs blocks this script writes, regenerated from the committed results (tests/test_docs_drift.py)
+DOC_BLOCKS = {
+    "convnets-at-init": lambda: section(DOCS / "convnets_at_init.json", DOCS / "resnet50_family_at_init.json")
+}
 
 
 if __name__ == "__main__":

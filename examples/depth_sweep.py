@@ -221,8 +221,8 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def write_doc(rows: list[dict], preset: str) -> None:
-    """Write the sweep's table (test error per family and depth) into docs/REPRODUCTION.md."""
+def section(rows: list[dict], preset: str) -> str:
+    """The docs section of a sweep: its setting, the table of test error per family and depth, the wall times."""
     first = rows[0]
     recipe = first.get("recipe")
     lines = [
@@ -239,7 +239,25 @@ def write_doc(rows: list[dict], preset: str) -> None:
         )
         + ".",
     ]
-    write_section(REPO / "docs" / "REPRODUCTION.md", f"sweep-{preset}", "\n".join(lines))
+    return "\n".join(lines)
+
+
+def write_doc(rows: list[dict], preset: str) -> None:
+    """Write the sweep's section into docs/REPRODUCTION.md."""
+    write_section(REPO / "docs" / "REPRODUCTION.md", f"sweep-{preset}", section(rows, preset))
+
+
+def _committed_sweeps() -> dict[str, Path]:
+    """Preset -> its committed results file (the seeded study has its own report: ``seeded_report.py``)."""
+    files = (REPO / "docs" / "results").glob("depth_sweep_*.jsonl")
+    return {f.stem.removeprefix("depth_sweep_"): f for f in files if not f.stem.endswith("-seeded")}
+
+
+# docs blocks this script writes, regenerated from the committed results (tests/test_docs_drift.py)
+DOC_BLOCKS = {
+    f"sweep-{preset}": (lambda path=path, preset=preset: section(read_results(path), preset))
+    for preset, path in _committed_sweeps().items()
+}
 
 
 if __name__ == "__main__":

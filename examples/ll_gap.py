@@ -101,6 +101,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--doc", action="store_true", help="write the table into docs/REPRODUCTION.md")
     args = parser.parse_args(argv)
     rows = run(args)
+    text = section(rows)
+    print(text)
+    if args.doc:
+        write_section(REPO / "docs" / "REPRODUCTION.md", f"ll-gap-{args.preset}", text)
+
+
+def section(rows: list[dict]) -> str:
+    """The docs section of the LL-gap study: its setting and the per-variant table."""
     first = rows[0]
     lines = [
         f"Machine: {first['machine']}. `python examples/ll_gap.py --doc`: {first['model']}, {first['steps']} steps "
@@ -109,9 +117,14 @@ def main(argv: list[str] | None = None) -> None:
         "",
         *summary(rows),
     ]
-    print("\n".join(lines))
-    if args.doc:
-        write_section(REPO / "docs" / "REPRODUCTION.md", f"ll-gap-{args.preset}", "\n".join(lines))
+    return "\n".join(lines)
+
+
+# docs blocks this script writes, regenerated from the committed results (tests/test_docs_drift.py)
+DOC_BLOCKS = {
+    f"ll-gap-{path.stem.removeprefix('ll_gap_')}": (lambda path=path: section(read_results(path)))
+    for path in (REPO / "docs" / "results").glob("ll_gap_*.jsonl")
+}
 
 
 if __name__ == "__main__":

@@ -96,6 +96,14 @@ def main() -> None:
     parser.add_argument("--doc", action="store_true", help="write the table into docs/REPRODUCTION.md")
     args = parser.parse_args()
     rows = run_sweep(args)
+    text = section(rows)
+    print(text)
+    if args.doc:
+        write_section(REPO / "docs" / "REPRODUCTION.md", f"recipe-sweep-{args.preset}", text)
+
+
+def section(rows: list[dict]) -> str:
+    """The docs section of a recipe sweep: its setting, the validation-error table and each model's best."""
     best = winners(rows)
     first = rows[0]
     lines = [
@@ -108,9 +116,14 @@ def main() -> None:
         "",
         "Best: " + "; ".join(_best_text(rows, model, row) for model, row in best.items()) + ".",
     ]
-    print("\n".join(lines))
-    if args.doc:
-        write_section(REPO / "docs" / "REPRODUCTION.md", f"recipe-sweep-{args.preset}", "\n".join(lines))
+    return "\n".join(lines)
+
+
+# docs blocks this script writes, regenerated from the committed results (tests/test_docs_drift.py)
+DOC_BLOCKS = {
+    f"recipe-sweep-{path.stem.removeprefix('recipe_sweep_')}": (lambda path=path: section(read_results(path)))
+    for path in (REPO / "docs" / "results").glob("recipe_sweep_*.jsonl")
+}
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ writes the tables into docs/REPRODUCTION.md (section ``seeded-study``).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 from collections import defaultdict
@@ -73,28 +74,91 @@ def tables(rows: list[dict]) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> list[str]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", type=Path)
-    parser.add_argument("--doc", action="store_true", help="write the tables into docs/REPRODUCTION.md")
-    args = parser.parse_args(argv)
-    rows = read_results(args.results)
-    if not rows:
-        parser.error(f"{args.results}: no runs yet; run examples/seeded_study.sh first")
-    relative = (
-        args.results.resolve().relative_to(REPO) if args.results.resolve().is_relative_to(REPO) else args.results.name
-    )
+TARGETS = {110: 2.0, 200: 3.0}  # points: the equal-compute LL net within this of the ResNet of its depth
+EQUAL_COMPUTE = "ll_slim"
+
+
+def target_lines(rows: list[dict]) -> list[str]:
+    """Each target against the point estimate of the paired mean difference, and what its interval allows."""
+    cells, lines = errors_by_cell(rows), []
+    for depth, target in TARGETS.items():
+        ll, reference = cells.get((depth, EQUAL_COMPUTE), {}), cells.get((depth, REFERENCE), {})
+        pairs = [ll[s] - reference[s] for s in sorted(ll) if s in reference]
+        name = f"{EQUAL_COMPUTE}{depth} minus {REFERENCE}{depth}"
+        if not pairs:
+            lines.append(f"- Target: {name} <= +{target:.0f} points: no pair yet.")
+            continue
+        mean, low, high = paired_interval(pairs)
+        verdict = "met" if mean <= target else f"missed by {mean - target:.2f} points"
+        allows = (
+            f"; the 95% interval [{low:+.2f}, {high:+.2f}] "
+            + ("lies within the target" if high <= target else "does not exclude a gap beyond the target")
+            if math.isfinite(low)
+            else "; one pair gives no interval"
+        )
+        lines.append(
+            f"- Target: {name} <= +{target:.0f} points (point estimate): {mean:+.2f} over {len(pairs)} "
+            f"pair{'s' if len(pairs) > 1 else ''}, {verdict}{allows}."
+        )
+    return lines
+
+
+def wall_clock_lines(rows: list[dict], step_times: dict | None) -> list[str]:
+    """How many steps a ResNet takes in the time of 600 steps of each other family, from measured step times."""
+    if step_times is None:
+        return ["- Equal wall-clock: no step times measured yet (`benchmarks/step_times.py`)."]
+    times, lines = step_times["rows"], []
+    for depth, family in sorted({(r["depth"], r["family"]) for r in rows}):
+        model, reference = f"{family}{depth}", f"{REFERENCE}{depth}"
+        if family == REFERENCE or model not in times or reference not in times:
+            continue
+        ratio = times[model]["step_s"] / times[reference]["step_s"]
+        steps = rows[0]["steps"]
+        lines.append(
+            f"- Equal wall-clock: one {model} step takes {ratio:.2f}x a {reference} step (`step-times` block of "
+            f"docs/PERFORMANCE.md), so in the time of {steps} {model} steps a {reference} takes "
+            f"{round(ratio * steps)}."
+        )
+    return lines
+
+
+def section(results: Path, step_times: Path | None = None) -> str:
+    """The docs section of the seeded study: its setting, the tables, the targets and the wall-clock translation."""
+    rows = read_results(results)
+    relative = results.resolve().relative_to(REPO) if results.resolve().is_relative_to(REPO) else results.name
+    timing = json.loads(step_times.read_text()) if step_times is not None and step_times.exists() else None
     lines = [
         f"Machine: {rows[0]['machine']}. `python examples/seeded_report.py {relative} --doc`, from "
         f"{len(rows)} runs of `examples/seeded_study.sh` (600 steps of batch 128 on the fixed 10k subset, full "
         "test set, the default recipe). A seed varies the init, the data order and the monitor's lines.",
         "",
         *tables(rows),
+        "",
+        *target_lines(rows),
+        *wall_clock_lines(rows, timing),
     ]
+    return "\n".join(lines)
+
+
+RESULTS = REPO / "docs" / "results" / "depth_sweep_cpu-600-seeded.jsonl"
+STEP_TIMES = REPO / "docs" / "results" / "step_times.json"
+# docs blocks this script writes, regenerated from the committed results (tests/test_docs_drift.py)
+DOC_BLOCKS = {"seeded-study": lambda: section(RESULTS, STEP_TIMES)}
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--step-times", type=Path, default=STEP_TIMES, help="benchmarks/step_times.py's numbers")
+    parser.add_argument("--doc", action="store_true", help="write the tables into docs/REPRODUCTION.md")
+    args = parser.parse_args(argv)
+    if not read_results(args.results):
+        parser.error(f"{args.results}: no runs yet; run examples/seeded_study.sh first")
+    text = section(args.results, args.step_times)
     if args.doc:
-        write_section(REPO / "docs" / "REPRODUCTION.md", "seeded-study", "\n".join(lines))
-    print("\n".join(lines))
-    return lines
+        write_section(REPO / "docs" / "REPRODUCTION.md", "seeded-study", text)
+    print(text)
+    return text
 
 
 if __name__ == "__main__":

@@ -109,7 +109,8 @@ def plot_heatmaps(runs: list[dict], depths: list[int]):
                 colorbar=False,
                 max_step_labels=6,
             )
-    image = next((im for ax in axes.flat for im in ax.get_images()), None)
+    # the heatmaps are meshes (columns spaced by step), not images: one shared colour scale for all of them
+    image = next((mesh for ax in axes.flat for mesh in ax.collections if mesh.get_array() is not None), None)
     if image is not None:
         fig.colorbar(image, ax=axes, label="neighbor correlation", shrink=0.8)
     return fig
@@ -154,24 +155,53 @@ def plot_early_vs_final(runs: list[dict], rho: float, pvalue: float):
     return fig
 
 
-def analyse(results: Path, out: Path, depths: list[int] | None = None) -> dict:
-    """Draw the three figures into ``out`` and return the table lines and the rank correlation."""
+FIGURES = ("heatmaps", "statistics", "early_vs_final")
+
+
+def _early_vs_error(runs: list[dict]) -> tuple[float, float]:
+    """Spearman's rho (and p) between the input-level neighbor correlation at 10% of training and test error."""
+    return spearman([input_statistic(reading(r, 0.1)) for r in runs], [1 - r["test_acc"] for r in runs])
+
+
+def draw(results: Path, out: Path, depths: list[int] | None = None) -> dict[str, Path]:
+    """Draw the three figures of a depth sweep's monitor readings into ``out``; return their paths."""
     runs = load_runs(results)
     depths = depths or sorted({r["depth"] for r in runs})[-2:]
-    early = [input_statistic(reading(r, 0.1)) for r in runs]
-    errors = [1 - r["test_acc"] for r in runs]
-    rho, pvalue = spearman(early, errors)
     out.mkdir(parents=True, exist_ok=True)
     figures = dict(
         heatmaps=plot_heatmaps(runs, depths),
         statistics=plot_statistics(runs, depths),
-        early_vs_final=plot_early_vs_final(runs, rho, pvalue),
+        early_vs_final=plot_early_vs_final(runs, *_early_vs_error(runs)),
     )
     paths = {}
     for name, fig in figures.items():
         paths[name] = out / f"shattering_during_training_{name}.png"
         fig.savefig(paths[name], dpi=110)
-    return dict(runs=runs, table=table(runs), rho=rho, pvalue=pvalue, figures=paths, depths=depths)
+    return paths
+
+
+def section(results: Path) -> str:
+    """The docs section: the setting, the table of readings, the rank correlation and the figures."""
+    runs = load_runs(results)
+    rho, pvalue = _early_vs_error(runs)
+    first = runs[0]
+    lines = [
+        f"Machine: {first['machine']}. `python examples/shattering_during_training.py "
+        f"docs/results/{results.name} --doc`, from the ShatteringMonitor's readings in each run of the "
+        f"sweep ({first['steps']} steps; 4 lines x 64 points between training images, eval-mode BN). "
+        "'10%' is the measurement nearest step "
+        f"{round(0.1 * first['steps'])}. A block's correlation is that of the gradient at its output: near the "
+        "head (pool + linear) it is 1 by construction, and it falls towards the input as the gradient crosses "
+        "more blocks; 'mean block' averages the blocks.",
+        "",
+        *table(runs),
+        "",
+        f"Early (10%) input-level neighbour correlation vs final test error, over the {len(runs)} runs: "
+        f"Spearman rho = {rho:.2f} (p = {pvalue:.2g}).",
+        "",
+        *(f"![{name}](figures/shattering_during_training_{name}.png)" for name in FIGURES),
+    ]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -187,29 +217,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     depths = [int(d) for d in args.depths.split(",")] if args.depths else None
     out = REPO / "docs" / "figures" if args.doc else args.out
-    found = analyse(args.results, out, depths)
-    first = found["runs"][0]
-    lines = [
-        f"Machine: {first['machine']}. `python examples/shattering_during_training.py "
-        f"docs/results/{args.results.name} --doc`, from the ShatteringMonitor's readings in each run of the "
-        f"sweep ({first['steps']} steps; 4 lines x 64 points between training images, eval-mode BN). "
-        "'10%' is the measurement nearest step "
-        f"{round(0.1 * first['steps'])}. A block's correlation is that of the gradient at its output: near the "
-        "head (pool + linear) it is 1 by construction, and it falls towards the input as the gradient crosses "
-        "more blocks; 'mean block' averages the blocks.",
-        "",
-        *found["table"],
-        "",
-        f"Early (10%) input-level neighbour correlation vs final test error, over the {len(found['runs'])} runs: "
-        f"Spearman rho = {found['rho']:.2f} (p = {found['pvalue']:.2g}).",
-        "",
-        *(f"![{name}](figures/{path.name})" for name, path in found["figures"].items()),
-    ]
-    print("\n".join(lines))
+    draw(args.results, out, depths)
+    text = section(args.results)
+    print(text)
     if args.doc:
-        write_section(REPO / "docs" / "REPRODUCTION.md", "shattering-during-training", "\n".join(lines))
+        write_section(REPO / "docs" / "REPRODUCTION.md", "shattering-during-training", text)
     else:
         print(f"figures in {out}")
+
+
+# docs blocks this script writes, regenerated from the committed results (tests/test_docs_drift.py)
+DOC_BLOCKS = {"shattering-during-training": lambda: section(REPO / "docs" / "results" / "depth_sweep_cpu-600.jsonl")}
 
 
 if __name__ == "__main__":

@@ -12,29 +12,25 @@ on the mean-pooled output; and, as a control, a per-token skip-free ReLU MLP of 
 depths. Neighbor correlation of the input gradient (median over seeds), and the per-block
 profile of the deepest net. About 15 seconds on 2 CPU cores.
 
-``--doc`` writes the table and figures into docs/REPRODUCTION.md (section "transformer-at-init");
-otherwise the figures go to a temporary folder.
+``--doc`` writes the numbers (docs/results/transformer_at_init.json), the figures and the section
+"transformer-at-init" of docs/REPRODUCTION.md; otherwise they go to a temporary folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from lightning_callbacks import functional as F
-from lightning_callbacks.plotting import (
-    describe_fit,
-    fitted_law_curve,
-    law_label,
-    plot_depth_curves,
-    plot_depth_profile,
-)
-from timm_ll.app.reporting import machine, write_section
+from lightning_callbacks.plotting import describe_fit, fit_curve_entry, plot_depth_curves, plot_depth_profile
+from timm_ll.app.reporting import machine, write_json, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 DEPTHS = (2, 4, 8, 16, 32, 48)
@@ -106,66 +102,86 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--doc", action="store_true", help="write the results into docs/REPRODUCTION.md")
     args = parser.parse_args()
-    figures = REPO / "docs" / "figures" / "transformer_at_init" if args.doc else Path(tempfile.mkdtemp())
-    figures.mkdir(parents=True, exist_ok=True)
-
+    out = REPO / "docs" if args.doc else Path(tempfile.mkdtemp())
     results: dict[str, list[float]] = {}
-    profiles: dict[str, F.DepthProfile] = {}
+    profiles: dict[str, dict] = {}
     for name in KINDS:
         results[name] = []
         for depth in DEPTHS:
             runs = [measure(depth, name, seed) for seed in range(args.seeds)]
             results[name].append(statistics.median(c for c, _ in runs))
             if depth == DEPTHS[-1]:
-                profiles[name] = runs[0][1]
+                profiles[name] = asdict(runs[0][1])
             print(f"{name} depth {depth}: neighbor correlation {results[name][-1]:.3f}", flush=True)
+    numbers = out / "results" / "transformer_at_init.json"
+    data = dict(machine=machine(), seeds=args.seeds, depths=list(DEPTHS), neighbor_corr=results, profiles=profiles)
+    write_json(numbers, data)
+    draw(numbers, out / "figures" / "transformer_at_init")
+    text = section(numbers)
+    print(text)
+    if args.doc:
+        write_section(REPO / "docs" / "REPRODUCTION.md", "transformer-at-init", text)
+    else:
+        print(f"figures and numbers: {out}")
 
-    fits, curves = {}, {}
-    for name, values in results.items():
-        law, rate, r2 = F.fit_decay(DEPTHS, values)
-        fits[name] = (law, rate, r2)
-        curve = fitted_law_curve(DEPTHS, values, law, rate, r2)
-        if curve is not None:
-            curves[name] = (*curve, law_label(law, rate, r2))
+
+def _fits(depths: list[int], results: dict[str, list[float]]) -> dict[str, tuple[str | None, float, float]]:
+    return {name: F.fit_decay(depths, values) for name, values in results.items()}
+
+
+def draw(numbers: Path, folder: Path) -> None:
+    """The figures from the measured numbers: correlation vs depth (fitted laws where drawable), deepest profiles."""
+    data = json.loads(numbers.read_text())
+    depths, results = data["depths"], data["neighbor_corr"]
+    folder.mkdir(parents=True, exist_ok=True)
+    curves = {name: fit_curve_entry(depths, results[name], *fit) for name, fit in _fits(depths, results).items()}
+    curves = {name: entry for name, entry in curves.items() if entry is not None}
     title = "transformer encoder at init: a line in embedding space"
-    plot_depth_curves({n: (list(DEPTHS), v) for n, v in results.items()}, fits=curves, title=title).savefig(
-        figures / "neighbor_corr_vs_depth.png", dpi=110
+    plot_depth_curves({n: (depths, v) for n, v in results.items()}, fits=curves, title=title).savefig(
+        folder / "neighbor_corr_vs_depth.png", dpi=110
     )
-    for name, profile in profiles.items():
-        fig = plot_depth_profile(profile, title=f"{name}, depth {DEPTHS[-1]}: neighbor correlation per block")
-        fig.savefig(figures / f"profile_{_slug(name)}{DEPTHS[-1]}.png", dpi=110)
+    for name, profile in data["profiles"].items():
+        fig = plot_depth_profile(
+            F.DepthProfile(**profile), title=f"{name}, depth {depths[-1]}: neighbor correlation per block"
+        )
+        fig.savefig(folder / f"profile_{_slug(name)}{depths[-1]}.png", dpi=110)
 
+
+def section(numbers: Path) -> str:
+    """The docs section from the measured numbers (``docs/results/transformer_at_init.json``)."""
+    data = json.loads(numbers.read_text())
+    depths, results, seeds = data["depths"], data["neighbor_corr"], data["seeds"]
+    fits = _fits(depths, results)
     lines = [
-        f"Machine: {machine()}. `python examples/shattering_in_a_transformer.py --seeds {args.seeds} --doc`: "
+        f"Machine: {data['machine']}. `python examples/shattering_in_a_transformer.py --seeds {seeds} --doc`: "
         f"{POINTS}-point line between two random {TOKENS}-token sequences' embeddings (width {WIDTH}), "
         "gradient of a fixed random projection of the output w.r.t. each point, PyTorch's default init, "
-        f"eval mode, float64; median over {args.seeds} seeds (weights, tokens).",
+        f"eval mode, float64; median over {seeds} seeds (weights, tokens).",
         "",
-        "| network | " + " | ".join(f"depth {d}" for d in DEPTHS) + " | fitted law |",
-        "|---|" + "---|" * (len(DEPTHS) + 1),
+        "| network | " + " | ".join(f"depth {d}" for d in depths) + " | fitted law (R² >= 0.9) |",
+        "|---|" + "---|" * (len(depths) + 1),
     ]
     for name, values in results.items():
-        law, rate, r2 = fits[name]
-        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + f" | {describe_fit(law, rate, r2)} |")
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + f" | {describe_fit(*fits[name])} |")
     deepest = {name: values[-1] for name, values in results.items()}
     lines += [
         "",
-        f"At depth {DEPTHS[-1]} the input gradient along the embedding line keeps a neighbor correlation of "
-        f"{deepest['post-LN']:.3f} (post-LN) and {deepest['pre-LN']:.3f} (pre-LN); across depths {DEPTHS[0]} to "
-        f"{DEPTHS[-1]} both stay within a range of {_spread(results['post-LN'] + results['pre-LN']):.3f}: neither "
+        f"At depth {depths[-1]} the input gradient along the embedding line keeps a neighbor correlation of "
+        f"{deepest['post-LN']:.3f} (post-LN) and {deepest['pre-LN']:.3f} (pre-LN); across depths {depths[0]} to "
+        f"{depths[-1]} both stay within a range of {_spread(results['post-LN'] + results['pre-LN']):.3f}: neither "
         "transformer shatters with depth at initialization on this probe. The skip-free ReLU control on the "
         f"same probe falls from {results['MLP control'][0]:.3f} to {deepest['MLP control']:.3f} "
-        f"({law_label(*fits['MLP control'])}), so the probe does see shattering where it happens; mean-pooling "
+        f"({describe_fit(*fits['MLP control'])}), so the probe does see shattering where it happens; mean-pooling "
         "16 tokens smooths it, which is why the control decays more slowly here than a single-output net does.",
         "",
         "![neighbor correlation vs depth](figures/transformer_at_init/neighbor_corr_vs_depth.png)",
-        *[f"![{name} profile](figures/transformer_at_init/profile_{_slug(name)}{DEPTHS[-1]}.png)" for name in KINDS],
+        *[f"![{name} profile](figures/transformer_at_init/profile_{_slug(name)}{depths[-1]}.png)" for name in results],
     ]
-    print("\n".join(lines))
-    if args.doc:
-        write_section(REPO / "docs" / "REPRODUCTION.md", "transformer-at-init", "\n".join(lines))
-    else:
-        print(f"figures: {figures}")
+    return "\n".join(lines)
+
+
+# docs blocks this script writes, regenerated from the committed results (tests/test_docs_drift.py)
+DOC_BLOCKS = {"transformer-at-init": lambda: section(REPO / "docs" / "results" / "transformer_at_init.json")}
 
 
 if __name__ == "__main__":

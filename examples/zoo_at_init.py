@@ -108,9 +108,9 @@ def _slope_text(slope: float | None) -> str:
 
 
 def table(rows: list[dict]) -> list[str]:
-    """Sorted by the eval-mode neighbor correlation, highest (smoothest) first."""
+    """Sorted by the eval-mode neighbor correlation, highest (smoothest) first, ties by name (a stable order)."""
     by = {(r["model"], r["bn_mode"]): r for r in rows}
-    models = sorted({r["model"] for r in rows}, key=lambda m: -by[(m, "eval")]["neighbor_corr"])
+    models = sorted({r["model"] for r in rows}, key=lambda m: (-by[(m, "eval")]["neighbor_corr"], m))
     lines = [
         "| model | neighbor corr. (eval BN) | (batch BN) | effective rank | spectral slope | precision |",
         "|---|---|---|---|---|---|",
@@ -148,10 +148,18 @@ def main() -> None:
     figures = REPO / "docs" / "figures" if args.doc else args.out
     figures.mkdir(parents=True, exist_ok=True)
     figure(rows).savefig(figures / "zoo_at_init.png", dpi=100)
+    text = section(rows, PRESETS[args.preset]["points"])
+    print(text + f"\n({time.perf_counter() - start:.0f} s)")
+    if args.doc:
+        write_section(REPO / "docs" / "REPRODUCTION.md", "zoo-at-init", text)
+
+
+def section(rows: list[dict], points: int) -> str:
+    """The docs section of the zoo survey: its setting, the table (smoothest first) and the figure."""
     seconds = sum(r["seconds"] for r in rows)
     lines = [
         f"Machine: {rows[0]['machine']}. `python examples/zoo_at_init.py --doc` ({seconds / 60:.0f} minutes of "
-        f"measurement): {PRESETS[args.preset]['points']}-point line between two CIFAR-10 training images upscaled "
+        f"measurement): {points}-point line between two CIFAR-10 training images upscaled "
         "to each model's input size (224x224), timm's default init, the gradient of a fixed random projection of "
         "the logits (of the pre-logits features where timm zero-initializes the classifier, marked *); looks-linear "
         "models in float64 (`--dtype auto`). Sorted by "
@@ -161,9 +169,15 @@ def main() -> None:
         "",
         "![the zoo at init](figures/zoo_at_init.png)",
     ]
-    print("\n".join(lines) + f"\n({time.perf_counter() - start:.0f} s)")
-    if args.doc:
-        write_section(REPO / "docs" / "REPRODUCTION.md", "zoo-at-init", "\n".join(lines))
+    return "\n".join(lines)
+
+
+# docs blocks this script writes, regenerated from the committed results (tests/test_docs_drift.py)
+DOC_BLOCKS = {
+    "zoo-at-init": lambda: section(
+        read_results(REPO / "docs" / "results" / "zoo_at_init.jsonl"), PRESETS["zoo"]["points"]
+    )
+}
 
 
 if __name__ == "__main__":

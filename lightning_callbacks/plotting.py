@@ -91,7 +91,8 @@ def fitted_law_curve(
     positive = [(float(d), float(v)) for d, v in zip(depths, values) if v > 0 and math.isfinite(v)]
     if not positive or not drawable(law, rate, r2):
         return None
-    lo, hi = min(depths), max(depths)
+    # only over the readings it was fitted to: a law drawn past a reading <= 0 would claim a value it never had
+    lo, hi = min(d for d, _ in positive), max(d for d, _ in positive)
     grid = [lo + i * (hi - lo) / num for i in range(num + 1)]
     mean_log_v = sum(math.log(v) for _, v in positive) / len(positive)
     if law == "exponential":
@@ -99,6 +100,24 @@ def fitted_law_curve(
         return grid, [math.exp(mean_log_v - rate * (d - mean_x)) for d in grid]
     mean_x = sum(math.log(d) for d, _ in positive) / len(positive)
     return grid, [math.exp(mean_log_v - rate * (math.log(d) - mean_x)) for d in grid]
+
+
+def fit_curve_entry(
+    depths: Sequence[float], values: Sequence[float], law: str | None, rate: float, r2: float
+) -> tuple[list[float], list[float], str] | None:
+    """A ``fits`` entry of :func:`plot_depth_curves`: the law's curve and label where one is drawn (naming the
+    readings it left out), an empty curve labelled "constant" or "no law fits" otherwise; None without a fit."""
+    curve = fitted_law_curve(depths, values, law, rate, r2)
+    if curve is not None:
+        return (*curve, law_label(law, rate, r2) + unfitted_note(depths, values))
+    return None if law is None else ([], [], describe_fit(law, rate, r2))
+
+
+def unfitted_note(depths: Sequence[float], values: Sequence[float]) -> str:
+    """What a fit left out: the readings at or below 0 (a decay law fits logs), e.g. ``" (not fitted: depth 200
+    reads -0.012)"``; empty when every reading was fitted."""
+    left = [f"depth {d:g} reads {v:.3g}" for d, v in zip(depths, values) if not (v > 0 and math.isfinite(v))]
+    return f" (not fitted: {', '.join(left)})" if left else ""
 
 
 def drawable(law: str | None, rate: float, r2: float) -> bool:
@@ -130,7 +149,8 @@ def law_label(law: str | None, rate: float, r2: float) -> str:
 def _style_correlation_axes(ax: Axes, xlabel: str, title: str, values: Sequence[float]) -> None:
     # symlog: log above 0.01, linear through 0, where shattered layers/nets sit (possibly negative);
     # fixed limits from 0 (or below) to 1 and plain-number ticks, so every value can be read
-    ax.set_yscale("symlog", linthresh=0.01)
+    # linscale 0.25: the linear band [-0.01, 0.01] gets a quarter of a decade, not the height of two
+    ax.set_yscale("symlog", linthresh=0.01, linscale=0.25)
     finite = [v for v in values if math.isfinite(v)]
     low = min([0.0, *finite])
     ax.set_ylim(-0.004 if low >= 0 else 1.3 * low, 1.25)
@@ -179,6 +199,9 @@ def plot_depth_profile(
     return fig
 
 
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
 def plot_depth_curves(
     curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     ax: Axes | None = None,
@@ -188,11 +211,13 @@ def plot_depth_curves(
     """Several families' neighbor correlation against depth (symlog y axis).
 
     ``fits`` maps a family to ``(depths, values, label)`` of its fitted law (see :func:`law_label`),
-    drawn dashed in the family's colour with the label in the legend.
+    drawn dashed in the family's colour with the label in the legend. Each family has its own hollow
+    marker, each smaller than the one before, so that families reading the same values stay visible.
     """
     fig, ax = _new_axes(ax, (6.0, 3.8))
-    for name, (depths, values) in curves.items():
-        line = ax.plot(depths, list(values), "o-", label=name)[0]
+    for index, (name, (depths, values)) in enumerate(curves.items()):
+        marker, size = _MARKERS[index % len(_MARKERS)], max(11.0 - 2.5 * index, 4.0)
+        line = ax.plot(depths, list(values), marker=marker, ms=size, mfc="none", mew=1.4, label=name)[0]
         if fits and name in fits:
             xs, ys, label = fits[name]
             ax.plot(xs, ys, "--", color=line.get_color(), lw=0.8, label=f"  {label}")

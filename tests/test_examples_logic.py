@@ -105,10 +105,15 @@ def test_depth_sweep_keeps_the_monitor_readings_and_adds_equal_time_runs(tmp_pat
     assert f"{100 * (1 - resnet_same_time['test_acc']):.2f}% ({resnet_same_time['steps']} steps)" in table
 
     analysis = _load("shattering_during_training")
-    found = analysis.analyse(tmp_path / "tiny.jsonl", tmp_path / "figures")
-    assert [r["model"] for r in found["runs"]] == ["ll_plain8", "cifar_resnet8"]  # equal-step runs only
-    assert all(path.stat().st_size > 10_000 for path in found["figures"].values())
-    ll_row = next(line for line in found["table"] if line.startswith("| ll_plain8 |"))
+    figures = analysis.draw(tmp_path / "tiny.jsonl", tmp_path / "figures")
+    runs = analysis.load_runs(tmp_path / "tiny.jsonl")
+    assert [r["model"] for r in runs] == ["ll_plain8", "cifar_resnet8"]  # equal-step runs only
+    assert all(path.stat().st_size > 10_000 for path in figures.values())
+    heatmaps = analysis.plot_heatmaps(runs, [8])
+    assert any(ax.get_label() == "<colorbar>" for ax in heatmaps.axes)  # the colours can be read as values
+    text = analysis.section(tmp_path / "tiny.jsonl")
+    assert all(f"figures/{path.name}" in text for path in figures.values())  # the section shows what was drawn
+    ll_row = next(line for line in text.splitlines() if line.startswith("| ll_plain8 |"))
     at_init = analysis.input_statistic(ll["shattering"][0])
     assert at_init == pytest.approx(1.0) and f"{at_init:.3f} / " in ll_row  # an LL net is linear at init: flat
 
@@ -233,3 +238,16 @@ def test_seeded_report_pairs_by_seed_with_a_t_interval():
     assert f"{mean:+.2f} [{low:+.2f}, {high:+.2f}] over 3" in slim and "40.33% ± 1.53" in slim
     assert "| 110 | plain | 0 | 70.00% | +30.00 (one pair) over 1 |" in lines  # 70 against the ResNet's 40
     assert lines.index(next(line for line in lines if "| cifar_resnet |" in line)) == 2  # the reference first
+    # the target at depth 110 (<= +2 points) against the point estimate; the interval's upper end is above it
+    target = next(line for line in report.target_lines(rows) if "ll_slim110" in line)
+    assert f"{mean:+.2f} over 3 pairs, met" in target and "does not exclude a gap beyond the target" in target
+    assert "ll_slim200 minus cifar_resnet200 <= +3 points: no pair yet" in report.target_lines(rows)[1]
+    missed = [dict(r, test_acc=r["test_acc"] - 0.03) if r["family"] == "ll_slim" else r for r in rows]
+    assert "missed by 2.33 points" in report.target_lines(missed)[0]  # +4.33 against +2
+    # equal wall-clock from measured step times: 1.5x the ResNet's step -> 900 ResNet steps in 600 LL steps
+    timing = {"rows": {"ll_slim110": {"step_s": 1.5}, "cifar_resnet110": {"step_s": 1.0}}}
+    clock = report.wall_clock_lines([dict(r, steps=600) for r in rows], timing)
+    assert clock == [
+        "- Equal wall-clock: one ll_slim110 step takes 1.50x a cifar_resnet110 step (`step-times` block of "
+        "docs/PERFORMANCE.md), so in the time of 600 ll_slim110 steps a cifar_resnet110 takes 900."
+    ]

@@ -27,6 +27,17 @@ def test_correlation_axes_carry_readable_tick_labels_and_the_law_in_the_legend()
     assert any("exponential law: c ~ " in text for text in legend)
 
 
+def test_families_with_the_same_values_stay_distinguishable():
+    same = [0.99, 0.98, 0.98]
+    fig = plot_depth_curves(
+        {"post-LN": ([2, 8, 48], same), "pre-LN": ([2, 8, 48], same), "MLP": ([2, 8, 48], [0.9, 0.5, 0.1])}
+    )
+    lines = fig.axes[0].lines
+    assert len({line.get_marker() for line in lines}) == 3
+    # the second family's markers are smaller and hollow: the first family's show around them
+    assert lines[1].get_markersize() < lines[0].get_markersize() and lines[0].get_markerfacecolor() == "none"
+
+
 def _legend(profile) -> list[str]:
     return [t.get_text() for t in plot_depth_profile(profile).axes[0].get_legend().get_texts()]
 

@@ -28,6 +28,7 @@ __all__ = [
     "budget_of",
     "seed_of",
     "write_section",
+    "read_sections",
     "write_json",
 ]
 
@@ -94,6 +95,12 @@ def write_section(path: Path | str, name: str, markdown: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def read_sections(path: Path | str) -> dict[str, str]:
+    """Every marked block of a Markdown file: name -> the text :func:`write_section` put between its markers."""
+    found = re.finditer(r"<!-- BEGIN (\S+) -->\n?(.*?)\n?<!-- END \1 -->", Path(path).read_text(), re.S)
+    return {match[1]: match[2] for match in found}
 
 
 def write_json(path: Path, report: dict[str, Any]) -> None:

@@ -175,16 +175,14 @@ def write_figures(out: Path, results: list[dict[str, Any]], grads: dict[str, Any
 
 
 def _depth_curves_figure(results: list[dict[str, Any]], fits: dict[str, Any]) -> Any:
-    from lightning_callbacks.plotting import describe_fit, fitted_law_curve, law_label, plot_depth_curves
+    from lightning_callbacks.plotting import fit_curve_entry, plot_depth_curves
 
     curves, fitted = {}, {}
     for family, fit in fits.items():
         rows = [r for r in results if r["family"] == family]
         depths, values = [r["depth"] for r in rows], [r["neighbor_corr"] for r in rows]
         curves[family] = (depths, values)
-        curve = fitted_law_curve(depths, values, fit["law"], fit["rate"], fit["r2"])
-        if curve is not None:
-            fitted[family] = (*curve, law_label(fit["law"], fit["rate"], fit["r2"]))
-        elif fit["law"] is not None:  # no line, but the legend says why: constant, or no law fits
-            fitted[family] = ([], [], describe_fit(fit["law"], fit["rate"], fit["r2"]))
+        entry = fit_curve_entry(depths, values, fit["law"], fit["rate"], fit["r2"])
+        if entry is not None:  # without a line where no law fits, but the legend says why
+            fitted[family] = entry
     return plot_depth_curves(curves, fits=fitted, title="neighbor correlation vs depth (dashed: fitted law)")

@@ -1,0 +1,93 @@
+"""Train-step times of the seeded study's models on this machine: what "equal wall-clock" means there.
+
+    python benchmarks/step_times.py [--models ll_slim110,cifar_resnet110,...] [--repeats 10]
+
+Each model takes SGD steps (forward, backward, update; batch 128 of 3x32x32, as in the study) with the
+models alternated step by step, so that a slow phase of the machine hits every model alike; the step time
+is the median over ``--repeats`` steps after one warm-up. Run it with nothing else on the machine (pause a
+running study with ``kill -STOP``): the study's own wall times shared the machine and are no timings.
+Writes docs/results/step_times.json and the "step-times" block of docs/PERFORMANCE.md, which
+``examples/seeded_report.py`` reads to set the study's runs side by side at equal wall-clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # loaded by examples/regenerate_docs.py as well as run as a script
+
+from timm_ll.app.reporting import machine, write_json, write_section  # noqa: E402
+
+MODELS = "cifar_resnet110,ll_slim110,ll_plain110,cifar_resnet200,ll_slim200,plain200"
+NUMBERS = REPO / "docs" / "results" / "step_times.json"
+
+
+def measure(names: list[str], repeats: int, batch_size: int) -> dict[str, dict[str, float]]:
+    """Median step time (s) and parameter count of each model, the models alternated step by step."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from models import Subject  # the models benchmark's step: same optimizer, data shape and timing
+
+    subjects = [Subject(name, batch_size, "cpu") for name in names]
+    for subject in subjects:
+        subject.step()  # warm-up
+    for _ in range(repeats):
+        for subject in subjects:
+            subject.timed_step()
+    return {
+        s.label: dict(step_s=statistics.median(s.times), params=sum(p.numel() for p in s.model.parameters()))
+        for s in subjects
+    }
+
+
+def ratio(run: dict, model: str, reference: str) -> float:
+    """How many steps of ``reference`` fit in the time of one step of ``model`` (from one run's medians)."""
+    return run["rows"][model]["step_s"] / run["rows"][reference]["step_s"]
+
+
+def section(numbers: Path) -> str:
+    """The block from the measured step times (``docs/results/step_times.json``)."""
+    run = json.loads(numbers.read_text())
+    rows = run["rows"]
+    lines = [
+        f"## Train-step time of the seeded study's models (batch {run['batch_size']})",
+        "",
+        f"Machine: {run['machine']}. `python benchmarks/step_times.py --repeats {run['repeats']}` with nothing else "
+        f"running: median of {run['repeats']} SGD steps (forward, backward, update) after one warm-up, the models "
+        "alternated step by step. The ratio is against the ResNet of the same depth, from the same run: a ResNet "
+        "takes that many steps in the time of one step of the model.",
+        "",
+        "| model | params | step (s) | step / ResNet of its depth |",
+        "|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        depth = name.removeprefix(name.rstrip("0123456789"))
+        reference = f"cifar_resnet{depth}"
+        text = f"{ratio(run, name, reference):.2f}x" if reference in rows else "-"
+        lines.append(f"| {name} | {r['params']:,} | {r['step_s']:.3f} | {text} |")
+    return "\n".join(lines)
+
+
+# docs blocks this script writes, regenerated from the committed results (tests/test_docs_drift.py)
+DOC_BLOCKS = {"step-times": lambda: section(NUMBERS)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=MODELS, help="comma-separated timm model names")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    args = parser.parse_args(argv)
+    rows = measure(args.models.split(","), args.repeats, args.batch_size)
+    write_json(NUMBERS, dict(machine=machine(), repeats=args.repeats, batch_size=args.batch_size, rows=rows))
+    text = section(NUMBERS)
+    write_section(REPO / "docs" / "PERFORMANCE.md", "step-times", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
