@@ -35,7 +35,7 @@ import timm
 import torch
 
 import timm_ll  # noqa: F401
-from timm_ll.app.reporting import machine, write_json, write_section
+from timm_ll.app.reporting import machine, publish
 from timm_ll.layers import crelu_recompute
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,23 +160,18 @@ def main() -> None:
     labels = names[:2] + [ll_name + BEFORE] + names[2:]
     name = block_name(args.imagenet, args.device)
     numbers = REPO / "docs" / "results" / f"{name}.json"
-    write_json(
-        numbers,
-        dict(
-            machine=machine(),
-            imagenet=args.imagenet,
-            depth=args.depth,
-            batch_size=batch,
-            repeats=args.repeats,
-            device=args.device,
-            base=names[0],
-            ll=ll_name,
-            rows=measure(labels, batch, args.repeats, args.device),
-        ),
+    measured = dict(
+        machine=machine(),
+        imagenet=args.imagenet,
+        depth=args.depth,
+        batch_size=batch,
+        repeats=args.repeats,
+        device=args.device,
+        base=names[0],
+        ll=ll_name,
+        rows=measure(labels, batch, args.repeats, args.device),
     )
-    text = section(numbers)
-    write_section(REPO / "docs" / "PERFORMANCE.md", name, text)
-    print(text)
+    print(publish(numbers, measured, section, REPO / "docs" / "PERFORMANCE.md", name))
     print(f"wrote {numbers.relative_to(REPO)} and the {name!r} block of docs/PERFORMANCE.md")
 
 

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import timm_ll  # noqa: F401
 from lightning_callbacks import ShatteringMeasurer, ShatteringMonitor
 from lightning_callbacks.measure import early_steps
-from timm_ll.app.reporting import machine, write_json, write_section
+from timm_ll.app.reporting import machine, publish
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -205,13 +205,10 @@ def main() -> None:
     for _ in range(args.repeats):
         for kind in kinds:  # alternated, so drift in machine load hits every loop alike
             fits[kind].append(fit_seconds(kind, args.steps))
-    write_json(
-        NUMBERS,
-        dict(machine=machine(), repeats=args.repeats, steps=args.steps, measurements=count, costs=costs, fits=fits),
+    measured = dict(
+        machine=machine(), repeats=args.repeats, steps=args.steps, measurements=count, costs=costs, fits=fits
     )
-    text = section(NUMBERS)
-    write_section(REPO / "docs" / "PERFORMANCE.md", "monitor", text)
-    print(text)
+    print(publish(NUMBERS, measured, section, REPO / "docs" / "PERFORMANCE.md", "monitor"))
 
 
 def section(numbers: Path) -> str:

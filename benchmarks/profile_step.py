@@ -17,7 +17,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import timm_ll  # noqa: F401
-from timm_ll.app.reporting import machine, write_json, write_section
+from timm_ll.app.reporting import machine, publish
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,10 +60,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
     rows = {name: breakdown(name, args.steps) for name in ("plain56", "ll_plain56")}
-    write_json(NUMBERS, dict(machine=machine(), steps=args.steps, rows=rows))
-    text = section(NUMBERS)
-    write_section(REPO / "docs" / "PERFORMANCE.md", "profile", text)
-    print(text)
+    measured = dict(machine=machine(), steps=args.steps, rows=rows)
+    print(publish(NUMBERS, measured, section, REPO / "docs" / "PERFORMANCE.md", "profile"))
 
 
 def section(numbers: Path) -> str:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from timm_ll.app.reporting import machine, write_json, write_section
+from timm_ll.app.reporting import machine, publish
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,10 +42,8 @@ def main() -> None:
     samples = [import_times() for _ in range(args.runs)]
     if not any(h for h, _ in samples):
         raise SystemExit("the hook was not imported at start-up: install timm-ll (pip install -e .) first")
-    write_json(NUMBERS, dict(machine=machine(), runs=args.runs, samples_us=samples))
-    text = section(NUMBERS)
-    write_section(REPO / "docs" / "PERFORMANCE.md", "startup", text)
-    print(text)
+    measured = dict(machine=machine(), runs=args.runs, samples_us=samples)
+    print(publish(NUMBERS, measured, section, REPO / "docs" / "PERFORMANCE.md", "startup"))
 
 
 def section(numbers: Path) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # loaded by examples/regenerate_docs.py as well as run as a script
 
-from timm_ll.app.reporting import machine, write_json, write_section  # noqa: E402
+from timm_ll.app.reporting import machine, publish  # noqa: E402
 
 MODELS = "cifar_resnet110,ll_slim110,ll_plain110,cifar_resnet200,ll_slim200,plain200"
 NUMBERS = REPO / "docs" / "results" / "step_times.json"
@@ -83,10 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args(argv)
     rows = measure(args.models.split(","), args.repeats, args.batch_size)
-    write_json(NUMBERS, dict(machine=machine(), repeats=args.repeats, batch_size=args.batch_size, rows=rows))
-    text = section(NUMBERS)
-    write_section(REPO / "docs" / "PERFORMANCE.md", "step-times", text)
-    print(text)
+    measured = dict(machine=machine(), repeats=args.repeats, batch_size=args.batch_size, rows=rows)
+    print(publish(NUMBERS, measured, section, REPO / "docs" / "PERFORMANCE.md", "step-times"))
 
 
 if __name__ == "__main__":

@@ -45,3 +45,19 @@ def test_a_changed_number_is_caught(tmp_path, monkeypatch):
     assert regenerate_docs.main(["--check"]) == 1
     assert regenerate_docs.main([]) == 0
     assert regenerate_docs.committed_blocks()[name][1] == RENDERERS[name][1]().strip()
+
+
+def test_publish_renders_the_block_from_the_written_file_not_from_memory(tmp_path):
+    from timm_ll.app.reporting import publish, read_sections
+
+    page, numbers = tmp_path / "PAGE.md", tmp_path / "results" / "speed.json"
+    page.write_text("# Page\n\ntext before\n\n<!-- BEGIN speed -->\nold\n<!-- END speed -->\n\ntext after\n")
+
+    def render(path):
+        import json
+
+        return f"speed {json.loads(path.read_text())['speed']}"  # NaN is written as null: the file is what counts
+
+    assert publish(numbers, {"speed": float("nan")}, render, page, "speed") == "speed None"
+    assert read_sections(page) == {"speed": "speed None"}
+    assert "text before" in page.read_text() and "text after" in page.read_text()

@@ -30,6 +30,7 @@ __all__ = [
     "write_section",
     "read_sections",
     "write_json",
+    "publish",
 ]
 
 
@@ -107,6 +108,15 @@ def write_json(path: Path, report: dict[str, Any]) -> None:
     """Write ``report`` as indented JSON (non-finite floats become null), creating the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_json_safe(report), indent=2))
+
+
+def publish(numbers: Path, measured: dict[str, Any], render: Callable[[Path], str], page: Path, block: str) -> str:
+    """Write a measurement's numbers (``docs/results/...``), then the page's ``block`` rendered from that file
+    (never from memory: the committed block is exactly what the committed numbers give); return the block."""
+    write_json(numbers, measured)
+    text = render(numbers)
+    write_section(page, block, text)
+    return text
 
 
 def _json_safe(value: Any) -> Any:
