@@ -6,7 +6,8 @@ For every depth: each family's test error as mean ± sample sd over its seeds, a
 difference from ``cifar_resnet`` of the same depth, paired by seed (the same seed gives both nets
 the same data order), as a mean with a two-sided 95% t-interval over the pairs. With two or three
 pairs the interval is wide: it says which differences the seeds can resolve, not more. ``--doc``
-writes the tables into docs/REPRODUCTION.md (section ``seeded-study``).
+writes the tables into docs/REPRODUCTION.md (section ``seeded-study``) and the runs' curves into
+docs/figures/seeded_study_curves.png.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import json
 import math
 import statistics
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -122,6 +124,36 @@ def wall_clock_lines(rows: list[dict], step_times: dict | None) -> list[str]:
     return lines
 
 
+FIGURE = "seeded_study_curves.png"
+
+
+def plot_curves(rows: list[dict]):
+    """Training loss (logged every few steps; batch loss, so noisy) and the input-level neighbor correlation
+    of every run, one colour a family and one line style a seed, one row of panels a depth."""
+    from matplotlib.figure import Figure
+
+    depths = sorted({r["depth"] for r in rows})
+    families = sorted({r["family"] for r in rows}, key=lambda f: (f != REFERENCE, f))
+    colours = {family: f"C{i}" for i, family in enumerate(families)}
+    styles = ("-", "--", ":", "-.")
+    fig = Figure(figsize=(11.0, 3.4 * len(depths)), layout="constrained")
+    axes = fig.subplots(len(depths), 2, squeeze=False)
+    for row, depth in enumerate(depths):
+        loss_ax, corr_ax = axes[row]
+        for run in (r for r in rows if r["depth"] == depth and budget_of(r) == "equal-steps"):
+            label = f"{run['family']}, seed {seed_of(run)} ({100 * (1 - run['test_acc']):.1f}% test error)"
+            style = dict(color=colours[run["family"]], ls=styles[seed_of(run) % len(styles)], lw=1.2)
+            loss_ax.plot(run["curves"]["step"], run["curves"]["loss"], label=label, **style)
+            readings = [(e["step"], e["stats"]["neighbor_corr"][0]) for e in run["shattering"]]
+            corr_ax.plot(*zip(*readings), marker="o", ms=3, **style)
+        loss_ax.set(xlabel="step", ylabel="training loss (batch)", title=f"depth {depth}: training loss")
+        loss_ax.legend(fontsize="x-small")
+        corr_ax.set_xscale("symlog", linthresh=1)
+        corr_ax.set(xlabel="step (symlog)", ylabel="input-level neighbor correlation")
+        corr_ax.set_title(f"depth {depth}: the monitor's input-level reading")
+    return fig
+
+
 def section(results: Path, step_times: Path | None = None) -> str:
     """The docs section of the seeded study: its setting, the tables, the targets and the wall-clock translation."""
     rows = read_results(results)
@@ -136,6 +168,8 @@ def section(results: Path, step_times: Path | None = None) -> str:
         "",
         *target_lines(rows),
         *wall_clock_lines(rows, timing),
+        "",
+        f"![training curves and the monitor's readings of every run](figures/{FIGURE})",
     ]
     return "\n".join(lines)
 
@@ -155,8 +189,12 @@ def main(argv: list[str] | None = None) -> str:
     if not read_results(args.results):
         parser.error(f"{args.results}: no runs yet; run examples/seeded_study.sh first")
     text = section(args.results, args.step_times)
+    figures = REPO / "docs" / "figures" if args.doc else Path(tempfile.mkdtemp(prefix="timm-ll-seeded-"))
+    plot_curves(read_results(args.results)).savefig(figures / FIGURE, dpi=100)
     if args.doc:
         write_section(REPO / "docs" / "REPRODUCTION.md", "seeded-study", text)
+    else:
+        print(f"figure: {figures / FIGURE}")
     print(text)
     return text
 

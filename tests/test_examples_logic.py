@@ -251,3 +251,23 @@ def test_seeded_report_pairs_by_seed_with_a_t_interval():
         "- Equal wall-clock: one ll_slim110 step takes 1.50x a cifar_resnet110 step (`step-times` block of "
         "docs/PERFORMANCE.md), so in the time of 600 ll_slim110 steps a cifar_resnet110 takes 900."
     ]
+
+
+def test_seeded_curves_draw_every_run_with_a_style_per_seed():
+    report = _load("seeded_report")
+
+    def run(family, seed, acc):
+        readings = [{"step": s, "stats": {"neighbor_corr": [c, 0.0]}} for s, c in ((0, 1.0), (5, 0.9), (60, 0.95))]
+        curves = {"step": [20, 40, 60], "loss": [2.2, 1.9, 1.7], "acc": [0.2, 0.3, 0.4], "lr": [0.01] * 3}
+        return dict(
+            family=family, depth=110, seed=seed, test_acc=acc, budget="equal-steps", curves=curves, shattering=readings
+        )
+
+    rows = [run("ll_slim", 0, 0.55), run("cifar_resnet", 0, 0.54), run("ll_slim", 1, 0.56)]
+    fig = report.plot_curves(rows)
+    loss_ax, corr_ax = fig.axes[:2]
+    assert len(loss_ax.lines) == len(corr_ax.lines) == 3
+    slim0, resnet0, slim1 = loss_ax.lines
+    assert slim0.get_color() == slim1.get_color() != resnet0.get_color()  # a colour a family
+    assert slim0.get_linestyle() != slim1.get_linestyle()  # a line style a seed
+    assert "ll_slim, seed 1 (44.0% test error)" in [t.get_text() for t in loss_ax.get_legend().get_texts()]
