@@ -61,3 +61,14 @@ def test_publish_renders_the_block_from_the_written_file_not_from_memory(tmp_pat
     assert publish(numbers, {"speed": float("nan")}, render, page, "speed") == "speed None"
     assert read_sections(page) == {"speed": "speed None"}
     assert "text before" in page.read_text() and "text after" in page.read_text()
+
+
+def test_every_committed_figure_is_shown_by_a_page_and_every_shown_figure_exists():
+    import re
+
+    pages = [path.read_text() for path in regenerate_docs.PAGES]
+    shown = {match for text in pages for match in re.findall(r"\]\((figures/[^)]+)\)", text)}
+    committed = {str(path.relative_to(REPO / "docs")) for path in (REPO / "docs" / "figures").rglob("*.png")}
+    assert committed, "no committed figures found"
+    assert committed - shown == set(), "figures no page of docs/ shows"
+    assert shown - committed == set(), "figures a page shows that are not committed"
