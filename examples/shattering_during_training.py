@@ -123,16 +123,25 @@ def plot_statistics(runs: list[dict], depths: list[int]):
 
     fig = Figure(figsize=(11.5, 3.6), layout="constrained")
     axes = fig.subplots(1, 2)
+    unread = False
     for run in (r for r in runs if r["depth"] in depths):
         steps = [e["step"] for e in run["shattering"]]
         style = "-" if run["depth"] == max(depths) else "--"
         for ax, key in zip(axes, ("neighbor_corr", "effective_rank")):
-            ax.plot(steps, [input_statistic(e, key) for e in run["shattering"]], style, marker="o", ms=2.5,
-                    label=run["model"])  # fmt: skip
+            values = [input_statistic(e, key) for e in run["shattering"]]
+            (line,) = ax.plot(steps, values, style, marker="o", ms=2.5, label=run["model"])
+            # a reading that is NaN would be a silent gap in the line: mark it on the axis floor, in the run's colour
+            missing = [step for step, value in zip(steps, values) if math.isnan(value)]
+            ax.plot(missing, [0.02] * len(missing), "x", color=line.get_color(), transform=ax.get_xaxis_transform())
+            unread = unread or bool(missing)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if unread:
+        handles.append(axes[0].plot([], [], "x", color="gray")[0])
+        labels.append("x on the axis floor:\nNaN, no reading")
     for ax, label in zip(axes, ("input-level neighbor correlation", "effective rank of the input gradients")):
         style_step_axis(ax, "training step")
         ax.set_title(label, fontsize="medium")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
+    fig.legend(handles, labels, loc="outside right upper", fontsize="small")
     return fig
 
 

@@ -44,9 +44,19 @@ def _new_axes(ax: Axes | None, size: tuple[float, float] = (5.0, 3.2)) -> tuple[
 
 
 def plot_gradient_traces(grads: torch.Tensor, ax: Axes | None = None, max_traces: int = 3, title: str = "") -> Figure:
-    """Gradient along the probe: the whole gradient for 1-D inputs, else the highest-variance coordinates."""
+    """Gradient along the probe: the whole gradient for 1-D inputs, else the highest-variance coordinates.
+
+    A flat gradient (equal at every point up to round-off) is drawn on an axis scaled to its value, not to
+    its round-off (which autoscaling would blow up into spikes), and labelled "flat".
+    """
     fig, ax = _new_axes(ax)
     flat = grads.detach().reshape(grads.shape[0], -1).double().cpu()
+    if is_flat(grads):
+        ax.ticklabel_format(axis="y", useOffset=False)
+        scale = flat.abs().max().item()
+        ax.set_ylim(flat.min().item() - scale, flat.max().item() + scale)
+        flat_text = "flat: the same gradient at every point\n(up to round-off)"
+        ax.text(0.5, 0.2, flat_text, ha="center", transform=ax.transAxes, fontsize="small")
     picks = flat.var(dim=0).argsort(descending=True)[:max_traces].tolist() if flat.shape[1] > 1 else [0]
     t = torch.linspace(0, 1, flat.shape[0])
     for index in picks:

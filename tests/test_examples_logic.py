@@ -143,6 +143,22 @@ def test_early_reading_and_rank_correlation(tmp_path):
         analysis.load_runs(path)
 
 
+def test_statistics_figure_marks_a_nan_reading_instead_of_leaving_a_gap():
+    analysis = _load("shattering_during_training")
+
+    def run(name: str, corr_at_1: float) -> dict:
+        entries = [dict(step=s, stats=dict(neighbor_corr=(0.5, 0.0), effective_rank=(3.0, 0.0))) for s in (0, 1, 2)]
+        entries[1]["stats"] = dict(neighbor_corr=(corr_at_1, 0.0), effective_rank=(corr_at_1, 0.0))
+        return dict(model=name, depth=20, shattering=entries)
+
+    fig = analysis.plot_statistics([run("read", 0.4), run("unread", math.nan)], [20])
+    marks = [line for line in fig.axes[0].lines if line.get_marker() == "x" and len(line.get_xdata())]
+    assert [list(line.get_xdata()) for line in marks] == [[1]]  # only the unread run, at its NaN step
+    assert any("NaN" in text.get_text() for text in fig.legends[0].get_texts())
+    clean = analysis.plot_statistics([run("read", 0.4)], [20])
+    assert not any("NaN" in text.get_text() for text in clean.legends[0].get_texts())
+
+
 @pytest.mark.slow
 def test_gpu_script_runs_its_sweep_and_analysis_on_a_tiny_preset(tmp_path):
     import os

@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 
 from lightning_callbacks import functional as F
-from lightning_callbacks.plotting import law_label, plot_covariance, plot_depth_curves, plot_depth_profile
+from lightning_callbacks.plotting import (
+    law_label,
+    plot_covariance,
+    plot_depth_curves,
+    plot_depth_profile,
+    plot_gradient_traces,
+)
 
 
 def test_fitted_law_is_named_with_its_rate():
@@ -89,3 +95,14 @@ def test_covariance_has_a_labelled_colorbar_and_flat_gradients_say_so():
     assert fig.axes[-1].get_ylabel() == "|covariance| / max"
     flat = plot_covariance(torch.ones(16, 4) + 1e-17 * torch.randn(16, 4))
     assert len(flat.axes) == 1 and any("flat" in t.get_text() for t in flat.axes[0].texts)
+
+
+def test_a_flat_trace_is_scaled_to_its_value_not_its_round_off():
+    grads = torch.full((64, 1), 0.124251, dtype=torch.float32)
+    grads[50] += 1e-7  # one point off by round-off: autoscaling would draw it as a deep spike
+    ax = plot_gradient_traces(grads).axes[0]
+    low, high = ax.get_ylim()
+    assert high - low > 0.1  # the axis spans the value, so the round-off is invisible
+    assert any("flat" in t.get_text() for t in ax.texts)
+    shattered = plot_gradient_traces(torch.randn(64, 1)).axes[0]
+    assert not any("flat" in t.get_text() for t in shattered.texts)
