@@ -154,9 +154,10 @@ def plot_curves(rows: list[dict]):
     return fig
 
 
-def section(results: Path, step_times: Path | None = None) -> str:
-    """The docs section of the seeded study: its setting, the tables, the targets and the wall-clock translation."""
-    rows = read_results(results)
+def section(results: Path, step_times: Path | None = None, rows: list[dict] | None = None) -> str:
+    """The docs section of the seeded study: its setting, the tables, the targets and the wall-clock translation
+    (from ``rows`` when the caller has read ``results`` already)."""
+    rows = read_results(results) if rows is None else rows
     relative = results.resolve().relative_to(REPO) if results.resolve().is_relative_to(REPO) else results.name
     timing = json.loads(step_times.read_text()) if step_times is not None and step_times.exists() else None
     lines = [
@@ -186,11 +187,12 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--step-times", type=Path, default=STEP_TIMES, help="benchmarks/step_times.py's numbers")
     parser.add_argument("--doc", action="store_true", help="write the tables into docs/REPRODUCTION.md")
     args = parser.parse_args(argv)
-    if not read_results(args.results):
+    rows = read_results(args.results)
+    if not rows:
         parser.error(f"{args.results}: no runs yet; run examples/seeded_study.sh first")
-    text = section(args.results, args.step_times)
+    text = section(args.results, args.step_times, rows)
     figures = REPO / "docs" / "figures" if args.doc else Path(tempfile.mkdtemp(prefix="timm-ll-seeded-"))
-    plot_curves(read_results(args.results)).savefig(figures / FIGURE, dpi=100)
+    plot_curves(rows).savefig(figures / FIGURE, dpi=100)
     if args.doc:
         write_section(REPO / "docs" / "REPRODUCTION.md", "seeded-study", text)
     else:
