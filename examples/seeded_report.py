@@ -20,7 +20,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from timm_ll.app.reporting import budget_of, read_results, seed_of, write_section
+from timm_ll.app.reporting import budget_of, input_statistic, read_results, seed_of, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = "cifar_resnet"
@@ -132,6 +132,8 @@ def plot_curves(rows: list[dict]):
     of every run, one colour a family and one line style a seed, one row of panels a depth."""
     from matplotlib.figure import Figure
 
+    from lightning_callbacks.plotting import plot_readings, unread_legend_entry
+
     depths = sorted({r["depth"] for r in rows})
     families = sorted({r["family"] for r in rows}, key=lambda f: (f != REFERENCE, f))
     colours = {family: f"C{i}" for i, family in enumerate(families)}
@@ -140,14 +142,19 @@ def plot_curves(rows: list[dict]):
     axes = fig.subplots(len(depths), 2, squeeze=False)
     for row, depth in enumerate(depths):
         loss_ax, corr_ax = axes[row]
+        unread = False
         for run in (r for r in rows if r["depth"] == depth and budget_of(r) == "equal-steps"):
             label = f"{run['family']}, seed {seed_of(run)} ({100 * (1 - run['test_acc']):.1f}% test error)"
             style = dict(color=colours[run["family"]], ls=styles[seed_of(run) % len(styles)], lw=1.2)
             loss_ax.plot(run["curves"]["step"], run["curves"]["loss"], label=label, **style)
-            readings = [(e["step"], e["stats"]["neighbor_corr"][0]) for e in run["shattering"]]
-            corr_ax.plot(*zip(*readings), marker="o", ms=3, **style)
+            steps = [e["step"] for e in run["shattering"]]
+            unread |= plot_readings(corr_ax, steps, [input_statistic(e) for e in run["shattering"]], marker="o",
+                                    ms=3, **style)  # fmt: skip
         loss_ax.set(xlabel="step", ylabel="training loss (batch)", title=f"depth {depth}: training loss")
         loss_ax.legend(fontsize="x-small")
+        if unread:
+            handle, label = unread_legend_entry(corr_ax)
+            corr_ax.legend([handle], [label], fontsize="x-small")
         corr_ax.set_xscale("symlog", linthresh=1)
         corr_ax.set(xlabel="step (symlog)", ylabel="input-level neighbor correlation")
         corr_ax.set_title(f"depth {depth}: the monitor's input-level reading")

@@ -24,6 +24,8 @@ import math
 import tempfile
 from pathlib import Path
 
+from timm_ll.app.reporting import input_statistic
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -45,12 +47,6 @@ def reading(run: dict, fraction: float) -> dict:
     """The measurement nearest to ``fraction`` of the run (0: init, 1: the trained net)."""
     target = fraction * run["steps"]
     return min(run["shattering"], key=lambda entry: abs(entry["step"] - target))
-
-
-def input_statistic(entry: dict, key: str = "neighbor_corr") -> float:
-    """The input-level statistic's mean over the probe lines (NaN where it was not measured)."""
-    value = entry["stats"].get(key)
-    return float(value[0]) if value is not None else math.nan
 
 
 def block_mean(entry: dict) -> float:
@@ -119,7 +115,7 @@ def plot_heatmaps(runs: list[dict], depths: list[int]):
 def plot_statistics(runs: list[dict], depths: list[int]):
     from matplotlib.figure import Figure
 
-    from lightning_callbacks.plotting import style_step_axis
+    from lightning_callbacks.plotting import plot_readings, style_step_axis, unread_legend_entry
 
     fig = Figure(figsize=(11.5, 3.6), layout="constrained")
     axes = fig.subplots(1, 2)
@@ -129,15 +125,12 @@ def plot_statistics(runs: list[dict], depths: list[int]):
         style = "-" if run["depth"] == max(depths) else "--"
         for ax, key in zip(axes, ("neighbor_corr", "effective_rank")):
             values = [input_statistic(e, key) for e in run["shattering"]]
-            (line,) = ax.plot(steps, values, style, marker="o", ms=2.5, label=run["model"])
-            # a reading that is NaN would be a silent gap in the line: mark it on the axis floor, in the run's colour
-            missing = [step for step, value in zip(steps, values) if math.isnan(value)]
-            ax.plot(missing, [0.02] * len(missing), "x", color=line.get_color(), transform=ax.get_xaxis_transform())
-            unread = unread or bool(missing)
+            unread |= plot_readings(ax, steps, values, style, marker="o", ms=2.5, label=run["model"])
     handles, labels = axes[0].get_legend_handles_labels()
     if unread:
-        handles.append(axes[0].plot([], [], "x", color="gray")[0])
-        labels.append("x on the axis floor:\nNaN, no reading")
+        handle, label = unread_legend_entry(axes[0])
+        handles.append(handle)
+        labels.append(label)
     for ax, label in zip(axes, ("input-level neighbor correlation", "effective rank of the input gradients")):
         style_step_axis(ax, "training step")
         ax.set_title(label, fontsize="medium")

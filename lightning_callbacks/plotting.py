@@ -23,6 +23,8 @@ __all__ = [
     "plot_model_bars",
     "plot_layer_heatmap",
     "style_step_axis",
+    "plot_readings",
+    "unread_legend_entry",
     "plot_training_summary",
     "fitted_law_curve",
     "law_label",
@@ -270,6 +272,22 @@ def style_step_axis(ax: Axes, label: str = "step") -> None:
     ax.set_xscale("symlog", linthresh=1.0)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.set_xlabel(label)
+
+
+def plot_readings(ax: Axes, steps: Sequence[float], values: Sequence[float], *fmt: str, **style) -> bool:
+    """A statistic against the step, with every NaN reading (no reading: a non-finite or zero gradient) marked
+    as an ``x`` on the axis floor in the line's colour rather than left as a silent gap; ``fmt`` and ``style``
+    go to ``ax.plot``. Returns whether any reading was NaN (then add :func:`unread_legend_entry`)."""
+    (line,) = ax.plot(steps, values, *fmt, **style)
+    missing = [step for step, value in zip(steps, values) if math.isnan(value)]
+    if missing:
+        ax.plot(missing, [0.02] * len(missing), "x", color=line.get_color(), transform=ax.get_xaxis_transform())
+    return bool(missing)
+
+
+def unread_legend_entry(ax: Axes) -> tuple:
+    """``(handle, label)`` explaining :func:`plot_readings`' marks, for a legend."""
+    return ax.plot([], [], "x", color="gray")[0], "x on the axis floor:\nNaN, no reading"
 
 
 def _step_edges(ax: Axes, steps: Sequence[int]) -> list[float]:

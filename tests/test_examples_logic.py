@@ -287,3 +287,10 @@ def test_seeded_curves_draw_every_run_with_a_style_per_seed():
     assert slim0.get_color() == slim1.get_color() != resnet0.get_color()  # a colour a family
     assert slim0.get_linestyle() != slim1.get_linestyle()  # a line style a seed
     assert "ll_slim, seed 1 (44.0% test error)" in [t.get_text() for t in loss_ax.get_legend().get_texts()]
+    assert corr_ax.get_legend() is None  # every step read
+    diverged = run("plain", 0, 0.1)
+    diverged["shattering"][1]["stats"] = {}  # non-finite gradients at step 5: no reading
+    corr_ax = report.plot_curves([*rows, diverged]).axes[1]
+    marks = [line for line in corr_ax.lines if line.get_marker() == "x" and len(line.get_xdata())]
+    assert [list(line.get_xdata()) for line in marks] == [[5]]
+    assert "NaN" in corr_ax.get_legend().get_texts()[0].get_text()

@@ -86,6 +86,13 @@ def seed_of(row: dict) -> int:
     return row.get("seed", 0)
 
 
+def input_statistic(entry: dict, key: str = "neighbor_corr") -> float:
+    """One monitor reading of a study row's ``shattering`` history: the input-level statistic's mean over the
+    probe lines (NaN where the step has no reading, e.g. non-finite gradients)."""
+    value = entry["stats"].get(key)
+    return float(value[0]) if value is not None else math.nan
+
+
 def write_section(path: Path | str, name: str, markdown: str) -> Path:
     """Replace (or append) the block between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` in a Markdown file."""
     path = Path(path)
