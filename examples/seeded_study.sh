@@ -14,10 +14,11 @@ results=${2:-docs/results/depth_sweep_cpu-600-seeded.jsonl}
 out=${3:-${TMPDIR:-/tmp}/timm-ll-seeded-study}
 sweep() { python examples/depth_sweep.py --preset cpu-600 --data "$data" --results "$results" --out "$out" "$@"; }
 # the equal-compute pairs first (the targets are about them), then ll_plain (2x the compute); ll_plain110's
-# seed 0 ran right after the depth-110 pairs, its seeds 1-2 wait until depth 200 has its two pairs and plain
+# seed 0 ran right after the depth-110 pairs, its seeds 1-2 wait until depth 200 has two pairs and plain
 sweep --depths 110 --families ll_slim,cifar_resnet --seeds 0,1,2
 sweep --depths 110 --families ll_plain --seeds 0
-sweep --depths 200 --families ll_slim,cifar_resnet --seeds 0,1
+sweep --depths 200 --families ll_slim,cifar_resnet --seeds 0
 sweep --depths 200 --families plain --seeds 0
+sweep --depths 200 --families ll_slim,cifar_resnet --seeds 1
 sweep --depths 110 --families ll_plain --seeds 1,2
 sweep --depths 200 --families ll_slim,cifar_resnet --seeds 2  # a third seed at depth 200 if time allows
