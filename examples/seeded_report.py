@@ -56,8 +56,9 @@ def tables(rows: list[dict]) -> list[str]:
     """Markdown: per depth, mean ± sd per family, and the paired differences from the ResNet."""
     cells = errors_by_cell(rows)
     lines = [
-        "| depth | family | seeds | test error, mean ± sd | minus cifar_resnet, paired by seed (95% interval) |",
-        "|---|---|---|---|---|",
+        "| depth | family | seeds | test error per seed (%) | mean ± sd "
+        "| minus cifar_resnet, paired by seed (95% interval) |",
+        "|---|---|---|---|---|---|",
     ]
     for depth, family in sorted(cells, key=lambda key: (key[0], key[1] != REFERENCE, key[1])):
         errors = cells[(depth, family)]
@@ -72,7 +73,8 @@ def tables(rows: list[dict]) -> list[str]:
             interval = f" [{low:+.2f}, {high:+.2f}]" if math.isfinite(low) else " (one pair)"
             paired = f"{mean:+.2f}{interval} over {len(pairs)}"
         seeds = ", ".join(map(str, sorted(errors)))
-        lines.append(f"| {depth} | {family} | {seeds} | {statistics.fmean(values):.2f}%{spread} | {paired} |")
+        each = " / ".join(f"{value:.2f}" for value in values)
+        lines.append(f"| {depth} | {family} | {seeds} | {each} | {statistics.fmean(values):.2f}%{spread} | {paired} |")
     return lines
 
 

@@ -252,7 +252,8 @@ def test_seeded_report_pairs_by_seed_with_a_t_interval():
     assert mean == pytest.approx(4 / 3) and low < mean < high
     assert high - mean == pytest.approx(4.303 * math.sqrt(1 / 3) / math.sqrt(3), rel=1e-3)  # t(2) = 4.303
     assert f"{mean:+.2f} [{low:+.2f}, {high:+.2f}] over 3" in slim and "40.33% ± 1.53" in slim
-    assert "| 110 | plain | 0 | 70.00% | +30.00 (one pair) over 1 |" in lines  # 70 against the ResNet's 40
+    assert "| 110 | plain | 0 | 70.00 | 70.00% | +30.00 (one pair) over 1 |" in lines  # 70 against the ResNet's 40
+    assert "| 42.00 / 39.00 / 40.00 | 40.33% ± 1.53 |" in slim  # every seed's error, in seed order
     assert lines.index(next(line for line in lines if "| cifar_resnet |" in line)) == 2  # the reference first
     # the target at depth 110 (<= +2 points) against the point estimate; the interval's upper end is above it
     target = next(line for line in report.target_lines(rows) if "ll_slim110" in line)
