@@ -155,7 +155,7 @@ def plot_curves(rows: list[dict]):
         loss_ax.set(xlabel="step", ylabel="training loss (batch)", title=f"depth {depth}: training loss")
         loss_ax.legend(fontsize="x-small")
         if unread:
-            handle, label = unread_legend_entry(corr_ax)
+            handle, label = unread_legend_entry()
             corr_ax.legend([handle], [label], fontsize="x-small")
         corr_ax.set_xscale("symlog", linthresh=1)
         corr_ax.set(xlabel="step (symlog)", ylabel="input-level neighbor correlation")

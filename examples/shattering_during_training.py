@@ -128,7 +128,7 @@ def plot_statistics(runs: list[dict], depths: list[int]):
             unread |= plot_readings(ax, steps, values, style, marker="o", ms=2.5, label=run["model"])
     handles, labels = axes[0].get_legend_handles_labels()
     if unread:
-        handle, label = unread_legend_entry(axes[0])
+        handle, label = unread_legend_entry()
         handles.append(handle)
         labels.append(label)
     for ax, label in zip(axes, ("input-level neighbor correlation", "effective rank of the input gradients")):

@@ -10,6 +10,7 @@ import torch
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter
 
@@ -285,9 +286,9 @@ def plot_readings(ax: Axes, steps: Sequence[float], values: Sequence[float], *fm
     return bool(missing)
 
 
-def unread_legend_entry(ax: Axes) -> tuple:
-    """``(handle, label)`` explaining :func:`plot_readings`' marks, for a legend."""
-    return ax.plot([], [], "x", color="gray")[0], "x on the axis floor:\nNaN, no reading"
+def unread_legend_entry() -> tuple[Line2D, str]:
+    """``(handle, label)`` explaining :func:`plot_readings`' marks, for a legend (a handle on no axes)."""
+    return Line2D([], [], ls="", marker="x", color="gray"), "x on the axis floor:\nNaN, no reading"
 
 
 def _step_edges(ax: Axes, steps: Sequence[int]) -> list[float]:
