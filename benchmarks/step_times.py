@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # loaded by examples/regenerate_docs.py as well as run as a script
 
-from timm_ll.app.reporting import machine, publish  # noqa: E402
+from timm_ll.app.reporting import machine, publish, step_ratio  # noqa: E402
 
 MODELS = "cifar_resnet110,ll_slim110,ll_plain110,cifar_resnet200,ll_slim200,plain200"
 NUMBERS = REPO / "docs" / "results" / "step_times.json"
@@ -44,11 +44,6 @@ def measure(names: list[str], repeats: int, batch_size: int) -> dict[str, dict[s
     }
 
 
-def ratio(run: dict, model: str, reference: str) -> float:
-    """How many steps of ``reference`` fit in the time of one step of ``model`` (from one run's medians)."""
-    return run["rows"][model]["step_s"] / run["rows"][reference]["step_s"]
-
-
 def section(numbers: Path) -> str:
     """The block from the measured step times (``docs/results/step_times.json``)."""
     run = json.loads(numbers.read_text())
@@ -67,7 +62,7 @@ def section(numbers: Path) -> str:
     for name, r in rows.items():
         depth = name.removeprefix(name.rstrip("0123456789"))
         reference = f"cifar_resnet{depth}"
-        text = f"{ratio(run, name, reference):.2f}x" if reference in rows else "-"
+        text = f"{step_ratio(run, name, reference):.2f}x" if reference in rows else "-"
         lines.append(f"| {name} | {r['params']:,} | {r['step_s']:.3f} | {text} |")
     return "\n".join(lines)
 

@@ -20,7 +20,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from timm_ll.app.reporting import budget_of, input_statistic, read_results, seed_of, write_section
+from timm_ll.app.reporting import budget_of, input_statistic, read_results, seed_of, step_ratio, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = "cifar_resnet"
@@ -116,7 +116,7 @@ def wall_clock_lines(rows: list[dict], step_times: dict | None) -> list[str]:
         model, reference = f"{family}{depth}", f"{REFERENCE}{depth}"
         if family == REFERENCE or model not in times or reference not in times:
             continue
-        ratio = times[model]["step_s"] / times[reference]["step_s"]
+        ratio = step_ratio(step_times, model, reference)
         steps = rows[0]["steps"]
         lines.append(
             f"- Equal wall-clock: one {model} step takes {ratio:.2f}x a {reference} step (`step-times` block of "

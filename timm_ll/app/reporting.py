@@ -86,6 +86,13 @@ def seed_of(row: dict) -> int:
     return row.get("seed", 0)
 
 
+def step_ratio(step_times: dict, model: str, reference: str) -> float:
+    """How many steps of ``reference`` fit in the time of one step of ``model``, from one run of
+    ``benchmarks/step_times.py`` (its medians, so both come from the same machine state)."""
+    rows = step_times["rows"]
+    return rows[model]["step_s"] / rows[reference]["step_s"]
+
+
 def input_statistic(entry: dict, key: str = "neighbor_corr") -> float:
     """One monitor reading of a study row's ``shattering`` history: the input-level statistic's mean over the
     probe lines (NaN where the step has no reading, e.g. non-finite gradients)."""
