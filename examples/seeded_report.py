@@ -145,7 +145,8 @@ def plot_curves(rows: list[dict]):
     for row, depth in enumerate(depths):
         loss_ax, corr_ax = axes[row]
         unread = False
-        for run in (r for r in rows if r["depth"] == depth and budget_of(r) == "equal-steps"):
+        runs = [r for r in rows if r["depth"] == depth and budget_of(r) == "equal-steps"]
+        for run in sorted(runs, key=lambda r: (families.index(r["family"]), seed_of(r))):  # legend: family, seed
             label = f"{run['family']}, seed {seed_of(run)} ({100 * (1 - run['test_acc']):.1f}% test error)"
             style = dict(color=colours[run["family"]], ls=styles[seed_of(run) % len(styles)], lw=1.2)
             loss_ax.plot(run["curves"]["step"], run["curves"]["loss"], label=label, **style)
