@@ -284,7 +284,12 @@ def test_seeded_curves_draw_every_run_with_a_style_per_seed():
     fig = report.plot_curves(rows)
     loss_ax, corr_ax = fig.axes[:2]
     assert len(loss_ax.lines) == len(corr_ax.lines) == 3
-    slim0, resnet0, slim1 = loss_ax.lines
+    resnet0, slim0, slim1 = loss_ax.lines  # drawn (and listed) by family, the ResNet first, then by seed
+    assert [line.get_label().split(" (")[0] for line in loss_ax.lines] == [
+        "cifar_resnet, seed 0",
+        "ll_slim, seed 0",
+        "ll_slim, seed 1",
+    ]
     assert slim0.get_color() == slim1.get_color() != resnet0.get_color()  # a colour a family
     assert slim0.get_linestyle() != slim1.get_linestyle()  # a line style a seed
     assert "ll_slim, seed 1 (44.0% test error)" in [t.get_text() for t in loss_ax.get_legend().get_texts()]
