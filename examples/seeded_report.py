@@ -111,13 +111,12 @@ def wall_clock_lines(rows: list[dict], step_times: dict | None) -> list[str]:
     """How many steps a ResNet takes in the time of 600 steps of each other family, from measured step times."""
     if step_times is None:
         return ["- Equal wall-clock: no step times measured yet (`benchmarks/step_times.py`)."]
-    times, lines = step_times["rows"], []
+    times, lines, steps = step_times["rows"], [], rows[0]["steps"]  # every run of the study has the same budget
     for depth, family in sorted({(r["depth"], r["family"]) for r in rows}):
         model, reference = f"{family}{depth}", f"{REFERENCE}{depth}"
         if family == REFERENCE or model not in times or reference not in times:
             continue
         ratio = step_ratio(step_times, model, reference)
-        steps = rows[0]["steps"]
         lines.append(
             f"- Equal wall-clock: one {model} step takes {ratio:.2f}x a {reference} step (`step-times` block of "
             f"docs/PERFORMANCE.md), so in the time of {steps} {model} steps a {reference} takes "
