@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from timm_ll.app.reporting import append_result, budget_of, machine, read_results, seed_of, write_section
+from timm_ll.app.reporting import append_result, budget_of, machine, read_results, recipe_of, seed_of, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -150,9 +150,14 @@ def _run_once(args, rows, results_path, train, test, family, depth, steps, budge
     from timm_ll.app.training import Recipe, fit_and_test
 
     name = f"{family}{depth}"
-    if any(r["model"] == name and budget_of(r) == budget and seed_of(r) == seed for r in rows):
-        return  # resumed: done in an earlier run of the sweep
     recipe = Recipe(lr=args.lr, warmup_fraction=args.warmup)
+    recipe_key = dict(lr=recipe.lr, warmup_fraction=recipe.warmup_fraction)
+    # the recipe is part of a run's identity: a doubled-LR run of the same model and seed is not done yet
+    if any(
+        r["model"] == name and budget_of(r) == budget and seed_of(r) == seed and recipe_of(r) == recipe_key
+        for r in rows
+    ):
+        return  # resumed: done in an earlier run of the sweep
     result = fit_and_test(
         name,
         train,
@@ -181,7 +186,7 @@ def _run_once(args, rows, results_path, train, test, family, depth, steps, budge
         depth=depth,
         preset=args.preset,
         budget=budget,
-        recipe=dict(lr=recipe.lr, warmup_fraction=recipe.warmup_fraction),
+        recipe=recipe_key,
         train_images=len(train),
         batch_size=args.batch_size,
         compiled=args.compile,

@@ -182,7 +182,7 @@ def test_mismatched_checkpoint_names_the_layer(tmp_path):
 
 def test_registered_names_and_module():
     names = timm.list_models(module="cifar")
-    for family in ("ll_plain", "crelu_plain", "plain", "cifar_resnet", "ll_slim"):
+    for family in ("ll_plain", "crelu_plain", "plain", "cifar_resnet", "ll_slim", "tat_plain", "tat_slim"):
         for depth in REGISTERED_DEPTHS:
             assert f"{family}{depth}" in names
 
@@ -190,7 +190,7 @@ def test_registered_names_and_module():
 def test_invalid_configurations_are_refused():
     with pytest.raises(ValueError, match="needs activation='crelu'"):
         timm.create_model("plain20", init="looks_linear")
-    with pytest.raises(ValueError, match="use 'relu' or 'crelu'"):
+    with pytest.raises(ValueError, match="use 'relu', 'crelu' or 'leaky_relu'"):
         timm.create_model("plain20", activation="gelu")
 
 

@@ -38,7 +38,18 @@ import torch.nn.functional as F
 from timm.layers import register_notrace_module
 from torch import nn
 
-__all__ = ["CReLU", "crelu", "CReLUConv1d", "CReLUConv2d", "CReLUConv3d", "crelu_conv_type", "crelu_recompute"]
+from timm_ll.init import tat_gain
+
+__all__ = [
+    "CReLU",
+    "crelu",
+    "CReLUConv1d",
+    "CReLUConv2d",
+    "CReLUConv3d",
+    "crelu_conv_type",
+    "crelu_recompute",
+    "TATLeakyReLU",
+]
 
 # attribute of a CReLU output: (weak reference to the CReLU input, the output's version when made)
 _SOURCE = "_timm_ll_crelu_source"
@@ -145,6 +156,31 @@ class CReLU(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+class TATLeakyReLU(nn.Module):
+    """TAT's normalized Leaky ReLU (Zhang et al. 2022): ``gain * leaky_relu(x; negative_slope)``.
+
+    ``gain = sqrt(2 / (1 + negative_slope^2))`` keeps ``E[phi(x)^2] = 1`` for ``x ~ N(0, 1)``, so a
+    net of variance-preserving weights keeps its activations' scale at any depth. Pick the slope
+    for a depth with :func:`timm_ll.tat_slope`.
+
+    Args:
+        negative_slope: the slope for negative inputs, in ``[0, 1]`` (1 is the identity).
+    """
+
+    def __init__(self, negative_slope: float) -> None:
+        super().__init__()
+        if not 0.0 <= negative_slope <= 1.0:
+            raise ValueError(f"negative_slope={negative_slope!r}: a tailored rectifier's slope lies in [0, 1]")
+        self.negative_slope = float(negative_slope)
+        self.gain = tat_gain(self.negative_slope)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x, self.negative_slope).mul(self.gain)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope:.4f}, gain={self.gain:.4f}"
 
 
 class _ConvOfCReLU(torch.autograd.Function):

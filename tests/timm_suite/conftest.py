@@ -17,7 +17,7 @@ import timm
 import timm_ll  # noqa: F401  (registers the models)
 
 # + ll_resnet50, plain_resnet18
-_ONE_PER_FAMILY = {"ll_plain20", "crelu_plain20", "plain20", "cifar_resnet20", "ll_slim20"}
+_ONE_PER_FAMILY = {"ll_plain20", "crelu_plain20", "plain20", "cifar_resnet20", "ll_slim20", "tat_plain20", "tat_slim20"}
 _OUR_MODULES = ("cifar", "skipfree_resnet")
 _ALL_OURS = set(timm.list_models(module=_OUR_MODULES))
 SUITE_MODELS = (

@@ -27,6 +27,7 @@ __all__ = [
     "append_result",
     "budget_of",
     "seed_of",
+    "recipe_of",
     "write_section",
     "read_sections",
     "write_json",
@@ -84,6 +85,12 @@ def budget_of(row: dict) -> str:
 def seed_of(row: dict) -> int:
     """A study row's seed (rows of studies from before seeds were varied do not say: they ran with seed 0)."""
     return row.get("seed", 0)
+
+
+def recipe_of(row: dict) -> dict | None:
+    """A study row's recipe (peak LR and warm-up), part of what makes a run: a doubled-LR run of the same
+    model and seed is another run. Rows of the oldest sweep do not say (None: they match no recipe given now)."""
+    return row.get("recipe")
 
 
 def step_ratio(step_times: dict, model: str, reference: str) -> float:

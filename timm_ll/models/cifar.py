@@ -13,6 +13,8 @@ family         activation shortcut     init
 ``plain``      ReLU       none         He
 ``cifar_resnet`` ReLU     identity (A) He, as He et al. (2016) for CIFAR
 ``ll_slim``    CReLU      none         looks-linear, at ``plain``'s parameters and FLOPs
+``tat_plain``  TAT leaky  none         orthogonal, ``plain``'s widths (Zhang et al. 2022)
+``tat_slim``   CReLU      none         mirrored with TAT's ratio, ``ll_slim``'s widths
 ============== ========== ============ =================================================
 
 Normalization sits before the activation (conv -> norm -> act), so at init, in eval mode,
@@ -35,6 +37,25 @@ ReLU net's conv costs. Its parameter count and conv FLOPs are within 1.3% of ``p
 ``cifar_resnet`` at every registered depth from 20 up (``tests/test_models.py`` checks 5%).
 Of the width triples inside 5% (12/22/45, 12/22/46, 11/22/46, ...), 11/23/45 is the closest on
 both counts, and its training step on this project's CPU is as fast as the others'.
+
+Tailored rectifiers (TAT: Zhang, Botev, Martens 2022, "Deep Learning without Shortcuts"). A
+skip-free net of Leaky ReLUs ``sqrt(2 / (1 + a^2)) leaky_relu(x; a)`` and orthogonal weights has,
+at init, a kernel ``C_net`` that is the activation's local C map composed over its ``depth - 1``
+activations; TAT picks the slope ``a`` so that ``C_net(0) = eta`` (``timm_ll.tat_slope``; eta = 0.9
+by default, ``eta=`` through ``timm.create_model``). ``tat_plain`` is that net at ``plain``'s widths
+(a step costs what a ``plain``/ResNet step costs). ``tat_slim`` is the CReLU net at ``ll_slim``'s
+widths whose mirrored weights ``[s W0, -s a W0]`` make it, at init, exactly such a Leaky-ReLU net
+(``a = 1`` would be looks-linear). The slope follows the model's depth (``depth=`` recomputes it;
+``reset_classifier`` and ``init_weights`` keep it): ``model.slope``.
+
+How batch norm departs from the theory: TAT's C maps assume each layer's inputs have unit
+variance per unit and that the kernel between two examples is carried layer to layer by the
+weights and activations alone. Train-mode batch norm keeps the first (it rescales every channel
+to unit variance, which the normalized activation already preserves) but breaks the second: it
+subtracts each channel's mean over the batch, which moves every pair of examples' cosine towards
+0 at every layer, so the composed kernel of a BN net is not ``C_net`` and ``eta`` is only the
+kernel of its eval-mode (affine-BN) twin at init. TAT's published results are norm-free;
+``norm_layer=""`` gives that net.
 """
 
 from collections.abc import Callable
@@ -48,8 +69,8 @@ from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_c
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from timm_ll.init import init_looks_linear_, looks_linear_
-from timm_ll.layers import CReLU, CReLUConv2d
+from timm_ll.init import OrthogonalKind, init_looks_linear_, looks_linear_, orthogonal_, tat_slope
+from timm_ll.layers import CReLU, CReLUConv2d, TATLeakyReLU
 from timm_ll.models._checkpoint import check_pretrained_file, checkpoint_filter_fn
 
 __all__ = [
@@ -68,8 +89,8 @@ STAGE_WIDTHS = (16, 32, 64)
 # ll_slim: ~STAGE_WIDTHS / sqrt(2), so that CReLU's doubled channels cost what ReLU's do
 SLIM_WIDTHS = (11, 23, 45)
 
-Activation = Literal["relu", "crelu"]
-Init = Literal["he", "looks_linear"]
+Activation = Literal["relu", "crelu", "leaky_relu"]
+Init = Literal["he", "looks_linear", "orthogonal"]
 
 
 def valid_depths(limit: int = 200) -> list[int]:
@@ -154,9 +175,10 @@ class CifarNet(nn.Module):
 
     Args:
         depth: number of weight layers, 6n + 2 (20, 32, 44, 56, 110, 200, ...).
-        activation: ``"relu"`` or ``"crelu"``.
+        activation: ``"relu"``, ``"crelu"`` or ``"leaky_relu"`` (TAT's normalized Leaky ReLU; needs ``eta``).
         residual: add He et al.'s identity shortcut (option A) around every pair of convs.
-        init: ``"he"`` (Kaiming normal, fan_out) or ``"looks_linear"`` (needs ``"crelu"``).
+        init: ``"he"`` (Kaiming normal, fan_out), ``"looks_linear"`` (needs ``"crelu"``; mirror ratio 1,
+            or TAT's slope with ``eta``) or ``"orthogonal"`` (variance-preserving orthogonal, TAT's init).
         num_classes: classifier outputs; 0 removes the classifier.
         in_chans: input channels.
         global_pool: timm pooling type (``"avg"``, ``"max"``, ``"avgmax"``, ``"catavgmax"``, ``""``).
@@ -166,6 +188,11 @@ class CifarNet(nn.Module):
             bias). ``timm.create_model`` drops None-valued kwargs, so pass ``norm_layer=""``
             there (timm's own convention for "no norm").
         widths: filters of the three stages.
+        eta: TAT's target kernel ``C_net(0)`` (``timm_ll.tat_slope``), which sets the Leaky ReLU's slope
+            (``"leaky_relu"``) or the mirror ratio of a looks-linear net; None keeps the LL ratio 1.
+        orthogonal: the orthogonal construction of ``"looks_linear"``/``"orthogonal"`` init: ``"flattened"``
+            or ``"delta"`` (an orthogonal centre tap, Xiao et al. 2018: what DKS/TAT use, and what keeps a
+            norm-free net's activation scale at depth 200, where zero padding drains the flattened one's).
     """
 
     def __init__(
@@ -180,19 +207,35 @@ class CifarNet(nn.Module):
         drop_rate: float = 0.0,
         norm_layer: Callable[..., nn.Module] | str | None = nn.BatchNorm2d,
         widths: tuple[int, int, int] = STAGE_WIDTHS,
+        eta: float | None = None,
+        orthogonal: OrthogonalKind = "flattened",
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
         blocks_per_stage = _check_depth(depth)
-        if activation not in ("relu", "crelu"):
-            raise ValueError(f"activation={activation!r}: use 'relu' or 'crelu'")
-        if init not in ("he", "looks_linear"):
-            raise ValueError(f"init={init!r}: use 'he' or 'looks_linear'")
+        if activation not in ("relu", "crelu", "leaky_relu"):
+            raise ValueError(f"activation={activation!r}: use 'relu', 'crelu' or 'leaky_relu'")
+        if init not in ("he", "looks_linear", "orthogonal"):
+            raise ValueError(f"init={init!r}: use 'he', 'looks_linear' or 'orthogonal'")
         if init == "looks_linear" and activation != "crelu":
             raise ValueError("init='looks_linear' needs activation='crelu' (mirrored weights cancel only a CReLU)")
         if residual and activation != "relu":
             raise ValueError("residual=True is the He et al. baseline and takes activation='relu'")
+        if activation == "leaky_relu" and eta is None:
+            raise ValueError("activation='leaky_relu' is TAT's tailored rectifier: give eta= (TAT's default is 0.9)")
+        if eta is not None and activation != "leaky_relu" and init != "looks_linear":
+            raise ValueError(
+                f"eta={eta} sets a TAT slope: it applies to activation='leaky_relu' or init='looks_linear' "
+                f"(got activation={activation!r}, init={init!r}); drop eta for this family"
+            )
+        # TAT's slope for this depth (depth - 1 activations: the stem and every conv before the classifier);
+        # for a CReLU net it is the mirror ratio, 1.0 (looks-linear) without eta
+        self.eta = eta
+        self.orthogonal = orthogonal
+        self.slope: float | None = tat_slope(depth - 1, eta) if eta is not None else None
+        if init == "looks_linear" and self.slope is None:
+            self.slope = 1.0
         if isinstance(norm_layer, str) and norm_layer.strip().lower() == "none":
             norm_layer = None
         norm_layer = get_norm_layer(norm_layer)
@@ -205,7 +248,12 @@ class CifarNet(nn.Module):
         self.looks_linear = init == "looks_linear"
         self.grad_checkpointing = False
         act_mult = 2 if activation == "crelu" else 1
-        act_layer = CReLU if activation == "crelu" else partial(nn.ReLU, inplace=True)
+        if activation == "crelu":
+            act_layer = CReLU
+        elif activation == "leaky_relu":
+            act_layer = partial(TATLeakyReLU, self.slope)
+        else:
+            act_layer = partial(nn.ReLU, inplace=True)
         # every conv after the stem consumes a CReLU output: CReLUConv2d keeps the CReLU's input for
         # backward instead of the 2x-channel concatenation (see timm_ll.layers)
         conv_layer = CReLUConv2d if activation == "crelu" else nn.Conv2d
@@ -233,9 +281,14 @@ class CifarNet(nn.Module):
 
     @torch.jit.ignore
     def init_weights(self) -> None:
-        """(Re-)initialize every weight: looks-linear for LL nets, He et al. otherwise."""
+        """(Re-)initialize every weight: looks-linear (with the model's mirror ratio) for LL nets,
+        orthogonal for ``init="orthogonal"``, He et al. otherwise."""
         if self.looks_linear:
-            init_looks_linear_(self, mirrored=lambda layer: layer is not self.stem.conv)
+            mirrored = lambda layer: layer is not self.stem.conv  # noqa: E731
+            init_looks_linear_(self, mirrored, alpha=self.slope, kind=self.orthogonal)
+            return
+        if self.init_mode == "orthogonal":  # nothing mirrored: orthogonal_ everywhere
+            init_looks_linear_(self, mirrored=lambda layer: False, kind=self.orthogonal)
             return
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
@@ -267,7 +320,10 @@ class CifarNet(nn.Module):
         self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool, **dd)
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
         if self.looks_linear and isinstance(self.fc, nn.Linear):
-            looks_linear_(self.fc)  # stays affine at init ('catavgmax' too: it keeps the CReLU layout)
+            # stays affine (or TAT's Leaky ReLU) at init ('catavgmax' too: it keeps the CReLU layout)
+            looks_linear_(self.fc, self.orthogonal, alpha=self.slope)
+        elif self.init_mode == "orthogonal" and isinstance(self.fc, nn.Linear):
+            orthogonal_(self.fc, self.orthogonal)
         self.global_pool.train(self.training)
         self.fc.train(self.training)
 
@@ -335,7 +391,12 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "plain": dict(activation="relu", init="he"),
     "cifar_resnet": dict(activation="relu", init="he", residual=True),
     "ll_slim": dict(activation="crelu", init="looks_linear", widths=SLIM_WIDTHS),
+    # TAT's own init: delta-orthogonal convs (see CifarNet's ``orthogonal``)
+    "tat_plain": dict(activation="leaky_relu", init="orthogonal", eta=0.9, orthogonal="delta"),
+    "tat_slim": dict(activation="crelu", init="looks_linear", widths=SLIM_WIDTHS, eta=0.9, orthogonal="delta"),
 }
+# depth 8's 7 activations reach at most C_net(0) = 0.809: its TAT members default to this eta instead of 0.9
+SHALLOW_ETA = 0.8
 # 8 (one block per stage) is the tiny member: quick checks and smoke tests
 REGISTERED_DEPTHS = (8, 20, 32, 44, 56, 110, 200)
 
@@ -587,3 +648,93 @@ def ll_slim110(pretrained: bool = False, **kwargs: Any) -> CifarNet:
 def ll_slim200(pretrained: bool = False, **kwargs: Any) -> CifarNet:
     """Looks-linear skip-free CReLU net at ``plain200``'s parameters and FLOPs, 200 layers."""
     return _entry("ll_slim", 200, pretrained, kwargs)
+
+
+@register_model
+def tat_plain8(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free TAT Leaky-ReLU net at ``plain8``'s widths, 8 layers (quick checks).
+
+    Its 7 activations reach at most ``C_net(0) = 0.809``, so its default eta is ``SHALLOW_ETA`` (0.8), not 0.9.
+    """
+    return _entry("tat_plain", 8, pretrained, dict(dict(eta=SHALLOW_ETA), **kwargs))
+
+
+@register_model
+def tat_plain20(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free TAT Leaky-ReLU net at ``plain20``'s widths (slope for depth 20 at eta 0.9), 20 layers."""
+    return _entry("tat_plain", 20, pretrained, kwargs)
+
+
+@register_model
+def tat_plain32(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free TAT Leaky-ReLU net at ``plain32``'s widths (slope for depth 32 at eta 0.9), 32 layers."""
+    return _entry("tat_plain", 32, pretrained, kwargs)
+
+
+@register_model
+def tat_plain44(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free TAT Leaky-ReLU net at ``plain44``'s widths (slope for depth 44 at eta 0.9), 44 layers."""
+    return _entry("tat_plain", 44, pretrained, kwargs)
+
+
+@register_model
+def tat_plain56(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free TAT Leaky-ReLU net at ``plain56``'s widths (slope for depth 56 at eta 0.9), 56 layers."""
+    return _entry("tat_plain", 56, pretrained, kwargs)
+
+
+@register_model
+def tat_plain110(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free TAT Leaky-ReLU net at ``plain110``'s widths (slope for depth 110 at eta 0.9), 110 layers."""
+    return _entry("tat_plain", 110, pretrained, kwargs)
+
+
+@register_model
+def tat_plain200(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free TAT Leaky-ReLU net at ``plain200``'s widths (slope for depth 200 at eta 0.9), 200 layers."""
+    return _entry("tat_plain", 200, pretrained, kwargs)
+
+
+@register_model
+def tat_slim8(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free CReLU net with TAT's mirror ratio at ``ll_slim8``'s widths, 8 layers (quick checks).
+
+    Its 7 activations reach at most ``C_net(0) = 0.809``, so its default eta is ``SHALLOW_ETA`` (0.8), not 0.9.
+    """
+    return _entry("tat_slim", 8, pretrained, dict(dict(eta=SHALLOW_ETA), **kwargs))
+
+
+@register_model
+def tat_slim20(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free CReLU net with TAT's mirror ratio at ``ll_slim20``'s widths (``plain20``'s cost), 20 layers."""
+    return _entry("tat_slim", 20, pretrained, kwargs)
+
+
+@register_model
+def tat_slim32(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free CReLU net with TAT's mirror ratio at ``ll_slim32``'s widths (``plain32``'s cost), 32 layers."""
+    return _entry("tat_slim", 32, pretrained, kwargs)
+
+
+@register_model
+def tat_slim44(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free CReLU net with TAT's mirror ratio at ``ll_slim44``'s widths (``plain44``'s cost), 44 layers."""
+    return _entry("tat_slim", 44, pretrained, kwargs)
+
+
+@register_model
+def tat_slim56(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free CReLU net with TAT's mirror ratio at ``ll_slim56``'s widths (``plain56``'s cost), 56 layers."""
+    return _entry("tat_slim", 56, pretrained, kwargs)
+
+
+@register_model
+def tat_slim110(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free CReLU net with TAT's mirror ratio at ``ll_slim110``'s widths (``plain110``'s cost), 110 layers."""
+    return _entry("tat_slim", 110, pretrained, kwargs)
+
+
+@register_model
+def tat_slim200(pretrained: bool = False, **kwargs: Any) -> CifarNet:
+    """Skip-free CReLU net with TAT's mirror ratio at ``ll_slim200``'s widths (``plain200``'s cost), 200 layers."""
+    return _entry("tat_slim", 200, pretrained, kwargs)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Tailored rectifiers at depth 200 (docs/REPRODUCTION.md, section "Tailored rectifiers at depth 200"): the seeded
+# study's cpu-600 recipe, data and seeds for tat_plain200 and tat_slim200, beside the committed cifar_resnet200 and
+# ll_slim200 pairs; results appended to the seeded results file. Resumable: rerun the same command and finished
+# runs are skipped (a run is its model, budget, seed and recipe).
+#
+#   bash examples/tat_study.sh [DATA] [RESULTS] [OUT]
+#
+# Phase 1 (seeds 0 and 1 of both new families: about 2.5 hours on 2 CPU cores) runs to the end before phase 2 reads
+# its results: phase 2 doubles the peak learning rate (seed 0) for ll_slim200, the new family closest to ResNet-200
+# on seeds 0-1 and cifar_resnet200, then gives that family and the ResNet a third seed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${1:-${TIMM_LL_DATA:-../shared/data}/cifar10-jpeg.zip}
+results=${2:-docs/results/depth_sweep_cpu-600-seeded.jsonl}
+out=${3:-${TMPDIR:-/tmp}/timm-ll-seeded-study}
+sweep() { python examples/depth_sweep.py --preset cpu-600 --data "$data" --results "$results" --out "$out" "$@"; }
+sweep --depths 200 --families tat_plain,tat_slim --seeds 0
+sweep --depths 200 --families tat_plain,tat_slim --seeds 1
+# chosen on seeds 0-1 only (the smaller mean paired difference to cifar_resnet200), before any third seed exists
+closest=$(python examples/seeded_report.py --results "$results" --closest-to cifar_resnet200 --among tat_plain200,tat_slim200)
+echo "closest new family on seeds 0-1: $closest"
+doubled_lr=$(python -c "from timm_ll.app.recipe import Recipe; print(2 * Recipe.lr)")
+sweep --depths 200 --families "ll_slim,${closest%200},cifar_resnet" --seeds 0 --lr "$doubled_lr"
+sweep --depths 200 --families "${closest%200},cifar_resnet" --seeds 2
