@@ -5,6 +5,7 @@
     python examples/depth_sweep.py --preset cpu-budget   # the older 300-step CPU study
     python examples/depth_sweep.py --preset gpu-deep     # depths 56/110, all 50k images: ~10 min on one H100
     python examples/depth_sweep.py --preset gpu-seeded --seeds 0,1   # ll_slim vs cifar_resnet at 110 (GPU)
+    python examples/depth_sweep.py --preset gpu-tat --seeds 0        # tat_slim, tat_plain, ResNet at 200, 110
     python examples/depth_sweep.py --preset full         # the full recipe (GPU): 160 epochs per run
     python examples/depth_sweep.py --preset tiny --data digits   # seconds: checks the logic
 
@@ -48,6 +49,10 @@ PRESETS = {
     "gpu-deep": dict(train_subset=None, epochs=10, steps=None, families="ll_plain,cifar_resnet", depths="110,56"),
     # the seeded equal-compute pair at depth 110 (with --seeds): seed by seed, so each finished seed is a pair
     "gpu-seeded": dict(train_subset=None, epochs=10, steps=None, families="ll_slim,cifar_resnet", depths="110"),
+    # the tailored-rectifier families beside the ResNet, depth 200 first (where LL falls behind), then 110
+    "gpu-tat": dict(
+        train_subset=None, epochs=10, steps=None, families="tat_slim,tat_plain,cifar_resnet", depths="200,110"
+    ),
     "gpu-budget": dict(
         train_subset=None, epochs=6, steps=None, families="ll_plain,plain,cifar_resnet,crelu_plain", depths="20,56,110"
     ),

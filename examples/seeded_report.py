@@ -20,7 +20,16 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from timm_ll.app.reporting import budget_of, input_statistic, read_results, seed_of, step_ratio, write_section
+from timm_ll.app.recipe import Recipe
+from timm_ll.app.reporting import (
+    budget_of,
+    input_statistic,
+    read_results,
+    recipe_of,
+    seed_of,
+    step_ratio,
+    write_section,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = "cifar_resnet"
@@ -43,11 +52,20 @@ def paired_interval(differences: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+# the study's recipe (Recipe's defaults); runs with another one (the doubled peak LR) are kept apart from the seeds
+STUDY_RECIPE = dict(lr=Recipe.lr, warmup_fraction=Recipe.warmup_fraction)
+
+
+def is_seed_run(row: dict) -> bool:
+    """An equal-step run with the study's recipe: the runs that seed means and paired differences are made of."""
+    return budget_of(row) == "equal-steps" and recipe_of(row) == STUDY_RECIPE
+
+
 def errors_by_cell(rows: list[dict]) -> dict[tuple[int, str], dict[int, float]]:
-    """Test error (in points) per (depth, family) and seed, equal-step runs only."""
+    """Test error (in points) per (depth, family) and seed, equal-step runs with the study's recipe only."""
     cells: dict[tuple[int, str], dict[int, float]] = defaultdict(dict)
     for row in rows:
-        if budget_of(row) == "equal-steps":
+        if is_seed_run(row):
             cells[(row["depth"], row["family"])][seed_of(row)] = 100 * (1 - row["test_acc"])
     return cells
 
@@ -78,17 +96,41 @@ def tables(rows: list[dict]) -> list[str]:
     return lines
 
 
-TARGETS = {110: 2.0, 200: 3.0}  # points: the equal-compute LL net within this of the ResNet of its depth
-EQUAL_COMPUTE = "ll_slim"
+TARGETS = {110: 2.0, 200: 3.0}  # points: an equal-compute skip-free net within this of the ResNet of its depth
+# the skip-free families at the ResNet's parameters and FLOPs: looks-linear and the two tailored-rectifier ones
+EQUAL_COMPUTE = ("ll_slim", "tat_plain", "tat_slim")
+CLAIM_PAIRS = 3  # a target is claimed only over this many seed pairs
+
+
+def paired_differences(cells: dict, depth: int, family: str) -> list[float]:
+    """``family`` minus the ResNet of ``depth``, paired by seed (seeds both have)."""
+    errors, reference = cells.get((depth, family), {}), cells.get((depth, REFERENCE), {})
+    return [errors[s] - reference[s] for s in sorted(errors) if s in reference]
+
+
+def closest_family(rows: list[dict], reference: str, among: list[str], seeds: tuple[int, ...] = (0, 1)) -> str:
+    """The model of ``among`` with the smallest mean paired difference from ``reference`` over ``seeds`` (all
+    of the same depth): the family that gets a third seed is chosen on seeds 0-1 alone."""
+    cells = errors_by_cell([r for r in rows if seed_of(r) in seeds])
+    by_model = {f"{family}{depth}": (depth, family) for depth, family in cells}
+    missing = [m for m in (reference, *among) if m not in by_model or set(seeds) - set(cells[by_model[m]])]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} lack runs on seeds {list(seeds)}: run them first")
+    means = {}
+    for model in among:
+        depth, family = by_model[model]
+        pairs = [cells[(depth, family)][s] - cells[by_model[reference]][s] for s in seeds]
+        means[model] = statistics.fmean(pairs)
+    return min(means, key=means.get)
 
 
 def target_lines(rows: list[dict]) -> list[str]:
     """Each target against the point estimate of the paired mean difference, and what its interval allows."""
     cells, lines = errors_by_cell(rows), []
-    for depth, target in TARGETS.items():
-        ll, reference = cells.get((depth, EQUAL_COMPUTE), {}), cells.get((depth, REFERENCE), {})
-        pairs = [ll[s] - reference[s] for s in sorted(ll) if s in reference]
-        name = f"{EQUAL_COMPUTE}{depth} minus {REFERENCE}{depth}"
+    studied = [f for f in EQUAL_COMPUTE if any(family == f for _, family in cells)]  # at any depth
+    for (depth, target), family in ((item, f) for item in TARGETS.items() for f in studied):
+        pairs = paired_differences(cells, depth, family)
+        name = f"{family}{depth} minus {REFERENCE}{depth}"
         if not pairs:
             lines.append(f"- Target: {name} <= +{target:.0f} points: no pair yet.")
             continue
@@ -100,9 +142,35 @@ def target_lines(rows: list[dict]) -> list[str]:
             if math.isfinite(low)
             else "; one pair gives no interval"
         )
+        claim = "" if len(pairs) >= CLAIM_PAIRS else f" (fewer than {CLAIM_PAIRS} pairs: not a claim)"
         lines.append(
             f"- Target: {name} <= +{target:.0f} points (point estimate): {mean:+.2f} over {len(pairs)} "
-            f"pair{'s' if len(pairs) > 1 else ''}, {verdict}{allows}."
+            f"pair{'s' if len(pairs) > 1 else ''}, {verdict}{allows}{claim}."
+        )
+    return lines
+
+
+def recipe_lines(rows: list[dict]) -> list[str]:
+    """The runs with another recipe than the study's (the doubled peak LR), apart from the seed means, each
+    beside the same model and seed with the study's recipe."""
+    others = [r for r in rows if budget_of(r) == "equal-steps" and recipe_of(r) != STUDY_RECIPE]
+    if not others:
+        return []
+    cells = errors_by_cell(rows)
+    lines = [
+        "",
+        "Runs with another recipe (kept apart from the seed means above):",
+        "",
+        "| model | seed | peak LR | warm-up | test error | with the study's recipe |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in others:
+        same = cells.get((row["depth"], row["family"]), {}).get(seed_of(row))
+        beside = "-" if same is None else f"{same:.2f}%"
+        recipe = recipe_of(row) or {}
+        lines.append(
+            f"| {row['model']} | {seed_of(row)} | {recipe.get('lr')} | {recipe.get('warmup_fraction')} "
+            f"| {100 * (1 - row['test_acc']):.2f}% | {beside} |"
         )
     return lines
 
@@ -144,7 +212,7 @@ def plot_curves(rows: list[dict]):
     for row, depth in enumerate(depths):
         loss_ax, corr_ax = axes[row]
         unread = False
-        runs = [r for r in rows if r["depth"] == depth and budget_of(r) == "equal-steps"]
+        runs = [r for r in rows if r["depth"] == depth and is_seed_run(r)]
         for run in sorted(runs, key=lambda r: (families.index(r["family"]), seed_of(r))):  # legend: family, seed
             label = f"{run['family']}, seed {seed_of(run)} ({100 * (1 - run['test_acc']):.1f}% test error)"
             style = dict(color=colours[run["family"]], ls=styles[seed_of(run) % len(styles)], lw=1.2)
@@ -178,6 +246,7 @@ def section(results: Path, step_times: Path | None = None, rows: list[dict] | No
         "",
         *target_lines(rows),
         *wall_clock_lines(rows, timing),
+        *recipe_lines(rows),
         "",
         f"![training curves and the monitor's readings of every run](figures/{FIGURE})",
     ]
@@ -195,10 +264,23 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("results", type=Path)
     parser.add_argument("--step-times", type=Path, default=STEP_TIMES, help="benchmarks/step_times.py's numbers")
     parser.add_argument("--doc", action="store_true", help="write the tables into docs/REPRODUCTION.md")
+    parser.add_argument(
+        "--closest-to",
+        metavar="MODEL",
+        help="print only the model of --among closest to MODEL on seeds 0-1 (examples/tat_study.sh's choice)",
+    )
+    parser.add_argument("--among", default="tat_plain200,tat_slim200", help="comma-separated models, with --closest-to")
     args = parser.parse_args(argv)
     rows = read_results(args.results)
     if not rows:
         parser.error(f"{args.results}: no runs yet; run examples/seeded_study.sh first")
+    if args.closest_to:
+        try:
+            closest = closest_family(rows, args.closest_to, args.among.split(","))
+        except ValueError as error:
+            parser.error(str(error))
+        print(closest)
+        return closest
     text = section(args.results, args.step_times, rows)
     figures = REPO / "docs" / "figures" if args.doc else Path(tempfile.mkdtemp(prefix="timm-ll-seeded-"))
     plot_curves(rows).savefig(figures / FIGURE, dpi=100)

@@ -18,7 +18,7 @@ sweep() { python examples/depth_sweep.py --preset cpu-600 --data "$data" --resul
 sweep --depths 200 --families tat_plain,tat_slim --seeds 0
 sweep --depths 200 --families tat_plain,tat_slim --seeds 1
 # chosen on seeds 0-1 only (the smaller mean paired difference to cifar_resnet200), before any third seed exists
-closest=$(python examples/seeded_report.py --results "$results" --closest-to cifar_resnet200 --among tat_plain200,tat_slim200)
+closest=$(python examples/seeded_report.py "$results" --closest-to cifar_resnet200 --among tat_plain200,tat_slim200)
 echo "closest new family on seeds 0-1: $closest"
 doubled_lr=$(python -c "from timm_ll.app.recipe import Recipe; print(2 * Recipe.lr)")
 sweep --depths 200 --families "ll_slim,${closest%200},cifar_resnet" --seeds 0 --lr "$doubled_lr"

@@ -239,8 +239,16 @@ def test_recipe_can_decay_norm_scales_and_biases_too():
 def test_seeded_report_pairs_by_seed_with_a_t_interval():
     report = _load("seeded_report")
 
-    def row(family, seed, acc):
-        return dict(family=family, depth=110, seed=seed, test_acc=acc, budget="equal-steps")
+    def row(family, seed, acc, depth=110, lr=0.02):
+        return dict(
+            family=family,
+            depth=depth,
+            model=f"{family}{depth}",
+            seed=seed,
+            test_acc=acc,
+            budget="equal-steps",
+            recipe=dict(lr=lr, warmup_fraction=0.3),
+        )
 
     rows = [row("cifar_resnet", s, a) for s, a in ((0, 0.60), (1, 0.62), (2, 0.61))]
     rows += [row("ll_slim", s, a) for s, a in ((0, 0.58), (1, 0.61), (2, 0.60))]
@@ -261,6 +269,21 @@ def test_seeded_report_pairs_by_seed_with_a_t_interval():
     assert "ll_slim200 minus cifar_resnet200 <= +3 points: no pair yet" in report.target_lines(rows)[1]
     missed = [dict(r, test_acc=r["test_acc"] - 0.03) if r["family"] == "ll_slim" else r for r in rows]
     assert "missed by 2.33 points" in report.target_lines(missed)[0]  # +4.33 against +2
+    # a run with another recipe (the doubled peak LR) stays out of the seed means, in a table of its own
+    doubled = [*rows, row("ll_slim", 0, 0.70, lr=0.04)]
+    assert report.tables(doubled) == lines
+    assert "| ll_slim110 | 0 | 0.04 | 0.3 | 30.00% | 42.00% |" in report.recipe_lines(doubled)
+    assert report.recipe_lines(rows) == []
+    # the tailored-rectifier families: a target line each, claimed only over three pairs; the family closest to
+    # the ResNet is chosen on seeds 0-1 alone (tat_slim's seed 2 would flip the choice; it is not read)
+    tat = [*rows, *(row("tat_plain", s, a) for s, a in ((0, 0.58), (1, 0.58)))]
+    tat += [row("tat_slim", s, a) for s, a in ((0, 0.59), (1, 0.61), (2, 0.20))]
+    targets = report.target_lines(tat)
+    line = next(t for t in targets if "tat_plain110 minus cifar_resnet110" in t)
+    assert "over 2 pairs" in line and "not a claim" in line
+    assert report.closest_family(tat, "cifar_resnet110", ["tat_plain110", "tat_slim110"]) == "tat_slim110"
+    with pytest.raises(ValueError, match="plain110 lack runs on seeds"):
+        report.closest_family(tat, "cifar_resnet110", ["plain110"])
     # equal wall-clock from measured step times: 1.5x the ResNet's step -> 900 ResNet steps in 600 LL steps
     timing = {"rows": {"ll_slim110": {"step_s": 1.5}, "cifar_resnet110": {"step_s": 1.0}}}
     clock = report.wall_clock_lines([dict(r, steps=600) for r in rows], timing)
@@ -277,7 +300,14 @@ def test_seeded_curves_draw_every_run_with_a_style_per_seed():
         readings = [{"step": s, "stats": {"neighbor_corr": [c, 0.0]}} for s, c in ((0, 1.0), (5, 0.9), (60, 0.95))]
         curves = {"step": [20, 40, 60], "loss": [2.2, 1.9, 1.7], "acc": [0.2, 0.3, 0.4], "lr": [0.01] * 3}
         return dict(
-            family=family, depth=110, seed=seed, test_acc=acc, budget="equal-steps", curves=curves, shattering=readings
+            family=family,
+            depth=110,
+            seed=seed,
+            test_acc=acc,
+            budget="equal-steps",
+            recipe=dict(lr=0.02, warmup_fraction=0.3),
+            curves=curves,
+            shattering=readings,
         )
 
     rows = [run("ll_slim", 0, 0.55), run("cifar_resnet", 0, 0.54), run("ll_slim", 1, 0.56)]
