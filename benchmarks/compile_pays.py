@@ -135,16 +135,27 @@ def section(run: dict) -> str:
         f"`benchmarks/compile_pays.py`: torch.compile ({run['backend']}) for a {run['run_steps']}-step run on "
         f"{run['device']}, batch {run['batch_size']}, median of {run['steps']} steps; {run['machine']}",
         "",
-        "| model | eager ms/step | compiled ms/step | compile s | run eager s | run compiled s | pays |",
-        "|---|---|---|---|---|---|---|",
+        "| model | eager ms/step | compiled ms/step | step speed-up | compile s | run eager s | run compiled s "
+        "| pays |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in run["models"].items():
         lines.append(
-            f"| {name} | {r['eager_ms']:.2f} | {r['compiled_ms']:.2f} | {r['compile_s']:.1f} | "
-            f"{r['eager_run_s']:.0f} | {r['compiled_run_s']:.0f} | {'yes' if r['pays'] else 'no'} |"
+            f"| {name} | {r['eager_ms']:.2f} | {r['compiled_ms']:.2f} | {r['eager_ms'] / r['compiled_ms']:.2f}x "
+            f"| {r['compile_s']:.1f} | {r['eager_run_s']:.0f} | {r['compiled_run_s']:.0f} "
+            f"| {'yes' if r['pays'] else 'no'} |"
         )
-    verdict_text = "pays" if run["pays"] else "does not pay"
-    lines += ["", f"Verdict: compiling {verdict_text} for a {run['run_steps']}-step run."]
+    paying = [name for name, r in run["models"].items() if r["pays"]]
+    if len(paying) == len(run["models"]):
+        verdict = f"compiling pays for a {run['run_steps']}-step run of every model here"
+    elif paying:
+        verdict = (
+            f"compiling pays for a {run['run_steps']}-step run of {', '.join(paying)} only; the sweep compiles "
+            "only when it pays for every model probed"
+        )
+    else:
+        verdict = f"compiling pays for a {run['run_steps']}-step run of no model here"
+    lines += ["", f"Verdict: {verdict}."]
     return "\n".join(lines)
 
 

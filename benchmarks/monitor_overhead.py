@@ -271,8 +271,30 @@ def section(numbers: Path) -> str:
             f"**{statistics.median(paired):.2f}**. (The ratio of the medians, ours {overhead['ours']:+.1f}% against "
             f"Cockpit {overhead['cockpit']:+.1f}%, is {overhead['ours'] / overhead['cockpit']:.2f}; pairing by round "
             "keeps a slow round from counting against one side only.)",
+            "",
+            _resolution(fits),
         ]
     return "\n".join(lines)
+
+
+def _resolution(fits: dict[str, list[float]]) -> str:
+    """What the side-by-side can tell: the baseline fits' own spread against the overheads it compares."""
+    base = fits["base"]
+    spread = max(base) - min(base)
+    extra = {kind: statistics.median(fits[kind]) - statistics.median(base) for kind in ("ours", "cockpit")}
+    resolved = spread < abs(extra["cockpit"] - extra["ours"])
+    return (
+        f"What this comparison can tell: the baseline fits alone span {spread:.2f} s (fastest to slowest of "
+        f"{len(base)}), against median overheads of {extra['ours']:.2f} s (ours) and {extra['cockpit']:.2f} s "
+        "(Cockpit). "
+        + (
+            "The difference between the two overheads is larger than that spread."
+            if resolved
+            else "That spread is larger than the difference between the two overheads, so these rounds do not "
+            "resolve which tool costs less on this small net, nor whether ours is within half of Cockpit's: "
+            "that needs more rounds, or runs interleaved step by step, with the spread shown."
+        )
+    )
 
 
 NUMBERS = REPO / "docs" / "results" / "monitor.json"

@@ -89,7 +89,8 @@ def tables(rows: list[dict]) -> list[str]:
         else:
             mean, low, high = paired_interval(pairs)
             interval = f" [{low:+.2f}, {high:+.2f}]" if math.isfinite(low) else " (one pair)"
-            paired = f"{mean:+.2f}{interval} over {len(pairs)}"
+            each_pair = f"; per seed {' / '.join(f'{d:+.2f}' for d in pairs)}" if len(pairs) > 1 else ""
+            paired = f"{mean:+.2f}{interval} over {len(pairs)}{each_pair}"
         seeds = ", ".join(map(str, sorted(errors)))
         each = " / ".join(f"{value:.2f}" for value in values)
         lines.append(f"| {depth} | {family} | {seeds} | {each} | {statistics.fmean(values):.2f}%{spread} | {paired} |")
@@ -193,6 +194,42 @@ def wall_clock_lines(rows: list[dict], step_times: dict | None) -> list[str]:
     return lines
 
 
+EARLY_FRACTION = 0.25  # the curves' comparison splits each run at a quarter of its steps (mid warm-up)
+
+
+def loss_comparison_lines(rows: list[dict]) -> list[str]:
+    """Per depth and family, against the ResNet of the same seed: at how many logged steps its batch loss is the
+    lower one, in the first quarter of the run and after it, and the mean of its last five logged losses."""
+    runs = {(r["depth"], r["family"], seed_of(r)): r for r in rows if is_seed_run(r) and r.get("curves")}
+    lines = []
+    for depth, family in sorted({(d, f) for d, f, _ in runs if f != REFERENCE}):
+        seeds = sorted(s for d, f, s in runs if (d, f) == (depth, family) and (depth, REFERENCE, s) in runs)
+        if not seeds:
+            continue
+        early, late, tails, reference_tails = [], [], [], []
+        for seed in seeds:
+            ours, theirs = runs[(depth, family, seed)]["curves"], runs[(depth, REFERENCE, seed)]["curves"]
+            theirs_at = dict(zip(theirs["step"], theirs["loss"]))
+            split = EARLY_FRACTION * runs[(depth, family, seed)]["steps"]
+            common = [
+                (step, loss, theirs_at[step]) for step, loss in zip(ours["step"], ours["loss"]) if step in theirs_at
+            ]
+            first = [c for c in common if c[0] < split]
+            rest = [c for c in common if c[0] >= split]
+            early.append(f"{sum(a < b for _, a, b in first)} of {len(first)}")
+            late.append(f"{sum(a < b for _, a, b in rest)} of {len(rest)}")
+            tails.append(f"{statistics.fmean(ours['loss'][-5:]):.2f}")
+            reference_tails.append(f"{statistics.fmean(theirs['loss'][-5:]):.2f}")
+            last_early = first[-1][0] if first else None
+        lines.append(
+            f"- Batch loss, {family}{depth} against {REFERENCE}{depth} (seeds {', '.join(map(str, seeds))}): the "
+            f"lower one at {' / '.join(early)} logged steps in the first quarter of the run (to step {last_early}), "
+            f"at {' / '.join(late)} after it; its last five logged losses average {' / '.join(tails)}, the "
+            f"ResNet's {' / '.join(reference_tails)}."
+        )
+    return lines
+
+
 FIGURE = "seeded_study_curves.png"
 
 
@@ -246,6 +283,7 @@ def section(results: Path, step_times: Path | None = None, rows: list[dict] | No
         "",
         *target_lines(rows),
         *wall_clock_lines(rows, timing),
+        *loss_comparison_lines(rows),
         *recipe_lines(rows),
         "",
         f"![training curves and the monitor's readings of every run](figures/{FIGURE})",

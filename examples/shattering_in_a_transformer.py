@@ -171,8 +171,9 @@ def section(numbers: Path) -> str:
         f"{depths[-1]} both stay within a range of {_spread(results['post-LN'] + results['pre-LN']):.3f}: neither "
         "transformer shatters with depth at initialization on this probe. The skip-free ReLU control on the "
         f"same probe falls from {results['MLP control'][0]:.3f} to {deepest['MLP control']:.3f} "
-        f"({describe_fit(*fits['MLP control'])}), so the probe does see shattering where it happens; mean-pooling "
-        "16 tokens smooths it, which is why the control decays more slowly here than a single-output net does.",
+        f"({describe_fit(*fits['MLP control'])}), so the probe does see shattering where it happens. It decays more "
+        "slowly than a single-output net would; the mean-pooling over 16 tokens may be why, which this script "
+        "does not test.",
         "",
         "![neighbor correlation vs depth](figures/transformer_at_init/neighbor_corr_vs_depth.png)",
         *[f"![{name} profile](figures/transformer_at_init/profile_{_slug(name)}{depths[-1]}.png)" for name in results],

@@ -4,6 +4,7 @@ by the script that wrote it, and must equal the committed text: no number in a b
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import pytest
 
@@ -72,3 +73,47 @@ def test_every_committed_figure_is_shown_by_a_page_and_every_shown_figure_exists
     assert committed, "no committed figures found"
     assert committed - shown == set(), "figures no page of docs/ shows"
     assert shown - committed == set(), "figures a page shows that are not committed"
+
+
+_check_spec = importlib.util.spec_from_file_location("check_doc_numbers", REPO / "examples" / "check_doc_numbers.py")
+check_doc_numbers = importlib.util.module_from_spec(_check_spec)
+sys.modules["check_doc_numbers"] = check_doc_numbers  # its dataclass looks its module up there
+_check_spec.loader.exec_module(check_doc_numbers)
+
+
+def test_every_prose_number_is_in_its_named_source_or_a_listed_constant():
+    mismatches = check_doc_numbers.check()
+    assert mismatches == [], "\n".join(map(str, mismatches))
+
+
+def test_an_edited_prose_number_is_caught(tmp_path):
+    """The prose check itself can fail: on a real page with one quoted number changed, and on a page of its own."""
+    readme = (REPO / "README.md").read_text()
+    assert "speeds a\ncifar_resnet56 step 1.30x" in readme or "cifar_resnet56 step 1.30x" in readme
+    edited = tmp_path / "README.md"
+    edited.write_text(readme.replace("cifar_resnet56 step 1.30x", "cifar_resnet56 step 1.35x"))
+    found = check_doc_numbers.check([edited])
+    assert [m.number for m in found] == ["1.35x"] and "not in the sources" in found[0].why
+
+    page = tmp_path / "PAGE.md"
+    page.write_text(
+        "# A page\n\nSources: block `compile`.\n\n"
+        "A cifar_resnet56 step is 1.30x faster compiled, and 738.1 ms eager (the block's 738.08 rounds to it).\n"
+        "A step is 1.3x faster (a rounding of 1.30), and 2.04x faster (in no source).\n\n"
+        "## Unsourced\n\nIt took 12.5 s. Depth 110 and 3 seeds are configuration. ResNet-110 errs 6.43% (a listed "
+        "constant). The block `no-such-block` is not there.\n"
+    )
+    found = {(m.number, m.why.split(" (")[0]) for m in check_doc_numbers.check([page])}
+    assert found == {
+        ("2.04x", "is not in the sources the sentence names"),
+        ("12.5 s", "names no source"),
+        ("block no-such-block", "is named but no page marks it"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("prose", "normalized"),
+    [("0.54", "0.54"), (".54", "0.54"), ("1,701,530", "1701530"), ("+9.1", "9.1"), ("2.0", "2"), ("1.50", "1.5")],
+)
+def test_numbers_are_compared_after_the_stated_normalization(prose, normalized):
+    assert check_doc_numbers.normalize(prose) == normalized

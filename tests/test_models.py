@@ -220,3 +220,30 @@ def test_the_plugin_imports_no_training_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# the README's models table, checked exactly (the table names this file as its source)
+README_PARAMETER_COUNTS = {
+    "ll_plain56": 1_701_530,
+    "crelu_plain56": 1_701_530,
+    "plain56": 853_018,
+    "cifar_resnet56": 853_018,
+    "ll_slim56": 847_985,
+    "tat_plain56": 853_018,
+    "tat_slim56": 847_985,
+    "ll_resnet50": 45_505_064,
+    "plain_resnet50": 22_780_456,
+}
+
+
+def test_the_readme_models_table_has_the_exact_parameter_counts():
+    from tests.conftest import REPO
+
+    for name, count in README_PARAMETER_COUNTS.items():
+        with torch.device("meta"):  # counting needs no memory
+            model = timm.create_model(name)
+        assert sum(p.numel() for p in model.parameters()) == count, name
+    readme = (REPO / "README.md").read_text()
+    shown = readme[readme.index("| family | activation |") :].split("\n\n", 1)[0]
+    for count in set(README_PARAMETER_COUNTS.values()):
+        assert f"{count:,}" in shown, f"{count:,} is not in the README's models table"

@@ -57,17 +57,17 @@ def test_marked_tests_and_quick_runs_have_no_report(sample: pytest.Pytester, mon
     assert "fast-tier upkeep" not in roomy.stdout.str()
 
 
-def readme_setup_commands() -> list[str]:
-    """The README's two set-up commands: the first two ``bash`` blocks of its Commands section."""
-    import re
+def _setup_times():
+    import importlib.util
 
-    readme = (REPO / "README.md").read_text()
-    commands = readme.split("## Commands", 1)[1].split("\n## ", 1)[0]
-    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", commands, flags=re.S)[:2]]
+    spec = importlib.util.spec_from_file_location("setup_times", REPO / "benchmarks" / "setup_times.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_ci_runs_the_readme_commands_verbatim_and_the_main_job_without_test_extras():
-    install, tests = readme_setup_commands()
+    install, tests = _setup_times().readme_commands()  # what the setup-times benchmark measures too
     assert install == "pip install -e . && timm-ll shatter"  # no extra: the main job needs none
     assert tests.startswith('pip install -e ".[dev]" && ') and tests.endswith("python -m pytest -q")
     ci_lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]

@@ -1,0 +1,219 @@
+"""The docs' prose numbers against their sources: the drift check past the marked blocks.
+
+    python examples/check_doc_numbers.py      # list every prose number that its source does not hold
+
+A marked block is regenerated from its data (``examples/regenerate_docs.py``); the prose around the blocks
+is written by hand, and is where stale numbers went before. This check reads the prose of ``README.md``
+and every ``docs/*.md`` page (outside marked blocks, code fences and tables' data rows are kept: a table
+in prose is prose) sentence by sentence:
+
+- a sentence that names a source, a block (``block `name```, ``blocks `a` and `b```) or a committed file
+  (a path such as ``docs/results/step_times.json``), must hold only numbers that appear in one of the
+  sources it names; a section (the text under a heading, up to the next heading) can name the sources of
+  all its sentences once, in a line that starts with ``Sources:``;
+- a *measured* number (one with a decimal point or a thousands separator, or with a unit: %, x, s, ms,
+  µs, min, MiB, GiB, GB, kB, points, seconds, minutes, hours) in a sentence that names no source must be listed in
+  ``docs/constants.md`` with its source (the paper's own numbers, outside references), or go.
+  Bare integers (depths, widths, counts of steps or seeds) are configuration, not measurements.
+
+Numbers are compared after one normalization: thousands separators (a source's Python ``1_701_530`` too), a
+leading sign and a unit go; a leading
+zero is optional (0.54 and .54); trailing zeros after the point are dropped (2.0 and 2, 1.50 and 1.5); and a
+source's longer number holds the prose's rounding of it (0.164 is held by 0.16443); a percentage is held by
+its fraction too (5% by 0.05). A number in a name
+(``ll_plain56``, ``H100``, ``cifar10``), a path, a code span (`` `eta=0.8` ``) or a year (19xx, 20xx) is not
+a number.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
+
+from timm_ll.app.reporting import read_sections  # noqa: E402
+
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+CONSTANTS = REPO / "docs" / "constants.md"
+
+_BLOCK = re.compile(r"<!-- BEGIN ([\w.-]+) -->.*?<!-- END \1 -->", re.S)
+_FENCE = re.compile(r"```.*?```", re.S)
+_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+_LINK_TARGET = re.compile(r"\]\([^)]*\)")
+# a block name right after "block"/"blocks" (and any further `name`s joined by commas / "and")
+_BLOCK_REF = re.compile(r"\bblocks?\s+((?:`[\w.-]+`(?:,\s*|\s+and\s+|\s*/\s*)?)+)")
+_PATH_REF = re.compile(r"`?((?:docs|benchmarks|examples|tests|timm_ll|lightning_callbacks)/[\w./-]+\.\w+)`?")
+# a number not glued to a name: no letter, digit, underscore or path character before it
+_NUMBER = re.compile(
+    r"(?<![\w./,-])([+\-−]?(?:\d{1,3}(?:,\d{3})+(?![\d,])|\d+)?(?:\.\d+)?)"
+    r"(\s?(?:%|x\b|s\b|ms\b|µs\b|min\b|MiB\b|GiB\b|GB\b|kB\b|points?\b|seconds?\b|minutes?\b|hours?\b))?"
+    r"(?![\w/]|\.\d)"  # nor a version's head (1.0 of 1.0.31)
+)
+_CODE = re.compile(r"`[^`]*`")
+_YEAR = re.compile(r"(19|20)\d\d")  # a year (He et al. 2016) is a date, not a measurement
+# a sentence ends at . ! ? before a capital (or markup), at a blank line, or before a bullet; a table is one
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z*`(\[_])|\n\s*\n|\n(?=\s*[-*] )")
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    page: str
+    number: str
+    sentence: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.page}: {self.number} {self.why}: {self.sentence[:160]!r}"
+
+
+def normalize(number: str) -> str:
+    """The comparable form of a number: no separator, sign or unit, no leading zero, no trailing zeros."""
+    text = number.replace(",", "").replace("_", "").lstrip("+-−")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    text = text.lstrip("0") or "0"
+    return text if not text.startswith(".") else "0" + text
+
+
+def numbers_in(text: str) -> list[tuple[str, bool]]:
+    """``(number, measured)`` for every number of ``text`` (see the module docstring for "measured")."""
+    found = []
+    for match in _NUMBER.finditer(text):
+        value, unit = match.group(1), match.group(2)
+        if not re.search(r"\d", value):
+            continue
+        measured = bool(unit) or "." in value or "," in value
+        found.append((value + (unit or ""), measured))
+    return found
+
+
+def source_numbers(text: str) -> set[str]:
+    """Every number a source holds, normalized (a source's numbers may sit in names: 'll_slim110' holds 110)."""
+    return {normalize(m) for m in re.findall(r"\d{1,3}(?:[,_]\d{3})+(?:\.\d+)?|\d*\.\d+|\d+", text)}
+
+
+def held_by(raw: str, held: frozenset[str], held_floats: list[float]) -> bool:
+    """Whether a source holds the prose number ``raw`` (digits, separators and point only): exactly after
+    normalization, or as a longer number that rounds to it at the prose's precision (0.164 and 67.0 are
+    held by 0.16443 and 67.04; 1.5 is not held by 1.46)."""
+    if normalize(raw) in held:
+        return True
+    decimals = len(raw.split(".")[1]) if "." in raw else 0
+    if decimals == 0:
+        return False
+    target, half = float(raw.replace(",", "")), 0.5 * 10**-decimals + 1e-12
+    start = bisect.bisect_left(held_floats, target - half)
+    return start < len(held_floats) and held_floats[start] <= target + half
+
+
+def prose(page: Path) -> str:
+    """The page's text outside marked blocks, code fences, images and link targets."""
+    text = _BLOCK.sub("\n\n", page.read_text())
+    text = _FENCE.sub("\n\n", text)
+    text = _IMAGE.sub("", text)
+    return _LINK_TARGET.sub("]", text)
+
+
+def sentences(text: str) -> list[str]:
+    return [" ".join(part.split()) for part in _SENTENCE_END.split(text) if part and part.strip()]
+
+
+def all_blocks() -> dict[str, str]:
+    blocks: dict[str, str] = {}
+    for page in PAGES:
+        blocks.update(read_sections(page))
+    return blocks
+
+
+def constants() -> set[str]:
+    """The allowlisted numbers: the first cell of every data row of docs/constants.md's table."""
+    if not CONSTANTS.exists():
+        return set()
+    rows = [line for line in CONSTANTS.read_text().splitlines() if line.startswith("|") and "---" not in line]
+    return {normalize(row.split("|")[1].strip().split()[0]) for row in rows[1:]}
+
+
+def sources_of(sentence: str, blocks: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The texts of the sources ``sentence`` names, and the names it gives that are no source."""
+    texts, unknown = [], []
+    for group in _BLOCK_REF.findall(sentence):
+        for name in re.findall(r"`([\w.-]+)`", group):
+            (texts.append(blocks[name]) if name in blocks else unknown.append(f"block {name}"))
+    for path in _PATH_REF.findall(sentence):
+        file = REPO / path
+        page = file.suffix == ".md" and file.parent == REPO / "docs"  # a page's sources are its blocks, not its prose
+        if file.is_file() and not page and file.suffix in {".json", ".jsonl", ".md", ".txt", ".py", ".sh", ".toml"}:
+            texts.append(file.read_text())
+    return texts, unknown
+
+
+_HEADING = re.compile(r"^#{1,6} .*$", re.M)
+_SOURCES_LINE = re.compile(r"^\**Sources:\**.*$", re.M)
+
+
+def sections(text: str) -> list[tuple[str, str]]:
+    """``(sources line, body)`` of every section of ``text`` (split at headings; the line may be empty)."""
+    found = []
+    for body in _HEADING.split(text):
+        line = _SOURCES_LINE.search(body)
+        found.append((line.group(0) if line else "", _SOURCES_LINE.sub("", body)))
+    return found
+
+
+def check(pages: list[Path] | None = None) -> list[Mismatch]:
+    """Every prose number of ``pages`` that its named source does not hold, or that is measured and unsourced."""
+    blocks, allowed, mismatches = all_blocks(), constants(), []
+    for page in pages or PAGES:
+        name = page.relative_to(REPO).as_posix() if page.is_relative_to(REPO) else page.name
+        if page == CONSTANTS:
+            continue
+        for section_sources, body in sections(prose(page)):
+            mismatches += _check_section(name, section_sources, body, blocks, allowed)
+    return mismatches
+
+
+def _check_section(name: str, section_sources: str, body: str, blocks: dict, allowed: set[str]) -> list[Mismatch]:
+    """One section's sentences against their own sources and the section's ``Sources:`` line."""
+    section_texts, unknown = sources_of(section_sources, blocks)
+    mismatches = [Mismatch(name, m, section_sources, "is named but no page marks it") for m in unknown]
+    for sentence in sentences(body):
+        own_texts, unknown = sources_of(sentence, blocks)
+        mismatches += [Mismatch(name, m, sentence, "is named but no page marks it") for m in unknown]
+        texts = (*own_texts, *section_texts)
+        held, held_floats = _numbers_of_sources(texts)
+        for number, measured in numbers_in(_CODE.sub(" ", sentence)):  # a code span's numbers are code
+            raw = re.sub(r"[^\d.,]", "", number).strip(".,")
+            if normalize(raw) in allowed or _YEAR.fullmatch(raw):
+                continue
+            # a percentage is also held as a fraction (5% by a source's 0.05)
+            as_fraction = normalize(f"{float(raw.replace(',', '')) / 100:.10f}") if number.endswith("%") else None
+            if texts and not held_by(raw, held, held_floats) and as_fraction not in held:
+                mismatches.append(Mismatch(name, number, sentence, "is not in the sources the sentence names"))
+            elif not texts and measured:
+                mismatches.append(Mismatch(name, number, sentence, "names no source (and is no listed constant)"))
+    return mismatches
+
+
+@functools.cache
+def _numbers_of_sources(texts: tuple[str, ...]) -> tuple[frozenset[str], list[float]]:
+    """The normalized numbers of ``texts`` together, as a set and sorted (cached: a section reuses its sources)."""
+    held = frozenset().union(*(source_numbers(t) for t in texts))
+    return held, sorted(float(v) for v in held)
+
+
+def main() -> int:
+    found = check()
+    for mismatch in found:
+        print(mismatch)
+    print(f"{len(found)} prose number(s) without their source")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
