@@ -53,7 +53,13 @@ def _finish_report(path: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--doc", action="store_true", help="write the numbers, figures and section into docs/")
+    parser.add_argument(
+        "--redraw", action="store_true", help="only redraw the depth figure in docs/ from the committed JSON"
+    )
     args = parser.parse_args()
+    if args.redraw:
+        print(redraw(DOCS / "convnets_at_init.json", DOCS / "figures" / "convnets_at_init"))
+        return
     docs = DOCS if args.doc else Path(tempfile.mkdtemp(prefix="timm-ll-convnets-"))
     cifar_json, imagenet_json = docs / "convnets_at_init.json", docs / "resnet50_family_at_init.json"
     from timm_ll.app.data import load_source
@@ -79,6 +85,30 @@ def main() -> None:
     print(text)
 
 
+def current_fits(results: list[dict]) -> dict[str, dict]:
+    """Each family's decay law, fitted again from the committed readings by today's ``fit_decay`` (which needs
+    four positive readings: the JSON's stored fits were made when three sufficed)."""
+    from lightning_callbacks import functional as F
+
+    fits = {}
+    for family in dict.fromkeys(r["family"] for r in results):
+        rows = [r for r in results if r["family"] == family]
+        law, rate, r2 = F.fit_decay([r["depth"] for r in rows], [r["neighbor_corr"] for r in rows])
+        fits[family] = dict(law=law, rate=rate, r2=r2)
+    return fits
+
+
+def redraw(cifar_json: Path, folder: Path) -> Path:
+    """The depth figure again from the committed readings, without measuring (the other figures need the
+    gradients, which the JSON does not keep)."""
+    from timm_ll.app.survey import FIGURE_NAMES, depth_curves_figure
+
+    results = json.loads(cifar_json.read_text())["results"]
+    path = folder / FIGURE_NAMES[0]
+    depth_curves_figure(results, current_fits(results)).savefig(path, dpi=110)
+    return path
+
+
 def section(cifar_json: Path, imagenet_json: Path) -> str:
     """The docs section, from the two JSON reports: both tables, the fitted laws and the figures."""
     cifar, imagenet = json.loads(cifar_json.read_text()), json.loads(imagenet_json.read_text())
@@ -90,7 +120,7 @@ def section(cifar_json: Path, imagenet_json: Path) -> str:
         left = unfitted_note([r["depth"] for r in rows], [r["neighbor_corr"] for r in rows])
         return f"{family}: {describe_fit(fit['law'], fit['rate'], fit['r2'])}{left}"
 
-    fits = [fit_text(family, fit) for family, fit in cifar["fits"].items()]
+    fits = [fit_text(family, fit) for family, fit in current_fits(cifar["results"]).items()]
     lines = [
         f"Machine: {cifar['machine']}. `python examples/convnets_at_init.py --doc` (the numbers are in "
         "`docs/convnets_at_init.json` and `docs/resnet50_family_at_init.json`).",

@@ -233,38 +233,77 @@ def loss_comparison_lines(rows: list[dict]) -> list[str]:
 FIGURE = "seeded_study_curves.png"
 
 
+CHANCE_ERROR = 89.5  # points: a run that ends this close to ten-class chance (90%) did not train
+
+
+def _seed_band(
+    series: list[tuple[list[float], list[float]]],
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Steps every run of ``series`` logged, and per step the mean, min and max over the runs (NaN ignored)."""
+    common = sorted(set.intersection(*(set(steps) for steps, _ in series)))
+    by_run = [dict(zip(steps, values)) for steps, values in series]
+    mean, low, high = [], [], []
+    for step in common:
+        values = [run[step] for run in by_run if not math.isnan(run[step])]
+        mean.append(statistics.fmean(values) if values else math.nan)
+        low.append(min(values) if values else math.nan)
+        high.append(max(values) if values else math.nan)
+    return common, mean, low, high
+
+
 def plot_curves(rows: list[dict]):
-    """Training loss (logged every few steps; batch loss, so noisy) and the input-level neighbor correlation
-    of every run, one colour a family and one line style a seed, one row of panels a depth."""
+    """Per depth, a family's training loss (logged every few steps; batch loss, so noisy) and the monitor's
+    input-level neighbor correlation: the mean over its seeds as a line and their range as a band, one colour a
+    family. A run that ends at chance is drawn grey and dotted: its reading (flat, since a collapsed net is affine
+    along the probe) is no sign of smoothness."""
     from matplotlib.figure import Figure
 
     from lightning_callbacks.plotting import plot_readings, unread_legend_entry
 
-    depths = sorted({r["depth"] for r in rows})
-    families = sorted({r["family"] for r in rows}, key=lambda f: (f != REFERENCE, f))
+    runs = [r for r in rows if is_seed_run(r)]
+    depths = sorted({r["depth"] for r in runs})
+    families = sorted({r["family"] for r in runs}, key=lambda f: (f != REFERENCE, f))
     colours = {family: f"C{i}" for i, family in enumerate(families)}
-    styles = ("-", "--", ":", "-.")
-    fig = Figure(figsize=(11.0, 3.4 * len(depths)), layout="constrained")
+    fig = Figure(figsize=(12.0, 3.6 * len(depths)), layout="constrained")
     axes = fig.subplots(len(depths), 2, squeeze=False)
     for row, depth in enumerate(depths):
         loss_ax, corr_ax = axes[row]
         unread = False
-        runs = [r for r in rows if r["depth"] == depth and is_seed_run(r)]
-        for run in sorted(runs, key=lambda r: (families.index(r["family"]), seed_of(r))):  # legend: family, seed
-            label = f"{run['family']}, seed {seed_of(run)} ({100 * (1 - run['test_acc']):.1f}% test error)"
-            style = dict(color=colours[run["family"]], ls=styles[seed_of(run) % len(styles)], lw=1.2)
-            loss_ax.plot(run["curves"]["step"], run["curves"]["loss"], label=label, **style)
-            steps = [e["step"] for e in run["shattering"]]
-            unread |= plot_readings(corr_ax, steps, [input_statistic(e) for e in run["shattering"]], marker="o",
-                                    ms=3, **style)  # fmt: skip
-        loss_ax.set(xlabel="step", ylabel="training loss (batch)", title=f"depth {depth}: training loss")
+        for family in families:
+            group = sorted((r for r in runs if r["depth"] == depth and r["family"] == family), key=seed_of)
+            if not group:
+                continue
+            errors = [100 * (1 - r["test_acc"]) for r in group]
+            at_chance = min(errors) >= CHANCE_ERROR
+            seeds = f"{len(group)} seed{'s' if len(group) > 1 else ''}"
+            label = f"{family}{depth}, {seeds}: " + " / ".join(f"{e:.1f}%" for e in errors) + " test error"
+            if at_chance:
+                label += "\n(at chance: its flat reading is a collapsed net)"
+            style = dict(color="0.5", ls=":", lw=1.5) if at_chance else dict(color=colours[family], lw=1.6)
+            for ax, series in (
+                (loss_ax, [(r["curves"]["step"], r["curves"]["loss"]) for r in group]),
+                (corr_ax, [([e["step"] for e in r["shattering"]], [input_statistic(e) for e in r["shattering"]])
+                           for r in group]),
+            ):  # fmt: skip
+                steps, mean, low, high = _seed_band(series)
+                if ax is loss_ax:
+                    ax.plot(steps, mean, label=label, **style)
+                else:
+                    unread |= plot_readings(ax, steps, mean, marker="o", ms=3, label=label, **style)
+                if len(group) > 1:
+                    ax.fill_between(steps, low, high, color=style["color"], alpha=0.18, lw=0)
+        loss_ax.set(
+            xlabel="step", ylabel="training loss (batch; mean over seeds)", title=f"depth {depth}: training loss"
+        )
         loss_ax.legend(fontsize="x-small")
-        if unread:
-            handle, label = unread_legend_entry()
-            corr_ax.legend([handle], [label], fontsize="x-small")
         corr_ax.set_xscale("symlog", linthresh=1)
-        corr_ax.set(xlabel="step (symlog)", ylabel="input-level neighbor correlation")
-        corr_ax.set_title(f"depth {depth}: the monitor's input-level reading")
+        corr_ax.set(xlabel="step (symlog)", ylabel="input-level neighbor correlation (mean)")
+        corr_ax.set_title(f"depth {depth}: the monitor's reading (bands: the seeds' range)")
+        handles, labels = corr_ax.get_legend_handles_labels()
+        if unread:
+            handle, text = unread_legend_entry()
+            handles, labels = [*handles, handle], [*labels, text]
+        corr_ax.legend(handles, labels, fontsize="x-small")
     return fig
 
 

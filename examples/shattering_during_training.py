@@ -139,21 +139,26 @@ def plot_statistics(runs: list[dict], depths: list[int]):
 
 
 def plot_early_vs_final(runs: list[dict], rho: float, pvalue: float):
+    """Final test error against the early input-level reading: a colour a family, a marker a depth (no text
+    labels, which overlap where runs sit close)."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
-    fig = Figure(figsize=(5.4, 4.0), layout="constrained")
+    fig = Figure(figsize=(6.2, 4.0), layout="constrained")
     ax = fig.subplots()
-    for family in dict.fromkeys(r["family"] for r in runs):
-        members = [r for r in runs if r["family"] == family]
-        xs = [input_statistic(reading(r, 0.1)) for r in members]
-        ys = [100 * (1 - r["test_acc"]) for r in members]
-        ax.scatter(xs, ys, label=family)
-        for x, y, r in zip(xs, ys, members):
-            ax.annotate(str(r["depth"]), (x, y), textcoords="offset points", xytext=(4, 3), fontsize="small")
+    families = list(dict.fromkeys(r["family"] for r in runs))
+    depths = sorted({r["depth"] for r in runs})
+    markers = dict(zip(depths, ("o", "s", "^", "D", "v", "P")))
+    for index, family in enumerate(families):
+        for r in (r for r in runs if r["family"] == family):
+            x, y = input_statistic(reading(r, 0.1)), 100 * (1 - r["test_acc"])
+            ax.scatter([x], [y], color=f"C{index}", marker=markers[r["depth"]], s=46, edgecolor="black", lw=0.5)
     ax.set_xlabel("input-level neighbor correlation at 10% of training")
     ax.set_ylabel("final test error (%)")
     ax.set_title(f"Spearman rho = {rho:.2f} (p = {pvalue:.2g}, n = {len(runs)})", fontsize="medium")
-    ax.legend(fontsize="small")
+    family_handles = [Line2D([], [], ls="", marker="o", color=f"C{i}", label=f) for i, f in enumerate(families)]
+    depth_handles = [Line2D([], [], ls="", marker=markers[d], color="gray", label=f"depth {d}") for d in depths]
+    fig.legend(handles=[*family_handles, *depth_handles], loc="outside right upper", fontsize="small")
     return fig
 
 

@@ -136,10 +136,17 @@ def draw(numbers: Path, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     curves = {name: fit_curve_entry(depths, results[name], *fit) for name, fit in _fits(depths, results).items()}
     curves = {name: entry for name, entry in curves.items() if entry is not None}
-    title = "transformer encoder at init: a line in embedding space"
-    plot_depth_curves({n: (depths, v) for n, v in results.items()}, fits=curves, title=title).savefig(
-        folder / "neighbor_corr_vs_depth.png", dpi=110
-    )
+    from matplotlib.figure import Figure
+
+    # two panels: every network, then the two transformers alone on their own range (they differ by thousandths,
+    # and would sit on top of each other on the first panel's scale)
+    fig = Figure(figsize=(11.0, 3.9), layout="constrained")
+    every, zoom = fig.subplots(1, 2)
+    plot_depth_curves({n: (depths, v) for n, v in results.items()}, ax=every, fits=curves,
+                      title="transformer encoders at init: a line in embedding space")  # fmt: skip
+    transformers = {n: (depths, v) for n, v in results.items() if n != "MLP control"}
+    plot_depth_curves(transformers, ax=zoom, title="the two transformers on their own scale")
+    fig.savefig(folder / "neighbor_corr_vs_depth.png", dpi=110)
     for name, profile in data["profiles"].items():
         fig = plot_depth_profile(
             F.DepthProfile(**profile), title=f"{name}, depth {depths[-1]}: neighbor correlation per block"

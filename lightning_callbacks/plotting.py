@@ -15,6 +15,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter
 
 from lightning_callbacks.functional import DepthProfile, gradient_covariance, is_flat
+from lightning_callbacks.functional.fits import MIN_FIT_POINTS
 
 __all__ = [
     "plot_gradient_traces",
@@ -150,21 +151,40 @@ def describe_fit(law: str | None, rate: float, r2: float) -> str:
     return law_label(law, rate, r2)
 
 
-def law_label(law: str | None, rate: float, r2: float) -> str:
-    """Legend text of a fitted decay law (see ``functional.fit_decay``), e.g. ``c ~ exp(-0.035 depth), R² 0.98``."""
+def law_label(law: str | None, rate: float, r2: float, variable: str = "depth") -> str:
+    """Legend text of a fitted decay law (see ``functional.fit_decay``), e.g. ``c ~ exp(-0.035 depth), R² 0.98``;
+    ``variable`` names the x axis (a depth profile's is the layer index, along which the value may grow)."""
     if law is None or not math.isfinite(rate):
-        return "no fit (fewer than 3 positive values)"
+        return f"no fit (fewer than {MIN_FIT_POINTS} positive values)"
     exponent = -rate + 0.0  # + 0.0: a zero rate reads "0", not "-0"
-    formula = f"c ~ exp({exponent:.3g} depth)" if law == "exponential" else f"c ~ depth^{exponent:.3g}"
-    return f"{law} law: {formula}, R² {r2:.2f}"
+    formula = f"c ~ exp({exponent:+.3g} {variable})" if law == "exponential" else f"c ~ {variable}^{exponent:+.3g}"
+    trend = "" if exponent < 0 else " (rising)"
+    return f"{law} law: {formula}{trend}, R² {r2:.2f}"
 
 
-def _style_correlation_axes(ax: Axes, xlabel: str, title: str, values: Sequence[float]) -> None:
+# above this every value is far from white noise: a linear axis over the data shows their differences
+LINEAR_ABOVE = 0.3
+
+
+def _style_correlation_axes(
+    ax: Axes, xlabel: str, title: str, values: Sequence[float], legend_loc: str = "best"
+) -> None:
+    finite = [v for v in values if math.isfinite(v)]
+    if finite and min(finite) > LINEAR_ABOVE:
+        # nothing near 0: a linear axis over the data's own range (a 0-1 symlog axis would squeeze it flat)
+        low, high = min(finite), max(finite)
+        margin = max(0.1 * (high - low), 0.002)
+        ax.set_ylim(low - margin, high + 4 * margin)  # headroom for the legend above the data
+        ax.grid(axis="y", lw=0.3, alpha=0.5)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("neighbor correlation (linear)")
+        ax.legend(fontsize="small", loc=legend_loc)
+        ax.set_title(title)
+        return
     # symlog: log above 0.01, linear through 0, where shattered layers/nets sit (possibly negative);
     # fixed limits from 0 (or below) to 1 and plain-number ticks, so every value can be read
     # linscale 0.25: the linear band [-0.01, 0.01] gets a quarter of a decade, not the height of two
     ax.set_yscale("symlog", linthresh=0.01, linscale=0.25)
-    finite = [v for v in values if math.isfinite(v)]
     low = min([0.0, *finite])
     ax.set_ylim(-0.004 if low >= 0 else 1.3 * low, 1.25)
     ax.yaxis.set_major_locator(FixedLocator(_CORRELATION_TICKS))
@@ -173,7 +193,7 @@ def _style_correlation_axes(ax: Axes, xlabel: str, title: str, values: Sequence[
     ax.grid(axis="y", lw=0.3, alpha=0.5)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("neighbor correlation (symlog)")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc=legend_loc)
     ax.set_title(title)
 
 
@@ -205,10 +225,13 @@ def plot_depth_profile(
         )
     curve = fitted_law_curve(profile.depths, profile.correlations, profile.law, profile.rate, profile.r2)
     if curve is not None:
-        ax.plot(*curve, "--", color="gray", label=law_label(profile.law, profile.rate, profile.r2))
+        label = law_label(profile.law, profile.rate, profile.r2, variable="layer")
+        ax.plot(*curve, "--", color="black", lw=1.2, zorder=3, label=label)
     elif profile.law is not None and len(read) > 2:
         ax.plot([], [], " ", label=describe_fit(profile.law, profile.rate, profile.r2))
-    _style_correlation_axes(ax, "layer (forward order)", title or "shattering by depth", profile.correlations)
+    # a profile rises towards the output (the head reads 1 by construction): the headroom at the upper left is free
+    title = title or "shattering by depth"
+    _style_correlation_axes(ax, "layer (forward order)", title, profile.correlations, legend_loc="upper left")
     return fig
 
 
@@ -233,7 +256,8 @@ def plot_depth_curves(
         line = ax.plot(depths, list(values), marker=marker, ms=size, mfc="none", mew=1.4, label=name)[0]
         if fits and name in fits:
             xs, ys, label = fits[name]
-            ax.plot(xs, ys, "--", color=line.get_color(), lw=0.8, label=f"  {label}")
+            # on top of the data, thicker and darker, so that a law drawn through its points stays visible
+            ax.plot(xs, ys, "--", color=line.get_color(), lw=1.6, zorder=3, label=f"  {label}")
     ax.set_xscale("log")
     depths = sorted({d for ds, _ in curves.values() for d in ds})
     ax.set_xticks(depths, [str(d) for d in depths])
@@ -351,8 +375,24 @@ def plot_layer_heatmap(
     ax.set_ylim(len(layers) - 0.5, -0.5)  # forward order from the top
     if colorbar:
         fig.colorbar(image, ax=ax, label="neighbor correlation", pad=0.01)
+    # a block reading 1.0 at a step whose input-level reading is NaN (non-finite output): histories recorded before
+    # the monitor kept block statuses hold such readings, which say nothing of smoothness: hatched, and said so
+    suspect = [
+        (col, row)
+        for col, entry in enumerate(history)
+        if not entry.get("stats")
+        for row, name in enumerate(layers)
+        if entry.get("layers", {}).get(name) == 1.0
+    ]
+    for col, row in suspect:
+        ax.add_patch(Rectangle((edges[col], row - 0.5), edges[col + 1] - edges[col], 1, fill=False, hatch="xxx",
+                               ec="crimson", lw=0))  # fmt: skip
+    if suspect:
+        label = "1.0 at a NaN step: not smooth"
+        ax.add_patch(Rectangle((0, 0), 0, 0, fill=False, hatch="xxx", ec="crimson", label=label))
     if masked.mask.any():
         ax.add_patch(Rectangle((0, 0), 0, 0, color="lightgray", label="NaN: no reading"))
+    if suspect or masked.mask.any():
         ax.legend(loc="lower right", fontsize="small")
     rows = range(0, len(layers), math.ceil(len(layers) / max_labels))
     ax.set_yticks(list(rows), [layers[i] for i in rows], fontsize=6 if len(rows) > 16 else "small")

@@ -293,16 +293,17 @@ def test_seeded_report_pairs_by_seed_with_a_t_interval():
     ]
 
 
-def test_seeded_curves_draw_every_run_with_a_style_per_seed():
+def test_seeded_curves_draw_a_family_as_its_seeds_mean_and_range():
     report = _load("seeded_report")
 
-    def run(family, seed, acc):
-        readings = [{"step": s, "stats": {"neighbor_corr": [c, 0.0]}} for s, c in ((0, 1.0), (5, 0.9), (60, 0.95))]
-        curves = {"step": [20, 40, 60], "loss": [2.2, 1.9, 1.7], "acc": [0.2, 0.3, 0.4], "lr": [0.01] * 3}
+    def run(family, seed, acc, losses=(2.2, 1.9, 1.7), corr=0.9):
+        readings = [{"step": s, "stats": {"neighbor_corr": [c, 0.0]}} for s, c in ((0, 1.0), (5, corr), (60, 0.95))]
+        curves = {"step": [20, 40, 60], "loss": list(losses), "acc": [0.2, 0.3, 0.4], "lr": [0.01] * 3}
         return dict(
             family=family,
             depth=110,
             seed=seed,
+            steps=60,
             test_acc=acc,
             budget="equal-steps",
             recipe=dict(lr=0.02, warmup_fraction=0.3),
@@ -310,23 +311,23 @@ def test_seeded_curves_draw_every_run_with_a_style_per_seed():
             shattering=readings,
         )
 
-    rows = [run("ll_slim", 0, 0.55), run("cifar_resnet", 0, 0.54), run("ll_slim", 1, 0.56)]
+    rows = [run("ll_slim", 0, 0.55, corr=0.8), run("cifar_resnet", 0, 0.54), run("ll_slim", 1, 0.56, (2.0, 1.7, 1.5))]
     fig = report.plot_curves(rows)
     loss_ax, corr_ax = fig.axes[:2]
-    assert len(loss_ax.lines) == len(corr_ax.lines) == 3
-    resnet0, slim0, slim1 = loss_ax.lines  # drawn (and listed) by family, the ResNet first, then by seed
-    assert [line.get_label().split(" (")[0] for line in loss_ax.lines] == [
-        "cifar_resnet, seed 0",
-        "ll_slim, seed 0",
-        "ll_slim, seed 1",
-    ]
-    assert slim0.get_color() == slim1.get_color() != resnet0.get_color()  # a colour a family
-    assert slim0.get_linestyle() != slim1.get_linestyle()  # a line style a seed
-    assert "ll_slim, seed 1 (44.0% test error)" in [t.get_text() for t in loss_ax.get_legend().get_texts()]
-    assert corr_ax.get_legend() is None  # every step read
+    assert len(loss_ax.lines) == len(corr_ax.lines) == 2  # one line a family, the ResNet first
+    resnet, slim = loss_ax.lines
+    assert list(slim.get_ydata()) == pytest.approx([2.1, 1.8, 1.6])  # the mean over the two seeds
+    assert list(corr_ax.lines[1].get_ydata()) == pytest.approx([1.0, 0.85, 0.95])
+    assert len(loss_ax.collections) == len(corr_ax.collections) == 1  # a band for the family with two seeds
+    assert slim.get_color() != resnet.get_color()
+    for ax in (loss_ax, corr_ax):  # both panels have a legend, with each family's per-seed errors
+        assert "ll_slim110, 2 seeds: 45.0% / 44.0% test error" in [t.get_text() for t in ax.get_legend().get_texts()]
+    # a run at chance is drawn grey and dotted, and says why its flat reading is no smoothness
     diverged = run("plain", 0, 0.1)
     diverged["shattering"][1]["stats"] = {}  # non-finite gradients at step 5: no reading
     corr_ax = report.plot_curves([*rows, diverged]).axes[1]
+    plain = corr_ax.lines[2]
+    assert plain.get_linestyle() == ":" and "collapsed" in plain.get_label()
     marks = [line for line in corr_ax.lines if line.get_marker() == "x" and len(line.get_xdata())]
     assert [list(line.get_xdata()) for line in marks] == [[5]]
-    assert "NaN" in corr_ax.get_legend().get_texts()[0].get_text()
+    assert "NaN" in corr_ax.get_legend().get_texts()[-1].get_text()

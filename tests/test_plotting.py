@@ -17,7 +17,23 @@ from lightning_callbacks.plotting import (
 def test_fitted_law_is_named_with_its_rate():
     assert law_label("exponential", 0.035, 0.98) == "exponential law: c ~ exp(-0.035 depth), R² 0.98"
     assert law_label("power", 0.5, 0.9) == "power law: c ~ depth^-0.5, R² 0.90"
-    assert law_label("exponential", -0.01, 0.5).startswith("exponential law: c ~ exp(0.01 depth)")
+    # a profile's axis is the layer index, along which the correlation grows towards the output: said so
+    grows = law_label("exponential", -0.00849, 0.95, variable="layer")
+    assert grows == "exponential law: c ~ exp(+0.00849 layer) (rising), R² 0.95"
+    assert law_label(None, float("nan"), float("nan")) == "no fit (fewer than 4 positive values)"
+
+
+def test_three_points_are_too_few_for_a_two_parameter_law():
+    assert F.fit_decay([20, 56, 110], [0.9, 0.6, 0.5])[0] is None
+    assert F.fit_decay([20, 56, 110, 200], [0.9, 0.6, 0.5, 0.3])[0] in ("exponential", "power")
+
+
+def test_values_far_from_zero_get_a_linear_axis_over_their_range():
+    fig = plot_depth_curves({"post-LN": ([2, 8, 48], [0.979, 0.981, 0.977]), "MLP": ([2, 8, 48], [0.96, 0.9, 0.7])})
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "linear"
+    low, high = ax.get_ylim()
+    assert 0.6 < low < 0.7 and 0.98 < high <= 1.15  # the data's range (and room for the legend), not 0 to 1
 
 
 def test_correlation_axes_carry_readable_tick_labels_and_the_law_in_the_legend():
@@ -55,7 +71,7 @@ def test_no_law_is_drawn_for_a_poor_fit_a_constant_profile_or_a_zero_rate():
     assert len(fig.axes[0].lines) == 2  # the profile and an empty legend entry: no law line
     assert any(text.startswith("no law fits") for text in _legend(poor))
     constant = F.profile_from_correlations(list("abcd"), [1.0] * 4)
-    assert constant.law == "constant" and F.fit_decay([1, 2, 3], [0.5] * 3)[0] == "constant"
+    assert constant.law == "constant" and F.fit_decay([1, 2, 3, 4], [0.5] * 4)[0] == "constant"
     legend = _legend(constant)
     assert any("constant" in text for text in legend) and not any(" law: " in text for text in legend)
     assert any("flat" in t.get_text() for t in plot_depth_profile(constant).axes[0].texts)

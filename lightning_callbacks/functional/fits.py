@@ -21,7 +21,8 @@ class DepthProfile:
         layers: layer names; ``depths`` their 1-based positions.
         correlations: neighbor correlation (ACF(1)) at each layer.
         law: ``"exponential"`` (``c ~ exp(-rate * depth)``), ``"power"`` (``c ~ depth^-rate``),
-            ``"constant"`` (no decay), or ``None`` when fewer than 3 positive correlations allow no fit.
+            ``"constant"`` (no decay), or ``None`` when fewer than :data:`MIN_FIT_POINTS` positive correlations
+            allow no fit.
         rate: the fitted rate (exponential) or exponent (power law); ``r2``: its R^2 in log space.
     """
 
@@ -33,15 +34,20 @@ class DepthProfile:
     r2: float = math.nan
 
 
+# a two-parameter law fitted to three points has one degree of freedom left, so its R^2 says little: four at least
+MIN_FIT_POINTS = 4
+
+
 def fit_decay(depths: Sequence[float], values: Sequence[float]) -> tuple[str | None, float, float]:
     """Fit ``c ~ exp(-rate * depth)`` and ``c ~ depth^-rate`` to the positive values; keep the higher R^2.
 
     Returns:
         ``(law, rate, r2)`` with law ``"exponential"`` or ``"power"``; ``("constant", 0.0, nan)`` when
-        the values do not change; ``(None, nan, nan)`` when fewer than 3 positive values allow no fit.
+        the values do not change; ``(None, nan, nan)`` when fewer than :data:`MIN_FIT_POINTS` positive values
+        allow no fit.
     """
     points = [(float(d), float(c)) for d, c in zip(depths, values) if c > 0 and math.isfinite(c)]
-    if len(points) < 3:
+    if len(points) < MIN_FIT_POINTS:
         return None, math.nan, math.nan
     d = torch.tensor([p[0] for p in points], dtype=torch.float64)
     log_c = torch.tensor([math.log(p[1]) for p in points], dtype=torch.float64)

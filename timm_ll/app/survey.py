@@ -160,7 +160,7 @@ def write_figures(out: Path, results: list[dict[str, Any]], grads: dict[str, Any
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / name for name in FIGURE_NAMES]
     if fits:
-        _depth_curves_figure(results, fits).savefig(paths[0], dpi=110)
+        depth_curves_figure(results, fits).savefig(paths[0], dpi=110)
     else:
         plot_model_bars({r["model"]: r["neighbor_corr"] for r in results}).savefig(paths[0], dpi=110)
     names = list(grads)
@@ -174,7 +174,8 @@ def write_figures(out: Path, results: list[dict[str, Any]], grads: dict[str, Any
     return paths
 
 
-def _depth_curves_figure(results: list[dict[str, Any]], fits: dict[str, Any]) -> Any:
+def depth_curves_figure(results: list[dict[str, Any]], fits: dict[str, Any]) -> Any:
+    """Correlation against depth per family, with each family's fitted law where one is drawn."""
     from lightning_callbacks.plotting import fit_curve_entry, plot_depth_curves
 
     curves, fitted = {}, {}
