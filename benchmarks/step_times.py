@@ -23,7 +23,10 @@ sys.path.insert(0, str(REPO))  # loaded by examples/regenerate_docs.py as well a
 
 from timm_ll.app.reporting import machine, publish, step_ratio  # noqa: E402
 
-MODELS = "cifar_resnet110,ll_slim110,ll_plain110,cifar_resnet200,ll_slim200,plain200"
+MODELS = (
+    "cifar_resnet110,ll_slim110,ll_plain110,tat_plain110,tat_slim110,"
+    "cifar_resnet200,ll_slim200,plain200,tat_plain200,tat_slim200"
+)
 NUMBERS = REPO / "docs" / "results" / "step_times.json"
 
 

@@ -191,16 +191,20 @@ def test_norm_free_variant_keeps_the_activation_scale_through_depth_200(family):
     draws = 32
     gains = torch.zeros(draws, 199 - 1)  # the 199 convs of a depth-200 net (the 200th layer is the classifier)
     ungained = torch.zeros(draws)
+    model = timm.create_model(f"{family}200", norm_layer="")
+    activations = [m for m in model.modules() if isinstance(m, TATLeakyReLU)]
     for seed in range(draws):
         torch.manual_seed(seed)
-        model = timm.create_model(f"{family}200", norm_layer="")
+        model.init_weights()  # a fresh draw of the same net
+        for m in activations:
+            m.gain = tat_gain(m.negative_slope)
         x = torch.randn(4, 3, 8, 8)  # delta-orthogonal convs act per pixel: a small image is enough
         moments = torch.tensor(_second_moments(model, x))
         gains[seed] = moments[1:] / moments[:-1]
-        for m in model.modules():  # drop the gain (TAT's Leaky ReLU or the mirrored weights' s)
-            if isinstance(m, TATLeakyReLU):
-                m.gain = 1.0
-            elif isinstance(m, nn.Conv2d) and m is not model.stem.conv:
+        for m in activations:  # drop the gain (TAT's Leaky ReLU's, or the mirrored weights' s)
+            m.gain = 1.0
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d) and m is not model.stem.conv and not activations:
                 m.weight.data /= tat_gain(model.slope)
         ungained[seed] = _second_moments(model, x)[-1] / moments[0]
     assert abs(gains.mean().item() - 1) < 0.01  # each layer's expected gain is 1

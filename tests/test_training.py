@@ -101,7 +101,12 @@ def test_fit_with_resident_data_trains_from_device_batches(tmp_path):
     reason="torch.compile's CPU code generation needs a C++ compiler",
 )
 @pytest.mark.slow
-def test_fit_and_test_compiles_the_network_and_keeps_the_checkpoint_keys(tmp_path):
+def test_fit_and_test_compiles_the_network_and_keeps_the_checkpoint_keys(tmp_path, monkeypatch):
+    # the wiring of compile=True (in-place Module.compile, checkpoint keys, the monitor beside compiled steps) with
+    # dynamo's eager backend: inductor's code generation would cost a minute here and is not what is tested (the
+    # CReLU under inductor is tests/test_crelu_memory.py's)
+    compile_in_place = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: compile_in_place(self, backend="eager", **kw))
     data = load_source("digits", "test")
     result = fit_and_test(
         "cifar_resnet8", data, data, max_steps=2, batch_size=32, out_dir=str(tmp_path), progress=False, compile=True
