@@ -136,7 +136,7 @@ def constants() -> set[str]:
     if not CONSTANTS.exists():
         return set()
     rows = [line for line in CONSTANTS.read_text().splitlines() if line.startswith("|") and "---" not in line]
-    return {normalize(row.split("|")[1].strip().split()[0]) for row in rows[1:]}
+    return {normalize(re.sub(r"[^\d.,]", "", row.split("|")[1].strip().split()[0])) for row in rows[1:]}
 
 
 def sources_of(sentence: str, blocks: dict[str, str]) -> tuple[list[str], list[str]]:
