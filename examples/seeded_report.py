@@ -315,7 +315,8 @@ def section(results: Path, step_times: Path | None = None, rows: list[dict] | No
     timing = json.loads(step_times.read_text()) if step_times is not None and step_times.exists() else None
     lines = [
         f"Machine: {rows[0]['machine']}. `python examples/seeded_report.py {relative} --doc`, from "
-        f"{len(rows)} runs of `examples/seeded_study.sh` (600 steps of batch 128 on the fixed 10k subset, full "
+        f"{len(rows)} runs of `examples/seeded_study.sh` and `examples/tat_study.sh` (600 steps of batch 128 on "
+        "the fixed 10k subset, full "
         "test set, the default recipe). A seed varies the init, the data order and the monitor's lines.",
         "",
         *tables(rows),
