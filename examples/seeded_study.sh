@@ -8,11 +8,8 @@
 # About 6-7 hours on 2 CPU cores; the pairs seed by seed, so every finished seed is a paired set.
 # The order of the runs changes no result: each run's init and data order come from its own seed.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-data=${1:-${TIMM_LL_DATA:-../shared/data}/cifar10-jpeg.zip}
-results=${2:-docs/results/depth_sweep_cpu-600-seeded.jsonl}
-out=${3:-${TMPDIR:-/tmp}/timm-ll-seeded-study}
-sweep() { python examples/depth_sweep.py --preset cpu-600 --data "$data" --results "$results" --out "$out" "$@"; }
+# shellcheck source=examples/seeded_sweep.sh
+. "$(dirname "$0")/seeded_sweep.sh" "$@"
 # the equal-compute pairs first (the targets are about them), then ll_plain (2x the compute); ll_plain110's
 # seed 0 ran right after the depth-110 pairs, its seeds 1-2 wait until depth 200 has two pairs and plain
 sweep --depths 110 --families ll_slim,cifar_resnet --seeds 0,1,2

@@ -10,11 +10,8 @@
 # its results: phase 2 doubles the peak learning rate (seed 0) for ll_slim200, the new family closest to ResNet-200
 # on seeds 0-1 and cifar_resnet200, then gives that family and the ResNet a third seed.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-data=${1:-${TIMM_LL_DATA:-../shared/data}/cifar10-jpeg.zip}
-results=${2:-docs/results/depth_sweep_cpu-600-seeded.jsonl}
-out=${3:-${TMPDIR:-/tmp}/timm-ll-seeded-study}
-sweep() { python examples/depth_sweep.py --preset cpu-600 --data "$data" --results "$results" --out "$out" "$@"; }
+# shellcheck source=examples/seeded_sweep.sh
+. "$(dirname "$0")/seeded_sweep.sh" "$@"
 sweep --depths 200 --families tat_plain,tat_slim --seeds 0
 sweep --depths 200 --families tat_plain,tat_slim --seeds 1
 # chosen on seeds 0-1 only (the smaller mean paired difference to cifar_resnet200), before any third seed exists
