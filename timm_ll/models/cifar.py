@@ -233,7 +233,10 @@ class CifarNet(nn.Module):
         # for a CReLU net it is the mirror ratio, 1.0 (looks-linear) without eta
         self.eta = eta
         self.orthogonal = orthogonal
-        self.slope: float | None = tat_slope(depth - 1, eta) if eta is not None else None
+        try:
+            self.slope: float | None = tat_slope(depth - 1, eta) if eta is not None else None
+        except ValueError as error:
+            raise ValueError(f"depth={depth} (its {depth - 1} activations): {error}") from None
         if init == "looks_linear" and self.slope is None:
             self.slope = 1.0
         if isinstance(norm_layer, str) and norm_layer.strip().lower() == "none":
