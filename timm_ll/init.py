@@ -189,11 +189,7 @@ def mirror_weight_(weight: torch.Tensor, half: torch.Tensor, alpha: float = 1.0)
     if weight.shape[1] != 2 * half.shape[1]:
         raise ValueError(f"weight has {weight.shape[1]} inputs, expected twice the {half.shape[1]} of the half")
     c = half.shape[1]
-    if alpha == 1.0:  # s = 1: no multiplication, so today's LL weights stay bitwise the same
-        weight[:, :c].copy_(half)
-        weight[:, c:].copy_(-half)
-        return weight
-    gain = tat_gain(alpha)
+    gain = tat_gain(alpha)  # exactly 1.0 at alpha = 1, and a product by +-1.0 is exact: LL weights stay bitwise
     weight[:, :c].copy_(half * gain)
     weight[:, c:].copy_(half * (-gain * alpha))
     return weight
