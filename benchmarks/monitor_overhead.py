@@ -1,8 +1,12 @@
 """Cost of the shattering measurement: one measurement in training steps, and its overhead beside Cockpit's.
 
     pip install -e ".[bench,hf]"     # Cockpit and BackPACK for the side-by-side; transformers for GPT-2
-    python benchmarks/monitor_overhead.py [--repeats 5] [--steps 640]
+    python benchmarks/monitor_overhead.py [--repeats 9] [--fit-repeats 5] [--steps 640]
 
+0. One measurement against its bare pass: ``functional.input_gradients`` on the same points (the
+   same lines, input and every block, eval mode, the measurer's chunks), and against itself
+   without the forward kernel (the block outputs at the lines' endpoints not kept, nothing to add
+   up); alternated, medians of ``--repeats`` with the spread.
 1. One measurement at the defaults (4 lines x 64 points, input and every block, all statistics;
    ``ShatteringMeasurer.measure``, what every adapter pays before its figures) against one
    training step of the same model on 256 samples (as many as the probe has points), alternated,
@@ -38,7 +42,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import timm_ll  # noqa: F401
 from lightning_callbacks import ShatteringMeasurer, ShatteringMonitor
-from lightning_callbacks.measure import early_steps
+from lightning_callbacks import functional as F
+from lightning_callbacks.measure import MIN_CHUNK, early_steps
 from timm_ll.app.reporting import machine, publish
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,20 +89,43 @@ def _subject(name: str) -> tuple[nn.Module, Any, Any, torch.optim.Optimizer]:
     )
 
 
-def measurement_vs_step(name: str, repeats: int) -> dict[str, float]:
-    """Median seconds of one default measurement and of training steps on 256 and 128 samples."""
+class _WithoutKernel(ShatteringMeasurer):
+    """The measurer with the forward kernel left out: no endpoint outputs kept, so none added up."""
+
+    def _gradients(self, measured: nn.Module, probe: torch.Tensor, chunk: int | None, keep: list[int]) -> Any:
+        return super()._gradients(measured, probe, chunk, [])
+
+
+def measurement_vs_step(name: str, repeats: int) -> dict[str, Any]:
+    """Seconds of one default measurement, of its bare pass, of it without the forward kernel and of training
+    steps on 256 and 128 samples: every repeat (alternated) and the medians."""
     net, call, loss, optimizer = _subject(name)
-    measurer = ShatteringMeasurer(net)  # the defaults: 4 lines x 64 points, auto blocks
     args, kwargs = call(128)  # the lines between samples of a training batch of 128: the probe runs in chunks of 128
+    measurer = ShatteringMeasurer(net)  # the defaults: 4 lines x 64 points, auto blocks
     measurer.measure(0, *args, **kwargs)
+    without_kernel = _WithoutKernel(net)
+    without_kernel.measure(0, *args, **kwargs)
+    probe = torch.cat(measurer.probes()).to(next(net.parameters()).dtype)
+    measured = F.unwrap_compiled(net)
+    forward_fn = measurer.call.forward_fn(measured)
+    chunk = max(measurer.batch_size, MIN_CHUNK)
+
+    def bare() -> None:
+        F.input_gradients(measured, probe, blocks=measurer.block_names, chunk_size=chunk, forward_fn=forward_fn)
 
     def step(batch: int) -> None:
         optimizer.zero_grad(set_to_none=True)
         loss(batch).backward()
         optimizer.step()
 
-    times: dict[str, list[float]] = {"measure": [], "step256": [], "step128": []}
-    actions = {"measure": lambda: measurer.measure(1), "step256": lambda: step(256), "step128": lambda: step(128)}
+    actions = {
+        "measure": lambda: measurer.measure(1),
+        "bare": bare,
+        "no_kernel": lambda: without_kernel.measure(1),
+        "step256": lambda: step(256),
+        "step128": lambda: step(128),
+    }
+    times: dict[str, list[float]] = {key: [] for key in actions}
     for action in actions.values():
         action()  # warm-up
     for _ in range(repeats):
@@ -105,7 +133,7 @@ def measurement_vs_step(name: str, repeats: int) -> dict[str, float]:
             start = time.perf_counter()
             action()
             times[key].append(time.perf_counter() - start)
-    return {key: statistics.median(values) for key, values in times.items()}
+    return {key: statistics.median(values) for key, values in times.items()} | {"every": times}
 
 
 def bn_free_net() -> nn.Sequential:
@@ -187,7 +215,8 @@ def fit_seconds(kind: str, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9, help="alternated repeats of each measurement and step")
+    parser.add_argument("--fit-repeats", type=int, default=5, help="alternated repeats of each side-by-side fit")
     parser.add_argument("--steps", type=int, default=640, help="steps of each side-by-side fit (10 measurements)")
     parser.add_argument("--models", default="ll_plain20,cifar_resnet20,gpt2")
     args = parser.parse_args()
@@ -202,11 +231,17 @@ def main() -> None:
         print('Cockpit is not installed (pip install -e ".[bench]"): the side-by-side is skipped')
         kinds = ("base", "ours", "ours+figures")
     fits: dict[str, list[float]] = {kind: [] for kind in kinds}
-    for _ in range(args.repeats):
+    for _ in range(args.fit_repeats):
         for kind in kinds:  # alternated, so drift in machine load hits every loop alike
             fits[kind].append(fit_seconds(kind, args.steps))
     measured = dict(
-        machine=machine(), repeats=args.repeats, steps=args.steps, measurements=count, costs=costs, fits=fits
+        machine=machine(),
+        repeats=args.repeats,
+        fit_repeats=args.fit_repeats,
+        steps=args.steps,
+        measurements=count,
+        costs=costs,
+        fits=fits,
     )
     print(publish(NUMBERS, measured, section, REPO / "docs" / "PERFORMANCE.md", "monitor"))
 
@@ -215,6 +250,7 @@ def section(numbers: Path) -> str:
     """The block from the measured times (``docs/results/monitor.json``): ratios, extrapolation, side-by-side."""
     run = json.loads(numbers.read_text())
     costs, fits, count, repeats, steps = run["costs"], run["fits"], run["measurements"], run["repeats"], run["steps"]
+    fit_repeats = run.get("fit_repeats", repeats)
     kinds = list(fits)
     base = statistics.median(fits["base"])
     overhead = {kind: 100 * (statistics.median(fits[kind]) / base - 1) for kind in kinds if kind != "base"}
@@ -225,8 +261,10 @@ def section(numbers: Path) -> str:
     lines = [
         "## ShatteringMonitor cost",
         "",
-        f"Machine: {run['machine']}. `python benchmarks/monitor_overhead.py --repeats {repeats} --steps {steps}`.",
+        f"Machine: {run['machine']}. `python benchmarks/monitor_overhead.py --repeats {repeats} "
+        f"--fit-repeats {fit_repeats} --steps {steps}`.",
         "",
+        *_bare_pass_lines(costs, repeats),
         "One measurement at the defaults (`ShatteringMeasurer.measure`: 4 lines x 64 points = 256, input and "
         "every block, all statistics; the adapters' figures are not in it, see the side-by-side below) against one "
         "training step of the same model on 256 samples (for GPT-2 a sample is a 64-token sequence, with its "
@@ -254,7 +292,7 @@ def section(numbers: Path) -> str:
         "",
         f"Side by side at every 64 steps, {steps}-step fits of a BN-free 3-conv net (32x32, batch 128), "
         "one manual-optimization loop, medians of "
-        f"{repeats} fits alternated. *ours*: the monitor's statistics, as Cockpit's economy configuration "
+        f"{fit_repeats} fits alternated. *ours*: the monitor's statistics, as Cockpit's economy configuration "
         "computes quantities and leaves plotting to a separate tool; *ours+figures*: with its PNGs at init and "
         "at the end too (no figure logger in these fits). Without either "
         f"{base:.2f} s; "
@@ -275,6 +313,34 @@ def section(numbers: Path) -> str:
             _resolution(fits),
         ]
     return "\n".join(lines)
+
+
+def _bare_pass_lines(costs: dict[str, Any], repeats: int) -> list[str]:
+    """What one measurement costs over its bare pass, and what the forward kernel adds (when measured)."""
+    rows = {name: c for name, c in costs.items() if "bare" in c}
+    if not rows:
+        return []
+
+    def spread(values: list[float]) -> str:
+        return f"{min(values):.3f}-{max(values):.3f}"
+
+    lines = [
+        "One measurement against its bare pass, `functional.input_gradients` on the same 256 points (the same "
+        "lines, input and every block, eval mode, the measurer's chunks), and against itself without the forward "
+        f"kernel; medians of {repeats} alternated repeats, the range of every repeat beside each:",
+        "",
+        "| model | measurement (s) | bare pass (s) | measurement / bare | target | without the kernel (s) "
+        "| the kernel adds | target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, c in rows.items():
+        every = c["every"]
+        lines.append(
+            f"| {name} | {c['measure']:.3f} ({spread(every['measure'])}) | {c['bare']:.3f} ({spread(every['bare'])}) "
+            f"| **{c['measure'] / c['bare']:.2f}x** | <= 1.15x | {c['no_kernel']:.3f} ({spread(every['no_kernel'])}) "
+            f"| **{100 * (c['measure'] / c['no_kernel'] - 1):+.1f}%** | < 3% |"
+        )
+    return lines + [""]
 
 
 def _resolution(fits: dict[str, list[float]]) -> str:

@@ -84,7 +84,7 @@ def table(runs: list[dict]) -> list[str]:
 def plot_heatmaps(runs: list[dict], depths: list[int]):
     from matplotlib.figure import Figure
 
-    from lightning_callbacks.plotting import plot_layer_heatmap
+    from lightning_callbacks.plotting import plot_block_heatmap
 
     families = list(dict.fromkeys(r["family"] for r in runs))
     by = {(r["family"], r["depth"]): r for r in runs}
@@ -97,7 +97,7 @@ def plot_heatmaps(runs: list[dict], depths: list[int]):
                 ax.set_axis_off()
                 continue
             error = 100 * (1 - run["test_acc"])
-            plot_layer_heatmap(
+            plot_block_heatmap(
                 run["shattering"],
                 ax=ax,
                 title=f"{run['model']} ({error:.1f}% error)",

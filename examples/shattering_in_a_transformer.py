@@ -85,8 +85,8 @@ def measure(depth: int, kind: str, seed: int) -> tuple[float, F.DepthProfile]:
         ends = embedding(tokens).double()
     probe = F.line_probe(ends[0], ends[1], POINTS)
     layers = [f"blocks.{i}" for i in range(depth)]
-    grads = F.input_gradients(model.double(), probe, layers=layers)
-    return F.neighbor_correlation(grads.input).item(), F.depth_profile(grads.layers)
+    grads = F.input_gradients(model.double(), probe, blocks=layers)
+    return F.neighbor_correlation(grads.input).item(), F.depth_profile(grads.blocks)
 
 
 def _spread(values: list[float]) -> float:

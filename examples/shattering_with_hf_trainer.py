@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     trainer = Trainer(model=model, args=training, train_dataset=RandomTokens())
     callback = ShatteringCallback.attach(trainer, every_n_steps=20)  # <- the one line
     trainer.train()
-    for entry in callback.history:
-        corr = entry["stats"]["neighbor_corr"][0]
-        print(f"step {entry['step']:>3}: neighbour correlation {corr:.3f} (input embeddings)")
+    for result in callback.history:
+        corr, kernel = result.statistics["neighbor_corr"][0], result.statistics["kernel"][0]
+        print(f"step {result.step:>3}: neighbour correlation {corr:.3f} (input embeddings), kernel {kernel:.3f}")
     print(f"TensorBoard events and figures: {out}")
     return callback.history
 

@@ -14,15 +14,18 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from lightning_callbacks.measure import BlockReading, ShatteringMeasurer, ShatteringResult
+from lightning_callbacks.measure import ShatteringMeasurer
+from lightning_callbacks.options import ShatteringOptions
+from lightning_callbacks.results import BlockReading, ShatteringResult
 
 if TYPE_CHECKING:
     from lightning_callbacks.hf import ShatteringCallback
-    from lightning_callbacks.metrics import EffectiveRank, GradientCorrelation, SpectralSlope, StableRank
+    from lightning_callbacks.metrics import EffectiveRank, ForwardKernel, GradientCorrelation, SpectralSlope, StableRank
     from lightning_callbacks.shattering import ShatteringMonitor
 
 __all__ = [
     "ShatteringMeasurer",
+    "ShatteringOptions",
     "ShatteringResult",
     "BlockReading",
     "ShatteringMonitor",
@@ -31,6 +34,7 @@ __all__ = [
     "EffectiveRank",
     "StableRank",
     "SpectralSlope",
+    "ForwardKernel",
 ]
 
 # imported on first use (PEP 562): the framework adapters, and the metrics (importing torchmetrics imports
@@ -39,7 +43,8 @@ _LAZY = {
     "ShatteringMonitor": "lightning_callbacks.shattering",
     "ShatteringCallback": "lightning_callbacks.hf",
     **dict.fromkeys(
-        ("GradientCorrelation", "EffectiveRank", "StableRank", "SpectralSlope"), "lightning_callbacks.metrics"
+        ("GradientCorrelation", "EffectiveRank", "StableRank", "SpectralSlope", "ForwardKernel"),
+        "lightning_callbacks.metrics",
     ),
 }
 

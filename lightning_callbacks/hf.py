@@ -1,16 +1,20 @@
 """``ShatteringCallback``: the shattering measurer in a Hugging Face ``Trainer`` (needs ``transformers``).
 
 A thin adapter over :class:`~lightning_callbacks.measure.ShatteringMeasurer`, like the Lightning
-callback: the network's first training call is recorded (its ``input_ids``, ``attention_mask``,
-``labels``...) and the lines run between two samples' embedding outputs (or inputs). The init
-reading is taken right after the first forward, before any update; after that the net is measured
-at the end of each due optimizer step (``state.global_step`` updates done, so gradient accumulation
-counts optimizer steps). The values are logged through the Trainer's own reporting
-(``Trainer.log``: TensorBoard, W&B, ... whatever ``report_to`` names) under the keys the Lightning
-callback logs, at the measured step. A callback is handed no Trainer, and reporting callbacks run
-before user callbacks in ``on_log``, so the callback is given the Trainer::
+callback: the Trainer's events (training begins, an optimizer step is about to be taken, training
+ends, a checkpoint is saved) are translated into the measurer's, which owns the protocol (the
+network's first calls are recorded, micro-batches of gradient accumulation included; the init
+reading is taken before the first update; a failed measurement warns and training goes on). As
+Hugging Face callbacks go, it works with no argument::
 
-    trainer = Trainer(model=model, args=args, train_dataset=data)
+    trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[ShatteringCallback()])
+
+Each reading then goes into ``trainer.state.log_history`` and the figures into
+``<output_dir>/shattering/``. A callback is handed no Trainer, and the reporting callbacks
+(TensorBoard, W&B...) run before user callbacks in ``on_log``, so to log through the Trainer's own
+reporting (``Trainer.log``, to whatever ``report_to`` names) and send the figures to its TensorBoard
+writer, give the callback the Trainer::
+
     ShatteringCallback.attach(trainer, every_n_steps=100)
     trainer.train()
 
@@ -36,10 +40,11 @@ except ImportError as error:  # an optional extra: say which
         "pip install 'timm-ll[hf]'"
     ) from error
 
-from lightning_callbacks import functional as F
-from lightning_callbacks.figures import RunFigures
-from lightning_callbacks.measure import ShatteringMeasurer, check_options
-from lightning_callbacks.report import ResultReport
+from lightning_callbacks.measure import ShatteringMeasurer
+from lightning_callbacks.options import ShatteringOptions
+from lightning_callbacks.plotting.runs import FigureSink, RunFigures, writer_sink
+from lightning_callbacks.reporting import ResultReport
+from lightning_callbacks.results import ShatteringResult
 
 __all__ = ["ShatteringCallback", "STATE_FILE"]
 
@@ -50,101 +55,61 @@ class ShatteringCallback(TrainerCallback):
     """Measure gradient shattering while a Hugging Face ``Trainer`` trains (see the module docstring).
 
     Args:
-        trainer: the ``Trainer`` whose reporting logs the values (:meth:`attach` passes it).
-        log_figures: write the figures as PNGs under ``<output_dir>/<prefix>/`` (at init and at the end).
-        prefix: prefix of the logged keys.
-        measure_at_end: also measure the trained network when training ends.
-        **options: the measurer's (:class:`~lightning_callbacks.measure.ShatteringMeasurer`):
-            ``every_n_steps``, ``num_lines``, ``num_points``, ``layers``, ``bn_mode``, ``readout``,
-            ``forward_fn``, ``embedding``, ``chunk_size``, ``probe``, ``log_spaced_start``.
+        trainer: the ``Trainer`` whose reporting logs the values (:meth:`attach` passes it); without it the
+            readings go into ``state.log_history`` only.
+        **options: the options of :class:`~lightning_callbacks.options.ShatteringOptions`, refused at once
+            if bad.
     """
 
-    def __init__(
-        self,
-        trainer: Any = None,
-        *,
-        log_figures: bool = True,
-        prefix: str = "shattering",
-        measure_at_end: bool = True,
-        **options: Any,
-    ) -> None:
-        defaults = dict(every_n_steps=1000, num_lines=4, num_points=64, layers="auto")
-        options = defaults | options
-        check_options(**options)
-        self.options = options
+    def __init__(self, trainer: Any = None, **options: Any) -> None:
+        self.options = ShatteringOptions(**options)
         self.trainer = trainer
-        self.log_figures, self.prefix, self.measure_at_end = log_figures, prefix, measure_at_end
         self.measurer: ShatteringMeasurer | None = None
-        self._report = ResultReport(prefix, options.get("bn_mode", "eval"), "ShatteringCallback")
+        self._report = ResultReport(self.options.prefix, self.options.bn_mode, "ShatteringCallback")
         self._figures = RunFigures()
-        self._hooks: list[Any] = []
+        self._sinks: list[FigureSink] = []
 
     @classmethod
-    def attach(cls, trainer: Any, **kwargs: Any) -> ShatteringCallback:
+    def attach(cls, trainer: Any, **options: Any) -> ShatteringCallback:
         """Create the callback for ``trainer``, add it to the Trainer's callbacks and return it."""
-        callback = cls(trainer, **kwargs)
+        callback = cls(trainer, **options)
         trainer.add_callback(callback)
         return callback
 
     @property
-    def history(self) -> list[dict[str, Any]]:
-        """Every measurement so far (see :attr:`ShatteringMeasurer.history`)."""
+    def history(self) -> list[ShatteringResult]:
+        """Every measurement so far, as typed results."""
         return self.measurer.history if self.measurer is not None else []
 
-    # ---- hooks ---------------------------------------------------------------------------
+    # ---- the Trainer's events, translated ------------------------------------------------
     def on_train_begin(
         self, args: Any, state: Any, control: Any, model: nn.Module | None = None, **kwargs: Any
     ) -> None:
-        if self.trainer is None:
-            raise ValueError(
-                "ShatteringCallback logs through the Trainer's own reporting (Trainer.log), which a callback is not "
-                "handed: add it with ShatteringCallback.attach(trainer, ...) or ShatteringCallback(trainer, ...)"
-            )
         network = model if model is not None else self.trainer.model
-        self.measurer = ShatteringMeasurer(network, **self.options)
+        self.measurer = ShatteringMeasurer(network, self.options)
         saved = Path(args.output_dir) / f"checkpoint-{state.global_step}" / STATE_FILE
         if state.global_step > 0 and saved.is_file():  # resumed: the same lines, call and schedule
-            self.measurer.load_state_dict(torch.load(saved, weights_only=False))
-        if not self.measurer.ready:
-            self._watch_first_call(network, state)
+            self.measurer.load_state_dict(torch.load(saved, weights_only=True))
+        reporting = [r for r in (args.report_to or []) if r != "none"]
+        if self.trainer is None and reporting and state.is_world_process_zero:
+            warnings.warn(
+                f"ShatteringCallback without the Trainer: its readings go into state.log_history only, not to "
+                f"{', '.join(reporting)}; ShatteringCallback.attach(trainer, ...) logs them through Trainer.log "
+                "(and its figures to the TensorBoard writer)",
+                stacklevel=2,
+            )
+        self._sinks = self._tensorboard_sinks()
+        self.measurer.watch()
 
-    def _watch_first_call(self, network: nn.Module, state: Any) -> None:
-        """Record the first training call; measure right after its forward if the step is due (the init
-        reading), with the buffers from before that forward."""
-        measurer = self.measurer
-        recorder = measurer.start_recording()
-        target = F.unwrap_compiled(network)
-        before: dict[str, Any] = {}
-
-        def snapshot(*_: Any) -> None:
-            before.setdefault("buffers", F.buffer_copies(target))
-
-        def after(*_: Any) -> None:
-            self._remove_hooks()
-            measurer.finish_recording(recorder)
-            if measurer.due(state.global_step):
-                self._measure(state.global_step, buffers=before["buffers"])
-
-        self._hooks = [target.register_forward_pre_hook(snapshot), target.register_forward_hook(after)]
-
-    def _remove_hooks(self) -> None:
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks = []
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.measurer is not None and self.measurer.ready and self.measurer.due(state.global_step):
-            self._measure(state.global_step)
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._publish(args, state, self.measurer.before_optimizer_step(state.global_step))
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._remove_hooks()
-        measurer = self.measurer
-        if measurer is None:
+        if self.measurer is None:
             return
-        if self.measure_at_end and measurer.ready and measurer.history and measurer.last_step != state.global_step:
-            self._measure(state.global_step)
-        if self.log_figures and state.is_world_process_zero:
-            self._figures.ended(state.global_step, measurer.history, [], self._png_dir(args))
+        self._publish(args, state, self.measurer.end(state.global_step))
+        if self.options.log_figures and state.is_world_process_zero:
+            self._figures.ended(state.global_step, self.measurer.history, self._sinks, self._png_dir(args))
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.measurer is not None and state.is_world_process_zero:
@@ -152,17 +117,27 @@ class ShatteringCallback(TrainerCallback):
             folder.mkdir(parents=True, exist_ok=True)
             torch.save(self.measurer.state_dict(), folder / STATE_FILE)
 
-    # ---- measurement ---------------------------------------------------------------------
-    def _measure(self, step: int, buffers: Any = None) -> None:
-        result = self.measurer.measure(step, buffers=buffers)
+    # ---- the results, onto the Trainer's reporting ---------------------------------------
+    def _publish(self, args: Any, state: Any, result: ShatteringResult | None) -> None:
+        if result is None:
+            return
         logged, notes = self._report(result)
-        state = self.trainer.state
         if state.is_world_process_zero:
             for note in notes:
                 warnings.warn(note, stacklevel=2)
-        self.trainer.log(dict(logged))  # the Trainer's own reporting, at state.global_step == step
-        if self.log_figures and state.is_world_process_zero:
-            self._figures.measured(step, self.measurer.history, result.gradients, [], self._png_dir(self.trainer.args))
+        if self.trainer is not None:
+            self.trainer.log(dict(logged))  # the Trainer's own reporting, at state.global_step == result.step
+        else:
+            state.log_history.append({**logged, "step": result.step})
+        if self.options.log_figures and state.is_world_process_zero:
+            history, png_dir = self.measurer.history, self._png_dir(args)
+            self._figures.measured(result.step, history, result.gradients, self._sinks, png_dir)
+
+    def _tensorboard_sinks(self) -> list[FigureSink]:
+        """The attached Trainer's TensorBoard writer as a figure sink (its reporting callback opened it)."""
+        callbacks = self.trainer.callback_handler.callbacks if self.trainer is not None else []
+        writers = [getattr(c, "tb_writer", None) for c in callbacks]
+        return [writer_sink(w, self.options.prefix) for w in writers if hasattr(w, "add_figure")]
 
     def _png_dir(self, args: Any) -> Path:
-        return Path(args.output_dir) / self.prefix
+        return Path(args.output_dir) / self.options.prefix

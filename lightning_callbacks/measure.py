@@ -1,65 +1,103 @@
-"""The framework-free shattering measurer: a model and options in, a typed result out.
+"""The framework-free shattering measurer: it owns a monitored run's protocol, schedule, history and failures.
 
 :class:`ShatteringMeasurer` holds everything a measurement needs across a run: the network, the
-probe lines (fixed at the first call it sees, saved in its ``state_dict``), how the network is
-called (a :class:`~lightning_callbacks.replay.RecordedCall`), the schedule and the history. It
-imports no training framework: the Lightning callback (:mod:`lightning_callbacks.shattering`),
-the Hugging Face callback (:mod:`lightning_callbacks.hf`) and a plain PyTorch loop all use it::
+options (:class:`~lightning_callbacks.options.ShatteringOptions`), the probe lines (fixed from the
+first training calls, saved in its ``state_dict``), how the network is called (a
+:class:`~lightning_callbacks.replay.RecordedCall`), the schedule and the history of typed results.
+It imports no training framework. A training loop tells it three things, and the Lightning and
+Hugging Face callbacks do no more than translate their events into these::
 
-    measurer = ShatteringMeasurer(model)
+    measurer = ShatteringMeasurer(model, every_n_steps=100)
+    measurer.watch()                              # training starts: watch the network's calls
     for step, batch in enumerate(loader):
-        if measurer.due(step):
-            print(measurer.measure(step, **batch).scalars())  # the arguments the model is called with
-        ...  # the training step, untouched
+        model(**batch)["loss"].backward()
+        result = measurer.before_optimizer_step(step)   # a ShatteringResult when one was due
+        optimizer.step()
+        optimizer.zero_grad()
+    measurer.end(step + 1)                        # the trained network's reading
 
-Under ``torch.distributed`` (DDP, FSDP) every process calls :meth:`~ShatteringMeasurer.measure`
-at the same steps: the lines are rank 0's, each process measures its share, and the statistics
-are synced (torchmetrics), so every process gets the single-process result. Every process runs
-the same number of probe passes, padding its share with a repeat of a line whose result it
-drops: a sharded network gathers its parameters in every forward, and a process that stopped
-early would leave the others waiting.
+**The protocol.** From :meth:`~ShatteringMeasurer.watch` until the first optimizer step the
+measurer records the network's first call (to replay it along the lines) and collects the probed
+samples of every call (micro-batches included) until it has two per line; the buffers (BN running
+statistics) are copied as they were before the first forward. At the first
+:meth:`~ShatteringMeasurer.before_optimizer_step` the lines are fixed and the init reading is taken
+with those buffers, before any update. With a single sample the second endpoint of the line is
+derived from it (:func:`second_endpoint`), fixed for the run, with one warning. Later readings are
+taken just before the due optimizer steps: the weights after ``step`` updates.
+
+**Never a killed run.** Bad options fail when the measurer (or an adapter) is built, before any
+training. A measurement that fails once training runs warns once per cause, is kept in the history
+as a failed result (NaN everywhere, ``failed`` names the cause) and training goes on; the next due
+step tries again. :meth:`~ShatteringMeasurer.measure`, the direct call, raises instead.
+
+**Distributed.** Under ``torch.distributed`` (DDP, FSDP) every process calls the protocol at the
+same steps: the lines are rank 0's, each process measures its share, and the statistics are synced
+(torchmetrics), so every process gets the single-process result. Every process runs the same number
+of probe passes, padding its share with a repeat of a line whose result it drops (a sharded network
+gathers its parameters in every forward). Before any statistic is synced the processes agree, by a
+reduced flag, whether any of them failed, so that none waits in a collective the others left. (A
+failure inside a sharded forward on one process only, before its parameters are gathered, cannot be
+rescued that way: the others are already in the gather.)
 """
 
 from __future__ import annotations
 
-import io
 import math
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
 
 from lightning_callbacks import functional as F
-from lightning_callbacks.replay import CallRecorder, ForwardFn, RecordedCall, call_of, embeddings_run
+from lightning_callbacks.distributed import any_process, broadcast_from_rank_zero, process_group, rank_share
+from lightning_callbacks.options import ShatteringOptions
+from lightning_callbacks.replay import CallRecorder, RecordedCall, call_of, embeddings_run
+from lightning_callbacks.results import KERNEL, BlockReading, ShatteringResult
 
 __all__ = [
     "ShatteringMeasurer",
-    "ShatteringResult",
-    "BlockReading",
+    "MeasurementFailed",
     "Schedule",
     "early_steps",
     "line_pairs",
-    "rank_share",
+    "second_endpoint",
+    "MIN_CHUNK",
 ]
+
+# the fewest probe points per eval-mode forward pass by default: a batch of one must not make the probe run
+# point by point (64 passes of one sample cost several times 8 passes of 8), and 8 stays a small memory budget
+MIN_CHUNK = 8
 
 
 def _metric_classes() -> dict[str, type]:
-    """The torchmetrics classes of the input-level statistics, imported on first use: importing torchmetrics
-    imports transformers where it is installed, which a plain loop's import of the measurer should not."""
-    from lightning_callbacks.metrics import EffectiveRank, GradientCorrelation, SpectralSlope, StableRank
+    """The torchmetrics classes of the statistics, imported on first use: importing torchmetrics imports
+    transformers where it is installed, which a plain loop's import of the measurer should not."""
+    from lightning_callbacks.metrics import (
+        EffectiveRank,
+        ForwardKernel,
+        GradientCorrelation,
+        SpectralSlope,
+        StableRank,
+    )
 
     return {
         "neighbor_corr": GradientCorrelation,
         "effective_rank": EffectiveRank,
         "stable_rank": StableRank,
         "spectral_slope": SpectralSlope,
+        KERNEL: ForwardKernel,
     }
 
 
 # the worse of two lines' statuses is the block's (and is what every process agrees on)
 _STATUS_ORDER: tuple[F.Status, ...] = ("flat", "measured", "zero", "non-finite", "missing")
+
+
+class MeasurementFailed(RuntimeError):
+    """Another process's part of a measurement failed (that process's warning names the cause)."""
 
 
 def early_steps(every_n_steps: int) -> list[int]:
@@ -92,227 +130,156 @@ def line_pairs(num_samples: int, num_lines: int) -> list[tuple[int, int]]:
     return [(i, i + 1) for i in range(min(num_lines, num_samples - 1))]
 
 
-def rank_share(num_lines: int, rank: int, world: int) -> tuple[list[int], int]:
-    """The lines process ``rank`` of ``world`` measures (round robin), and how many padding passes it adds so
-    that every process runs as many probe passes as the busiest one (a sharded forward is collective)."""
-    share = list(range(rank, num_lines, world))
-    return share, -(-num_lines // world) - len(share)
+def second_endpoint(sample: torch.Tensor) -> torch.Tensor:
+    """The other end of a line that has a single sample, at a typical distance between samples (never an
+    epsilon away, which would measure a point, not a line):
 
-
-def _distributed() -> tuple[int, int]:
-    """``(rank, world size)`` of the default process group, ``(0, 1)`` without one."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def broadcast_from_rank_zero(state: Any) -> Any:
-    """Rank 0's ``state`` on every process (itself without a process group), sent as ``torch.save`` bytes:
-    handing tensors to an object broadcast made a spawned gloo process abort at exit now and then."""
-    if _distributed()[1] == 1:
-        return state
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    payload = [buffer.getvalue()]
-    torch.distributed.broadcast_object_list(payload, src=0)
-    return torch.load(io.BytesIO(payload[0]), weights_only=True)
-
-
-@dataclass(frozen=True)
-class BlockReading:
-    """One block's reading: its neighbour correlation (NaN unless ``status`` is ``"measured"`` or ``"flat"``)
-    and what its gradients allowed (see :func:`~lightning_callbacks.functional.gradient_status`)."""
-
-    name: str
-    neighbor_corr: float
-    status: F.Status
-
-
-@dataclass
-class ShatteringResult:
-    """What one measurement found (identical on every process).
-
-    Attributes:
-        step: the training step it was taken at.
-        statistics: input-level ``neighbor_corr``, ``effective_rank``, ``stable_rank`` and
-            ``spectral_slope`` as ``(mean, sample std)`` across the lines (the spectral slope is
-            left out where every line is flat: no spectrum); for token ids, of the gradient w.r.t.
-            the embeddings.
-        input_status: the worst status among the lines' input-level gradients.
-        blocks: the per-block readings, in the order the forward pass ran the blocks.
-        lines: how many lines were measured (all processes together).
-        gradients: the first line's input-level gradients ``(points, ...)`` for figures (rank 0's line).
-        output_finite: whether the network's output (through the readout) was finite at every point.
+    - token ids ``(T, ...)``: the same tokens, the second half first (``roll`` by ``T // 2``): another
+      stretch of text at every position, with the same length and mask;
+    - anything else (an image ``(C, H, W)``, features ``(D,)``): mirrored along its last axis (an image
+      flipped left to right).
     """
-
-    step: int
-    statistics: dict[str, tuple[float, float]]
-    input_status: F.Status
-    blocks: list[BlockReading] = field(default_factory=list)
-    lines: int = 0
-    gradients: torch.Tensor | None = None
-    output_finite: bool = True
-
-    def scalars(self, prefix: str = "shattering") -> dict[str, float]:
-        """The logged keys: ``<prefix>/<statistic>`` and ``<prefix>/<statistic>_std``, and
-        ``<prefix>/neighbor_corr/<block>`` for every block (NaN for one with no reading)."""
-        out: dict[str, float] = {}
-        for key, (mean, std) in self.statistics.items():
-            out[f"{prefix}/{key}"] = mean
-            out[f"{prefix}/{key}_std"] = std
-        out.update({f"{prefix}/neighbor_corr/{b.name}": b.neighbor_corr for b in self.blocks})
-        return out
-
-    def profile(self) -> F.DepthProfile | None:
-        """The depth profile of the blocks that have a reading (None with fewer than two)."""
-        read = [b for b in self.blocks if b.status in F.MEASURABLE and math.isfinite(b.neighbor_corr)]
-        if len(read) < 2:
-            return None
-        return F.profile_from_correlations([b.name for b in read], [b.neighbor_corr for b in read])
-
-    def history_entry(self) -> dict[str, Any]:
-        """The entry kept in :attr:`ShatteringMeasurer.history` (plain values: it goes into checkpoints and
-        JSON): ``step``, ``stats`` (finite input-level statistics as (mean, std)), ``layers`` (block ->
-        correlation) and ``status`` (block -> status, for the blocks without a reading)."""
-        return {
-            "step": self.step,
-            "stats": {k: v for k, v in self.statistics.items() if math.isfinite(v[0])},
-            "layers": {b.name: b.neighbor_corr for b in self.blocks},
-            "status": {b.name: b.status for b in self.blocks if b.status not in F.MEASURABLE},
-        }
+    if sample.dim() == 0:
+        raise ValueError("a line needs samples with at least one axis, got a scalar")
+    if not (sample.is_floating_point() or sample.is_complex()):
+        return sample.roll(sample.shape[0] // 2, dims=0)
+    return sample.flip(-1)
 
 
 class ShatteringMeasurer:
-    """Measures how shattered a network's input gradients are, in any training loop (see the module docstring).
+    """Measures how shattered a network's input gradients are, and how close its forward signal maps the
+    two ends of each line, in any training loop (see the module docstring for the protocol).
 
     At each measurement it takes the gradient of a scalar readout of the network at every point of
-    ``num_lines`` probe lines (``num_points`` inputs each, between distinct pairs of samples of the
-    first call it sees), and at the output of each block, and returns a :class:`ShatteringResult`.
-    It never changes what training computes: no parameter ``.grad``, buffer, module mode or RNG
-    state is left changed (see :func:`~lightning_callbacks.functional.input_gradients`).
+    the probe lines, at the input and at the output of each block, and keeps the block outputs and
+    the network's output at each line's two endpoints (the forward kernel); it returns a
+    :class:`~lightning_callbacks.results.ShatteringResult`. It never changes what training computes:
+    no parameter ``.grad``, buffer, module mode or RNG state is left changed (see
+    :func:`~lightning_callbacks.functional.input_gradients`).
 
     Args:
         model: the network to measure (a ``torch.compile``d one is measured through its original).
-        every_n_steps: :meth:`due` at every multiple of this step.
-        log_spaced_start: also due at 1, 2, 5, 10, 20, 50... before ``every_n_steps``.
-        num_lines: probe lines (between distinct sample pairs of the first call's input).
-        num_points: points on each line.
-        probe: one fixed probe ``(n, ...)`` ordered along a path, instead of the lines.
-        layers: ``"auto"`` (:func:`~lightning_callbacks.functional.auto_layers`), a list of submodule
-            names, or ``None`` for the input only.
-        bn_mode: ``"eval"`` (running statistics) or ``"batch"`` (each line is its own batch).
-        readout: callable mapping the output ``(n, ...)`` to ``(n,)``; default a seeded random unit
-            projection of the ``logits`` or first per-sample tensor (never a scalar loss).
-        forward_fn: ``forward_fn(model, probe) -> output`` instead of replaying the recorded call.
-        embedding: for token-id inputs, the embedding module whose output is probed (default: the
-            first ``nn.Embedding`` the forward runs).
-        chunk_size: most probe points per forward pass in eval mode (default: the first call's batch size).
+        options: a :class:`~lightning_callbacks.options.ShatteringOptions` (default: its defaults).
+        **overrides: options given by name (``every_n_steps=100``), over ``options``.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        every_n_steps: int = 1000,
-        log_spaced_start: bool = True,
-        num_lines: int = 4,
-        num_points: int = 64,
-        probe: torch.Tensor | None = None,
-        layers: str | Sequence[str] | None = "auto",
-        bn_mode: F.BNMode = "eval",
-        readout: F.Readout | None = None,
-        forward_fn: ForwardFn | None = None,
-        embedding: str | None = None,
-        chunk_size: int | None = None,
-    ) -> None:
-        check_options(
-            every_n_steps=every_n_steps,
-            num_lines=num_lines,
-            num_points=num_points,
-            probe=probe,
-            layers=layers,
-            readout=readout,
-            forward_fn=forward_fn,
-            embedding=embedding,
-            chunk_size=chunk_size,
-        )
+    def __init__(self, model: nn.Module, options: ShatteringOptions | None = None, **overrides: Any) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"ShatteringMeasurer measures an nn.Module, got {type(model).__name__}")
+        base = options if options is not None else ShatteringOptions()
+        self.options = replace(base, **overrides) if overrides else base
         self.model = model
-        self.every_n_steps = every_n_steps
-        self.num_lines = num_lines
-        self.num_points = num_points
-        self.bn_mode = F.check_bn_mode(bn_mode)
-        self.readout = readout or F.random_projection_readout()
-        self.forward_fn = forward_fn
-        self.embedding = embedding
-        self.chunk_size = chunk_size
-        self.schedule = Schedule(every_n_steps, log_spaced_start)
+        self.readout = self.options.readout or F.random_projection_readout()
+        self.schedule = Schedule(self.options.every_n_steps, self.options.log_spaced_start)
         measured = F.unwrap_compiled(model)
-        names = F.auto_layers(measured) if layers == "auto" else list(layers or [])
-        self.layer_names: list[str] = list(F.resolve_layers(measured, names))
+        names = F.auto_blocks(measured) if self.options.blocks == "auto" else list(self.options.blocks or [])
+        self.block_names: list[str] = list(F.resolve_blocks(measured, names))
         self.call: RecordedCall | None = None
-        self._fixed_probe = None if probe is None else probe.detach().clone()
+        self._fixed_probe = None if self.options.probe is None else self.options.probe.detach().clone()
         self._endpoints: torch.Tensor | None = None  # (lines, 2, ...): each line's two samples
         self.batch_size: int | None = None
         self.last_step = -1
-        self.history: list[dict[str, Any]] = []
+        self.history: list[ShatteringResult] = []
+        self._recorder: CallRecorder | None = None
+        self._init_buffers: list[tuple[nn.Module, str, torch.Tensor]] | None = None
+        self._warned: set[str] = set()
+        self._unusable: str | None = None  # why the recorded call cannot be used (warned), if it cannot
 
     # ---- schedule ------------------------------------------------------------------------
     def due(self, step: int) -> bool:
         """Whether ``step`` is a step of the schedule that has not been measured yet."""
         return self.schedule.due(step) and step != self.last_step
 
-    # ---- how the network is called -------------------------------------------------------
     @property
     def ready(self) -> bool:
-        """Whether it knows how to call the network and along which lines (after the first call it saw)."""
+        """Whether it knows how to call the network and along which lines."""
         has_probe = self._fixed_probe is not None or self._endpoints is not None
-        return has_probe and (self.forward_fn is not None or self.call is not None)
+        return has_probe and (self.options.forward_fn is not None or self.call is not None)
 
-    def record(self, *args: Any, **kwargs: Any) -> None:
-        """Keep the network's call with these arguments (the first time only): the lines run between the
-        samples of its input, and every measurement replays it with the probe in the input's place."""
-        if self.ready:
+    # ---- the protocol: what a training loop (or an adapter) tells the measurer -----------
+    def watch(self) -> None:
+        """Training starts: copy the buffers as they are (for the init reading) and watch the network's calls
+        until the first optimizer step. Nothing to do for a measurer that is ready (a resumed run)."""
+        if self.ready or self._recorder is not None:
             return
-        call = call_of(args, kwargs)
-        if call.discrete and self.forward_fn is None:
+        network = F.unwrap_compiled(self.model)
+        self._init_buffers = F.buffer_copies(network)
+        self._recorder = CallRecorder(network, self.options.embedding, samples_wanted=2 * self.options.num_lines)
+
+    def before_optimizer_step(self, step: int) -> ShatteringResult | None:
+        """An optimizer step is about to be taken; the weights are those after ``step`` updates. Measure if
+        ``step`` is due (the first time: fix the lines and take the init reading) and return the result,
+        a failed one rather than an exception; None when nothing was due."""
+        buffers, self._init_buffers = self._init_buffers, None  # the init reading's, good for this step only
+        if self._recorder is not None:
+            self._unusable = self._safely(self._stop_watching)
+        if not self.due(step):
+            return None
+        if not self.ready:
+            return self._failed(step, self._unusable or self._not_run())
+        return self._measure_safely(step, buffers)
+
+    def end(self, step: int) -> ShatteringResult | None:
+        """Training ended after ``step`` optimizer steps: with ``measure_at_end``, the trained network's reading
+        (the init reading, if no optimizer step was ever taken); None when there is nothing to add."""
+        buffers, self._init_buffers = self._init_buffers, None
+        if self._recorder is not None:
+            self._unusable = self._safely(self._stop_watching)
+        if not self.options.measure_at_end or step == self.last_step or not (self.history or buffers is not None):
+            return None
+        if not self.ready:
+            return self._failed(step, self._unusable or self._not_run())
+        return self._measure_safely(step, buffers)
+
+    def _not_run(self) -> str:
+        cause = (
+            f"the measured network ({type(F.unwrap_compiled(self.model)).__name__}) has not run in training; "
+            "tell the monitor which one does (module=...), or pass probe= and forward_fn="
+        )
+        self._warn(cause)
+        return cause
+
+    def _stop_watching(self) -> None:
+        """Use the call the watch recorded (rank 0's, on every process); keep watching while none was seen."""
+        recorder = self._recorder
+        if recorder is None:
+            return
+        seen = broadcast_from_rank_zero(recorder.call is not None)
+        if not seen:
+            return
+        self._recorder = None
+        self.use_call(recorder.remove())
+
+    # ---- how the network is called -------------------------------------------------------
+    def use_call(self, call: RecordedCall | None) -> None:
+        """Replay rank 0's ``call`` (every process calls this) and, without a fixed probe, run the lines between
+        the samples of its input; with ``forward_fn``, only the lines are taken from it."""
+        state = broadcast_from_rank_zero(None if call is None else call.state())
+        if state is None:
+            return
+        call = RecordedCall.from_state(state)
+        if call.discrete and self.options.forward_fn is None:
+            check_embedding(F.unwrap_compiled(self.model), call)
+        self.call = call
+        if self.batch_size is None:
+            self.batch_size = call.batch_size or int(call.inputs.shape[0])
+        if self._fixed_probe is None and self._endpoints is None:
+            self.set_lines(call.inputs, broadcast=False)
+
+    def _use_arguments(self, args: tuple, kwargs: dict) -> None:
+        """The direct path (:meth:`measure` with the network's arguments): keep that call."""
+        call = call_of(args, kwargs, keep=2 * self.options.num_lines)
+        if call.discrete and self.options.forward_fn is None:
             # token ids: which embedding consumes them shows only in a run (one sample, measured invisibly)
             network = F.unwrap_compiled(self.model)
             with F.measurement_context(network, "eval"):
                 call.embeddings_seen = embeddings_run(network, call)
-            call.embedding = self.embedding or (call.embeddings_seen[0] if call.embeddings_seen else None)
+            call.embedding = self.options.embedding or (call.embeddings_seen[0] if call.embeddings_seen else None)
         self.use_call(call)
 
-    def start_recording(self) -> CallRecorder:
-        """Hooks that record the network's next call (for adapters that do not see its arguments);
-        hand the recorder to :meth:`finish_recording` once that call has run."""
-        return CallRecorder(F.unwrap_compiled(self.model), self.embedding)
-
-    def finish_recording(self, recorder: CallRecorder) -> None:
-        """Use the call ``recorder`` saw (rank 0's, on every process)."""
-        recorder.remove()
-        if recorder.call is None:
-            raise RuntimeError(
-                f"the measured network ({type(recorder.network).__name__}) did not run in the training step; "
-                "tell the monitor which one does (module=...)"
-            )
-        self.use_call(recorder.call)
-
-    def use_call(self, call: RecordedCall) -> None:
-        """Replay ``call`` (rank 0's, on every process) and, without a fixed probe, run the lines between the
-        samples of its input."""
-        call = RecordedCall.from_state(broadcast_from_rank_zero(call.state()))
-        if call.discrete and self.forward_fn is None:
-            check_embedding(F.unwrap_compiled(self.model), call)
-        self.call = call
-        if self.batch_size is None:
-            self.batch_size = int(call.inputs.shape[0])
-        if self._fixed_probe is None and self._endpoints is None:
-            self.set_lines(call.inputs, broadcast=False)
-
     def set_lines(self, inputs: torch.Tensor, broadcast: bool = True) -> None:
-        """Fix the lines between pairs of samples of ``inputs`` (rank 0's, on every process)."""
+        """Fix the lines between pairs of samples of ``inputs`` (rank 0's, on every process). With a single
+        sample the line runs to :func:`second_endpoint` of it (warned once)."""
         if not (inputs.is_floating_point() or self.call is not None):
             raise TypeError(
                 f"the lines run between inputs, but the batch holds {inputs.dtype} inputs and forward_fn is given: "
@@ -321,14 +288,20 @@ class ShatteringMeasurer:
             )
         if self.batch_size is None:
             self.batch_size = int(inputs.shape[0])
-        pairs = line_pairs(inputs.shape[0], self.num_lines)
-        if len(pairs) < self.num_lines:
-            import warnings
-
-            warnings.warn(
-                f"the first batch has {inputs.shape[0]} samples, enough for {len(pairs)} of the {self.num_lines} "
-                f"probe lines; measuring {len(pairs)}",
-                stacklevel=2,
+        num_lines = self.options.num_lines
+        if inputs.shape[0] < 2:
+            inputs = torch.stack([inputs[0], second_endpoint(inputs[0])])
+            how = "the same tokens, the second half first" if not inputs.is_floating_point() else "it mirrored"
+            self._warn(
+                "the network saw a single sample before the first optimizer step: the probe line runs from it to "
+                f"{how} (a typical distance between samples), fixed for the run; measuring 1 of the {num_lines} "
+                "lines (more samples per step, or micro-batches before the step, give more lines)"
+            )
+        pairs = line_pairs(inputs.shape[0], num_lines)
+        if len(pairs) < num_lines and inputs.shape[0] >= 2 and len(pairs) > 1:
+            self._warn(
+                f"the first training calls had {inputs.shape[0]} samples, enough for {len(pairs)} of the "
+                f"{num_lines} probe lines; measuring {len(pairs)}"
             )
         endpoints = torch.stack([inputs[[a, b]] for a, b in pairs]).detach().cpu()
         self._endpoints = broadcast_from_rank_zero({"ends": endpoints})["ends"] if broadcast else endpoints
@@ -343,15 +316,16 @@ class ShatteringMeasurer:
             return [self._fixed_probe]
         if self._endpoints is None:
             raise RuntimeError("the probe lines are built from the first call; no call has been seen yet")
-        if self.call is not None and self.call.discrete and self.forward_fn is None:
+        num_points = self.options.num_points
+        if self.call is not None and self.call.discrete and self.options.forward_fn is None:
             lines, network = [], F.unwrap_compiled(self.model)
             for ends in self._endpoints:
                 with F.measurement_context(network, "eval"):
                     embedded = self.call.embed(network, ends).double().cpu()
                 length = min(embedded[0].shape[0], embedded[1].shape[0])
-                lines.append(F.line_probe(embedded[0][:length], embedded[1][:length], self.num_points))
+                lines.append(F.line_probe(embedded[0][:length], embedded[1][:length], num_points))
             return lines
-        return [F.line_probe(ends[0].double(), ends[1].double(), self.num_points) for ends in self._endpoints]
+        return [F.line_probe(ends[0].double(), ends[1].double(), num_points) for ends in self._endpoints]
 
     # ---- measurement ---------------------------------------------------------------------
     def measure(
@@ -361,7 +335,8 @@ class ShatteringMeasurer:
         buffers: Sequence[tuple[nn.Module, str, torch.Tensor]] | None = None,
         **kwargs: Any,
     ) -> ShatteringResult:
-        """Measure now; every process of a process group must call it at the same step.
+        """Measure now and raise on failure (the protocol's methods warn instead); every process of a process
+        group must call it at the same step.
 
         Args:
             step: the training step (optimizer steps taken so far).
@@ -369,12 +344,12 @@ class ShatteringMeasurer:
                 known (the first call's; later ones are ignored).
             buffers: measure with these buffer copies (:func:`~lightning_callbacks.functional.buffer_copies`)
                 in place, e.g. the BN statistics from before a training forward that has since run.
+
+        Raises:
+            MeasurementFailed: another process's part failed (this process's own error is raised as is).
         """
         if (args or kwargs) and not self.ready:
-            if self.forward_fn is not None and self._fixed_probe is None and self._endpoints is None:
-                self.set_lines(call_of(args, kwargs).inputs)
-            else:
-                self.record(*args, **kwargs)
+            self._use_arguments(args, kwargs)
         if not self.ready:
             raise RuntimeError(
                 "ShatteringMeasurer.measure() needs the arguments the network is called with the first time "
@@ -386,124 +361,137 @@ class ShatteringMeasurer:
         measured = F.unwrap_compiled(self.model)
         param = next((p for p in measured.parameters() if p.is_floating_point()), None)
         device = param.device if param is not None else torch.device("cpu")
-        probes = self.probes()
-        rank, world = _distributed()
-        share, pads = rank_share(len(probes), rank, world)
-        mine = [probes[i] for i in share]
-        padded = mine + [probes[0]] * pads
-        cast = [
-            p.to(device=device, dtype=param.dtype if param is not None and p.is_floating_point() else p.dtype)
-            for p in padded
-        ]
-        lines = self._line_gradients(measured, cast)[: len(mine)]
-        result = self._summarize(step, lines, device, world > 1, len(probes))
-        self.last_step = step
-        self.history = [e for e in self.history if e["step"] != step] + [result.history_entry()]
+        rank, world = process_group()
+        error: Exception | None = None
+        try:  # this process's part: no collective but a sharded forward's own
+            probes = self.probes()
+            share, pads = rank_share(len(probes), rank, world)
+            mine = [probes[i] for i in share]
+            cast = [
+                p.to(device=device, dtype=param.dtype if param is not None and p.is_floating_point() else p.dtype)
+                for p in mine + [probes[0]] * pads
+            ]
+            lines = self._line_gradients(measured, cast)[: len(mine)]
+            tally = _Tally(self.block_names, device, sync=world > 1)
+            for line in lines:
+                tally.add(line)
+        except Exception as caught:  # noqa: BLE001 - whatever failed, the processes must agree on it first
+            error = caught
+        if any_process(error is not None, device):
+            if error is not None:
+                raise error
+            raise MeasurementFailed(f"another process's measurement at step {step} failed (its warning names why)")
+        result = tally.result(step, lines, len(probes))
+        self._remember(result)
         return result
 
+    def _measure_safely(self, step: int, buffers: Any) -> ShatteringResult:
+        try:
+            return self.measure(step, buffers=buffers)
+        except Exception as error:  # noqa: BLE001 - a monitor never ends a run: warn, keep a NaN reading, go on
+            cause = f"{type(error).__name__}: {error}"
+            if not isinstance(error, MeasurementFailed) or process_group()[0] == 0:
+                self._warn(cause)
+            return self._failed(step, cause)
+
+    def _safely(self, action: Any) -> str | None:
+        """Run ``action()``; on an exception, warn once with its cause and return the cause."""
+        try:
+            action()
+        except Exception as error:  # noqa: BLE001 - see _measure_safely
+            cause = f"{type(error).__name__}: {error}"
+            self._warn(cause)
+            return cause
+        return None
+
+    def _failed(self, step: int, cause: str) -> ShatteringResult:
+        result = ShatteringResult.failure(step, self.block_names, cause)
+        self._remember(result)
+        return result
+
+    def _warn(self, cause: str) -> None:
+        if cause in self._warned:
+            return
+        self._warned.add(cause)
+        warnings.warn(
+            f"ShatteringMeasurer: {cause}. Training goes on: a failed measurement is logged as NaN and the next due "
+            "step tries again (this warning is given once per cause)",
+            stacklevel=3,
+        )
+
+    def _remember(self, result: ShatteringResult) -> None:
+        """Append ``result`` to the history (replacing one of the same step); only the latest keeps gradients."""
+        kept = [r.without_gradients() for r in self.history if r.step != result.step]
+        self.history = kept + [result]
+        self.last_step = result.step
+
     def _line_gradients(self, measured: nn.Module, probes: list[torch.Tensor]) -> list[F.InputGradients]:
-        """Input and block gradients along each probe (this process's share, padded)."""
-        if self.bn_mode == "batch":  # each line normalizes with its own statistics: one batch per line
-            return [self._gradients(measured, probe, None) for probe in probes]
+        """Input and block gradients along each probe (this process's share, padded), with the block outputs
+        and the network output at each probe's two endpoints."""
+        if self.options.bn_mode == "batch":  # each line normalizes with its own statistics: one batch per line
+            return [self._gradients(measured, probe, None, [0, probe.shape[0] - 1]) for probe in probes]
         # eval mode: lines are independent; run them together, in chunks of at most a training batch
-        whole = self._gradients(measured, torch.cat(probes), self.chunk_size or self.batch_size)
         sizes = [p.shape[0] for p in probes]
-        inputs = whole.input.split(sizes) if whole.input is not None else [None] * len(probes)
-        outputs = whole.output.split(sizes) if whole.output is not None else [None] * len(probes)
-        layers = {name: g.split(sizes) for name, g in whole.layers.items()}
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        ends = [index for start, size in zip(starts, sizes) for index in (start, start + size - 1)]
+        chunk = self.options.chunk_size or max(self.batch_size or 1, MIN_CHUNK)
+        whole = self._gradients(measured, torch.cat(probes), chunk, ends)
+
+        def split(tensor: torch.Tensor | None, parts: list[int]) -> list[Any]:
+            return list(tensor.split(parts)) if tensor is not None else [None] * len(parts)
+
+        inputs, outputs = split(whole.input, sizes), split(whole.output, sizes)
+        finals = split(whole.final_activations, [2] * len(probes))
+        blocks = {name: g.split(sizes) for name, g in whole.blocks.items()}
+        activations = {name: a.split(2) for name, a in whole.activations.items()}
         return [
             F.InputGradients(
                 input=inputs[i],
-                layers={name: parts[i] for name, parts in layers.items()},
+                blocks={name: parts[i] for name, parts in blocks.items()},
                 output=outputs[i],
                 unreached=whole.unreached,
+                activations={name: parts[i] for name, parts in activations.items()},
+                final_activations=finals[i],
             )
             for i in range(len(probes))
         ]
 
-    def _gradients(self, measured: nn.Module, probe: torch.Tensor, chunk: int | None) -> F.InputGradients:
-        forward_fn = self.forward_fn or (self.call.forward_fn(measured) if self.call is not None else None)
+    def _gradients(
+        self, measured: nn.Module, probe: torch.Tensor, chunk: int | None, keep: list[int]
+    ) -> F.InputGradients:
+        forward_fn = self.options.forward_fn or (self.call.forward_fn(measured) if self.call is not None else None)
         try:
             return F.input_gradients(
                 measured,
                 probe,
                 readout=self.readout,
-                bn_mode=self.bn_mode,
-                layers=self.layer_names,
+                bn_mode=self.options.bn_mode,
+                blocks=self.block_names,
                 chunk_size=chunk,
                 forward_fn=forward_fn,
+                keep=keep,
             )
         except (ValueError, TypeError) as error:
-            if self.forward_fn is None:
+            if self.options.forward_fn is None:
                 raise
             raise type(error)(f"forward_fn=...: {error}") from error
 
-    def _summarize(
-        self, step: int, lines: list[F.InputGradients], device: torch.device, sync: bool, total: int
-    ) -> ShatteringResult:
-        classes = _metric_classes()
-
-        def metric(cls: type) -> Any:
-            # float64 states: Metric.to(device) puts a metric back to the default dtype, float32
-            return cls(sync_on_compute=sync).to(device).set_dtype(torch.float64)
-
-        metrics = {key: metric(cls) for key, cls in classes.items()}
-        blocks = {name: metric(classes["neighbor_corr"]) for name in self.layer_names}
-        worst = torch.zeros(len(self.layer_names) + 2, dtype=torch.int64, device=device)  # input, output, blocks
-        for grads in lines:
-            main = grads.input if grads.input is not None else next(iter(grads.layers.values()))
-            status = F.gradient_status(main)
-            worst[0] = max(int(worst[0]), _STATUS_ORDER.index(status))
-            worst[1] = max(int(worst[1]), int(grads.output is not None and not torch.isfinite(grads.output).all()))
-            for key, metric in metrics.items():
-                if key == "spectral_slope" and status == "flat":
-                    continue  # a flat gradient has no spectrum: left out, not NaN
-                metric.update(main)
-            for index, name in enumerate(self.layer_names, start=2):
-                block_status, corr = F.block_reading(grads.layers[name], reached=name not in grads.unreached)
-                worst[index] = max(int(worst[index]), _STATUS_ORDER.index(block_status))
-                blocks[name].add(corr)
-        if sync:  # every process labels each block by the worst line of all processes
-            torch.distributed.all_reduce(worst, op=torch.distributed.ReduceOp.MAX)
-        statistics = {}
-        for key, metric in metrics.items():
-            mean, std, count = metric.mean_and_std()  # a collective when synced: every process calls it
-            if count:
-                statistics[key] = (mean, std)
-        # blocks in the order the forward pass ran them (this process's lines, else registration order)
-        order = list(lines[0].layers) if lines else self.layer_names
-        readings = []
-        for name in order:
-            mean = blocks[name].mean_and_std()[0]
-            status = _STATUS_ORDER[int(worst[2 + self.layer_names.index(name)])]
-            readings.append(BlockReading(name, mean if status in F.MEASURABLE else math.nan, status))
-        first = lines[0] if lines else None
-        return ShatteringResult(
-            step=step,
-            statistics=statistics,
-            input_status=_STATUS_ORDER[int(worst[0])],
-            blocks=readings,
-            lines=total,
-            gradients=None
-            if first is None
-            else (first.input if first.input is not None else next(iter(first.layers.values()), None)),
-            output_finite=not bool(worst[1]),
-        )
-
     # ---- checkpointing -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The lines, the recorded call, the schedule's position and the history (tensors and plain values)."""
+        """The lines, the recorded call, the schedule's position and the history, as tensors and plain values
+        (a checkpoint loads with ``torch.load(..., weights_only=True)``)."""
         return {
             "endpoints": self._endpoints,
             "fixed_probe": self._fixed_probe,
             "last_step": self.last_step,
             "batch_size": self.batch_size,
-            "history": self.history,
+            "history": [result.entry() for result in self.history],
             "call": None if self.call is None else self.call.state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved: a resumed run measures the same lines on the same schedule."""
+        """Restore what :meth:`state_dict` saved (or an older monitor's checkpoint): a resumed run measures the
+        same lines on the same schedule."""
         self._endpoints = state.get("endpoints")
         if self._endpoints is not None and self._endpoints.dim() > 0 and state.get("history") is None:
             self._endpoints = self._endpoints.unsqueeze(0)  # a checkpoint of the one-line monitor: (2, ...)
@@ -511,9 +499,79 @@ class ShatteringMeasurer:
             self._fixed_probe = state["fixed_probe"]
         self.last_step = int(state.get("last_step", -1))
         self.batch_size = state.get("batch_size")
-        self.history = list(state.get("history") or [])
+        self.history = [ShatteringResult.from_entry(entry) for entry in state.get("history") or []]
         if state.get("call") is not None:
             self.call = RecordedCall.from_state(state["call"])
+
+
+class _Tally:
+    """One measurement's torchmetrics states: the statistics of this process's lines, synced across processes
+    when read (every process reads them in the same order: each read is a collective)."""
+
+    def __init__(self, blocks: list[str], device: torch.device, sync: bool) -> None:
+        classes = _metric_classes()
+
+        def metric(cls: type) -> Any:
+            # float64 states: Metric.to(device) puts a metric back to the default dtype, float32
+            return cls(sync_on_compute=sync).to(device).set_dtype(torch.float64)
+
+        self.blocks, self.sync = blocks, sync
+        self.statistics = {key: metric(cls) for key, cls in classes.items()}
+        self.block_corr = {name: metric(classes["neighbor_corr"]) for name in blocks}
+        self.block_kernel = {name: metric(classes[KERNEL]) for name in blocks}
+        self.worst = torch.zeros(len(blocks) + 2, dtype=torch.int64, device=device)  # input, output, blocks
+
+    def add(self, line: F.InputGradients) -> None:
+        """Add one line's readings (local)."""
+        main = line.input if line.input is not None else next(iter(line.blocks.values()))
+        status = F.gradient_status(main)
+        worst = self.worst
+        worst[0] = max(int(worst[0]), _STATUS_ORDER.index(status))
+        worst[1] = max(int(worst[1]), int(line.output is not None and not torch.isfinite(line.output).all()))
+        for key, metric in self.statistics.items():
+            if key == KERNEL:
+                if line.final_activations is not None:
+                    metric.update(line.final_activations)
+            elif key != "spectral_slope" or status != "flat":  # a flat gradient has no spectrum: left out
+                metric.update(main)
+        for index, name in enumerate(self.blocks, start=2):
+            block_status, corr = F.block_reading(line.blocks[name], reached=name not in line.unreached)
+            worst[index] = max(int(worst[index]), _STATUS_ORDER.index(block_status))
+            self.block_corr[name].add(corr)
+            if name in line.activations:
+                self.block_kernel[name].update(line.activations[name])
+
+    def result(self, step: int, lines: list[F.InputGradients], total: int) -> ShatteringResult:
+        """The synced result (a collective under a process group)."""
+        if self.sync:  # every process labels each block by the worst line of all processes
+            torch.distributed.all_reduce(self.worst, op=torch.distributed.ReduceOp.MAX)
+        statistics = {}
+        for key, metric in self.statistics.items():
+            mean, std, count = metric.mean_and_std()
+            if count:
+                statistics[key] = (mean, std)
+        corr = {name: self.block_corr[name].mean_and_std()[0] for name in self.blocks}
+        kernel = {name: self.block_kernel[name].mean_and_std()[:2] for name in self.blocks}
+        # blocks in the order the forward pass ran them (this process's lines, else registration order)
+        order = list(lines[0].blocks) if lines else self.blocks
+        readings = []
+        for name in order:
+            status = _STATUS_ORDER[int(self.worst[2 + self.blocks.index(name)])]
+            value = corr[name] if status in F.MEASURABLE else math.nan
+            readings.append(BlockReading(name, value, status, *kernel[name]))
+        first = lines[0] if lines else None
+        gradients = None
+        if first is not None:
+            gradients = first.input if first.input is not None else next(iter(first.blocks.values()), None)
+        return ShatteringResult(
+            step=step,
+            statistics=statistics,
+            input_status=_STATUS_ORDER[int(self.worst[0])],
+            blocks=readings,
+            lines=total,
+            gradients=gradients,
+            output_finite=not bool(self.worst[1]),
+        )
 
 
 def check_embedding(network: nn.Module, call: RecordedCall) -> None:
@@ -531,31 +589,3 @@ def check_embedding(network: nn.Module, call: RecordedCall) -> None:
             f"embedding={call.embedding!r}: no such module in {type(network).__name__}; the nn.Embedding modules "
             f"that ran: {found}"
         ) from None
-
-
-def check_options(**options: Any) -> None:
-    """Refuse bad measurer options (as :class:`ShatteringMeasurer` takes them; others are ignored) with an
-    error that names the option and the fix. Every adapter calls it when it is built, before it knows
-    the network."""
-    every_n_steps, num_lines = options.get("every_n_steps", 1000), options.get("num_lines", 4)
-    num_points, chunk_size, probe = options.get("num_points", 64), options.get("chunk_size"), options.get("probe")
-    layers, readout, forward_fn = options.get("layers", "auto"), options.get("readout"), options.get("forward_fn")
-    embedding = options.get("embedding")
-    for name, value in (("every_n_steps", every_n_steps), ("num_lines", num_lines)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r}: use a positive integer")
-    if not isinstance(num_points, int) or num_points < 2:
-        raise ValueError(f"num_points={num_points!r}: a probe line needs at least 2 points")
-    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"chunk_size={chunk_size!r}: use a positive integer, or None for the batch size")
-    if probe is not None and (not isinstance(probe, torch.Tensor) or probe.dim() < 1 or probe.shape[0] < 2):
-        raise ValueError("probe must be a tensor (n, ...) of n >= 2 inputs ordered along a path")
-    if isinstance(layers, str) and layers != "auto":
-        raise ValueError(f"layers={layers!r}: use 'auto', a list of submodule names, or None")
-    if readout is not None and not callable(readout):
-        raise TypeError("readout must be a callable mapping outputs (n, ...) to scalars (n,)")
-    if forward_fn is not None and not callable(forward_fn):
-        raise TypeError(f"forward_fn must be a callable(module, probe) -> output, got {type(forward_fn).__name__}")
-    if embedding is not None and not isinstance(embedding, str):
-        raise TypeError(f"embedding must be the name of a submodule, got {type(embedding).__name__}")
-    F.check_bn_mode(options.get("bn_mode", "eval"))

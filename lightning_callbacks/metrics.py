@@ -17,7 +17,7 @@ from torchmetrics.utilities.plot import _AX_TYPE, _PLOT_OUT_TYPE
 
 from lightning_callbacks import functional as F
 
-__all__ = ["GradientCorrelation", "EffectiveRank", "StableRank", "SpectralSlope"]
+__all__ = ["GradientCorrelation", "EffectiveRank", "StableRank", "SpectralSlope", "ForwardKernel"]
 
 
 class _MeanOfProbes(MeanMetric):
@@ -42,7 +42,8 @@ class _MeanOfProbes(MeanMetric):
         raise NotImplementedError
 
     def update(self, grads: torch.Tensor) -> None:  # type: ignore[override]
-        """Add one probe's gradients, shape ``(n, ...)`` with ``n >= 2`` points along the path."""
+        """Add one probe's gradients, shape ``(n, ...)`` with ``n >= 2`` points along the path (for
+        :class:`ForwardKernel`, the signal at a line's two endpoints)."""
         self.add(self._statistic(grads.detach()))
 
     def add(self, value: torch.Tensor | float) -> None:
@@ -129,3 +130,23 @@ class SpectralSlope(_MeanOfProbes):
 
     def _statistic(self, grads: torch.Tensor) -> torch.Tensor:
         return F.spectral_slope(grads)
+
+
+class ForwardKernel(_MeanOfProbes):
+    """Mean forward kernel over lines: the cosine similarity of a signal at each line's two endpoints
+    (:func:`~lightning_callbacks.functional.endpoint_cosine`, the "C map"); ``update`` takes the signal at
+    the endpoints, shape ``(2, ...)``.
+
+    Example:
+        >>> metric = ForwardKernel()
+        >>> metric.update(torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
+        >>> round(float(metric.compute()), 4)
+        0.7071
+    """
+
+    higher_is_better = None
+    plot_lower_bound = -1.0
+    plot_upper_bound = 1.0
+
+    def _statistic(self, grads: torch.Tensor) -> torch.Tensor:
+        return F.endpoint_cosine(grads)

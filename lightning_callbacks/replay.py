@@ -16,7 +16,7 @@ checkpoint (resume replays the same call) and through a DDP broadcast.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -64,8 +64,11 @@ class RecordedCall:
     Attributes:
         slot: where the probed input goes: ``("arg", index)`` or ``("kwarg", name)``.
         args, kwargs: the other arguments, per-sample tensors cut to their first sample.
-        inputs: the probed input of the whole first batch (detached, on the CPU).
+        inputs: the probed input's samples the lines run between (detached, on the CPU): the first
+            call's, and those of later calls where the first had too few.
         embedding: for integer inputs, the name of the ``nn.Embedding`` whose output is probed.
+        embeddings_seen: the ``nn.Embedding`` modules the first call ran, in order.
+        batch_size: the first call's batch size.
     """
 
     slot: tuple[str, Any]
@@ -74,6 +77,7 @@ class RecordedCall:
     inputs: torch.Tensor
     embedding: str | None = None
     embeddings_seen: list[str] = field(default_factory=list)
+    batch_size: int | None = None
 
     def state(self) -> dict[str, Any]:
         """Plain containers and tensors (checkpoint- and broadcast-safe)."""
@@ -84,6 +88,7 @@ class RecordedCall:
             inputs=self.inputs,
             embedding=self.embedding,
             embeddings_seen=self.embeddings_seen,
+            batch_size=self.batch_size,
         )
 
     @classmethod
@@ -95,6 +100,42 @@ class RecordedCall:
             inputs=state["inputs"],
             embedding=state.get("embedding"),
             embeddings_seen=list(state.get("embeddings_seen") or []),
+            batch_size=state.get("batch_size"),
+        )
+
+    def with_samples_of(self, later: RecordedCall, most: int) -> RecordedCall:
+        """This call with the probed samples of a ``later`` call added (at most ``most`` in all). Token
+        sequences of different lengths are cropped to the shorter, with this call's arguments of that length;
+        a floating input of another shape adds nothing."""
+        ours, theirs = self.inputs, later.inputs
+        if ours.shape[1:] != theirs.shape[1:]:
+            if not self.discrete or ours.dim() != theirs.dim() or ours.shape[2:] != theirs.shape[2:]:
+                return self
+            length = min(ours.shape[1], theirs.shape[1])
+            cropped = self.cropped(length)
+            ours, theirs = cropped.inputs, theirs[:, :length]
+            return replace(cropped, inputs=torch.cat([ours, theirs])[:most])
+        return replace(self, inputs=torch.cat([ours, theirs])[:most])
+
+    def cropped(self, length: int) -> RecordedCall:
+        """This call with its token sequences cropped to ``length``: the probed input, and every recorded
+        per-sample argument of the same length (an attention mask, labels)."""
+        full = self.inputs.shape[1]
+
+        def crop(entry: Any) -> Any:
+            if "sample" in entry and entry["sample"].dim() > 1 and entry["sample"].shape[1] == full:
+                return {"sample": entry["sample"][:, :length]}
+            if "sequence" in entry:
+                return {**entry, "sequence": [crop(v) for v in entry["sequence"]]}
+            if "mapping" in entry:
+                return {"mapping": {k: crop(v) for k, v in entry["mapping"].items()}}
+            return entry
+
+        return replace(
+            self,
+            inputs=self.inputs[:, :length],
+            args=[crop(a) for a in self.args],
+            kwargs={k: crop(v) for k, v in self.kwargs.items()},
         )
 
     @property
@@ -180,48 +221,61 @@ class RecordedCall:
 
 
 class CallRecorder:
-    """Hooks that record a network's next call (arguments, and the first ``nn.Embedding`` that runs).
+    """Hooks that watch a network's calls: the first is recorded (its arguments, and the first
+    ``nn.Embedding`` that runs), and the probed input of every later call is added to it until
+    ``samples_wanted`` samples are in hand (micro-batches of gradient accumulation, batches of one).
+
+    Token sequences of different lengths are cropped to the shortest, together with the recorded
+    arguments of that length (masks, labels); a floating input of another shape is left out.
 
     Args:
-        network: the module whose call is recorded.
+        network: the module whose calls are watched.
         embedding: the name of the embedding module to probe for integer inputs (None: the first
             ``nn.Embedding`` that runs).
+        samples_wanted: how many samples of the probed input to collect at most.
     """
 
-    def __init__(self, network: nn.Module, embedding: str | None = None) -> None:
+    def __init__(self, network: nn.Module, embedding: str | None = None, samples_wanted: int = 2) -> None:
         self.network = network
         self.embedding = embedding
+        self.samples_wanted = samples_wanted
         self.call: RecordedCall | None = None
+        self.calls = 0
         self._embeddings: list[str] = []
         self._handles = [network.register_forward_pre_hook(self._record, with_kwargs=True)]
         for name, module in network.named_modules():
             if isinstance(module, nn.Embedding):
                 self._handles.append(module.register_forward_hook(self._embedding_ran(name)))
-        self._handles.append(network.register_forward_hook(lambda *_: self.remove()))
 
     def _embedding_ran(self, name: str) -> Callable[..., None]:
         def hook(*_: Any) -> None:
-            if name not in self._embeddings:
+            if self.calls == 1 and name not in self._embeddings:  # the first call's embeddings, in order
                 self._embeddings.append(name)
 
         return hook
 
     def _record(self, _module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self.calls += 1
         if self.call is None:
-            self.call = call_of(args, kwargs)
+            self.call = call_of(args, kwargs, keep=self.samples_wanted)
+        elif self.call.inputs.shape[0] < self.samples_wanted:
+            self.call = self.call.with_samples_of(call_of(args, kwargs, keep=self.samples_wanted), self.samples_wanted)
 
-    def remove(self) -> None:
-        """Remove every hook; the embedding that ran first is resolved here."""
+    def remove(self) -> RecordedCall | None:
+        """Remove every hook and return the recorded call (None if the network never ran), its embedding
+        resolved."""
         for handle in self._handles:
             handle.remove()
         self._handles = []
         if self.call is not None:
             self.call.embeddings_seen = list(self._embeddings)
             self.call.embedding = self.embedding or (self._embeddings[0] if self._embeddings else None)
+        return self.call
 
 
-def call_of(args: tuple, kwargs: dict) -> RecordedCall:
-    """The :class:`RecordedCall` of a network called with ``args`` and ``kwargs`` (its embedding not yet known)."""
+def call_of(args: tuple, kwargs: dict, keep: int | None = None) -> RecordedCall:
+    """The :class:`RecordedCall` of a network called with ``args`` and ``kwargs`` (its embedding not yet known),
+    keeping the first ``keep`` samples of the probed input (all without ``keep``)."""
     slot = _probed_slot(args, kwargs)
     inputs = args[slot[1]] if slot[0] == "arg" else kwargs[slot[1]]
     batch_size = inputs.shape[0]
@@ -231,7 +285,8 @@ def call_of(args: tuple, kwargs: dict) -> RecordedCall:
         slot=slot,
         args=[_per_sample(a, batch_size) for a in rest],
         kwargs={k: _per_sample(v, batch_size) for k, v in others.items()},
-        inputs=inputs.detach().cpu().clone(),
+        inputs=inputs[:keep].detach().cpu().clone(),
+        batch_size=int(batch_size),
     )
 
 

@@ -84,8 +84,8 @@ class StubTrainer:
 
 
 def monitor_measure(model: nn.Module, call: tuple[tuple, dict], options: dict[str, Any]) -> dict[str, float]:
-    """Drive ShatteringMonitor's measurement path by hand: setup, the first batch's hooks around the training
-    forward (the step-0 reading right after it), as the Trainer calls them."""
+    """Drive ShatteringMonitor's measurement path by hand: setup, training starts, the training forward, and the
+    first optimizer step about to be taken (the step-0 reading), as the Trainer calls them."""
     import lightning.pytorch as L
 
     from lightning_callbacks import ShatteringMonitor
@@ -97,11 +97,33 @@ def monitor_measure(model: nn.Module, call: tuple[tuple, dict], options: dict[st
     trainer = StubTrainer(rank, world)
     monitor.setup(trainer, module, "fit")
     args, kwargs = call
-    batch = args[0] if args else kwargs["input_ids"]
-    monitor.on_train_batch_start(trainer, module, batch, 0)
-    loss = model(*args, **kwargs)
-    monitor.on_before_backward(trainer, module, loss)
+    monitor.on_train_start(trainer, module)
+    model(*args, **kwargs)
+    monitor.on_before_optimizer_step(trainer, module, None)
     return monitor.last_measurement
+
+
+def failing_rank_run(model: nn.Module, call: tuple[tuple, dict], options: dict[str, Any]) -> dict[str, Any]:
+    """The protocol at steps 0, 1 and 2, with a measurement that fails on one rank only at step 1 (its
+    ``forward_fn`` raises): every rank must record step 1 as failed, and nobody may wait forever."""
+    from lightning_callbacks import ShatteringMeasurer
+
+    rank, fail_rank = torch.distributed.get_rank(), options.pop("fail_rank")
+    armed = [False]
+
+    def forward_fn(module: nn.Module, probe: torch.Tensor) -> torch.Tensor:
+        if armed[0] and rank == fail_rank:
+            raise RuntimeError(f"injected failure on rank {rank}")
+        return module(probe)
+
+    measurer = ShatteringMeasurer(model, forward_fn=forward_fn, every_n_steps=1, **options)
+    args, kwargs = call
+    measurer.watch()
+    model(*args, **kwargs)
+    for step in range(3):
+        armed[0] = step == 1
+        measurer.before_optimizer_step(step)
+    return {"failed": [r.failed for r in measurer.history], "scalars": measurer.history[-1].scalars()}
 
 
 def worker(rank: int, world: int, port: int, out: str, name: str, shard: bool, options: dict[str, Any]) -> None:
@@ -127,6 +149,7 @@ def worker(rank: int, world: int, port: int, out: str, name: str, shard: bool, o
         model.register_forward_pre_hook(lambda *_: forwards.__setitem__(0, forwards[0] + 1))
         options = dict(options)
         through = monitor_measure if options.pop("through_monitor", False) else measure
+        through = failing_rank_run if "fail_rank" in options else through
         scalars = through(model, call(), options)
         torch.save({"scalars": scalars, "forwards": forwards[0]}, Path(out) / f"rank{rank}.pt")
         torch.distributed.barrier()

@@ -113,7 +113,11 @@ def test_shatter_command_small(tmp_path, capsys):
         "gradient_traces.png",
         "covariance.png",
     }
-    assert "ll_plain32" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "ll_plain32" in printed and "fwd kernel" in printed
+    # the forward kernel: a deep plain ReLU net maps the two images to almost one direction, the LL net does not
+    assert rows["plain32"]["kernel"] > 0.99 > rows["ll_plain32"]["kernel"]
+    assert 0 < rows["plain32"]["input_cosine"] < 1
 
 
 def test_shatter_any_timm_model_and_errors(tmp_path, capsys):

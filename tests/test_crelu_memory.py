@@ -106,12 +106,12 @@ def test_grad_checkpointing_and_the_monitors_layer_gradients():
     _assert_same_step(_train_step(checkpointed, x, True), _train_step(model, x, False))
     layers = ["stem", "stages.0.0", "stages.1.0", "stages.2.0"]
     probe = F.line_probe(x[0], x[1], 8)
-    new = F.input_gradients(model, probe, layers=layers, bn_mode="batch")
+    new = F.input_gradients(model, probe, blocks=layers, bn_mode="batch")
     with crelu_recompute(False):
-        old = F.input_gradients(model, probe, layers=layers, bn_mode="batch")
+        old = F.input_gradients(model, probe, blocks=layers, bn_mode="batch")
     torch.testing.assert_close(new.input, old.input, rtol=1e-6, atol=0)
     for name in layers:
-        torch.testing.assert_close(new.layers[name], old.layers[name], rtol=1e-6, atol=0)
+        torch.testing.assert_close(new.blocks[name], old.blocks[name], rtol=1e-6, atol=0)
 
 
 def test_every_crelu_family_and_the_converter_use_it():

@@ -75,3 +75,14 @@ def test_the_lightning_callbacks_measurement_path_under_fully_shard(tmp_path):
     expected = _single("cifar", options)
     _assert_equal(ranks[0]["scalars"], expected)
     _assert_equal(ranks[1]["scalars"], expected)
+
+
+@pytest.mark.slow
+def test_a_failure_on_one_rank_is_agreed_on_and_nobody_hangs(tmp_path):
+    options = dict(num_lines=4, num_points=8, fail_rank=1)
+    first, second = (rank["scalars"] for rank in run_two_ranks(tmp_path, "cifar", shard=False, options=options))
+    assert second["failed"] == [None, "RuntimeError: injected failure on rank 1", None]
+    assert first["failed"][0] is None and first["failed"][2] is None
+    assert first["failed"][1].startswith("MeasurementFailed: another process's measurement at step 1 failed")
+    assert first["scalars"] == second["scalars"]  # and the next step measured on both, together
+    assert math.isfinite(first["scalars"]["shattering/neighbor_corr"])

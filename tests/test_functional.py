@@ -72,7 +72,7 @@ def test_covariance_image_is_normalized():
 def test_depth_profile_recognizes_exponential_decay():
     layers = {f"layer{d}": _ar1(1024, math.exp(-0.3 * d), seed=d) for d in range(1, 8)}
     profile = F.depth_profile(layers)
-    assert profile.layers == list(layers) and profile.law == "exponential"
+    assert profile.blocks == list(layers) and profile.law == "exponential"
     assert profile.rate == pytest.approx(0.3, rel=0.2) and profile.r2 > 0.95
 
 
@@ -130,34 +130,34 @@ def test_input_gradients_leave_no_trace(bn_mode):
     state = {k: v.clone() for k, v in net.state_dict().items()}
     x = torch.randn(6, 3, 8, 8)
     rng = torch.get_rng_state()
-    grads = F.input_gradients(net, x, bn_mode=bn_mode, layers=["2", "1", "5"])
+    grads = F.input_gradients(net, x, bn_mode=bn_mode, blocks=["2", "1", "5"])
     assert all(p.grad is None for p in net.parameters())
     assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
     assert torch.equal(torch.get_rng_state(), rng) and net.training and net[3].training
-    assert list(grads.layers) == ["1", "2", "5"]  # forward order, not the order asked
-    assert grads.layers["1"].shape == (6, 8, 8, 8)
+    assert list(grads.blocks) == ["1", "2", "5"]  # forward order, not the order asked
+    assert grads.blocks["1"].shape == (6, 8, 8, 8)
 
 
 def test_input_gradients_errors_name_the_fix():
     net = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(12, 2))
     ids = torch.randint(0, 10, (5, 3))
-    with pytest.raises(TypeError, match="layers=\\['<embedding"):
+    with pytest.raises(TypeError, match="blocks=\\['<embedding"):
         F.input_gradients(net, ids)
-    grads = F.input_gradients(net, ids, layers=["0"])
-    assert grads.input is None and grads.layers["0"].shape == (5, 3, 4)
+    grads = F.input_gradients(net, ids, blocks=["0"])
+    assert grads.input is None and grads.blocks["0"].shape == (5, 3, 4)
     with pytest.raises(ValueError, match="not a submodule"):
-        F.input_gradients(net, ids, layers=["encoder"])
+        F.input_gradients(net, ids, blocks=["encoder"])
     with pytest.raises(ValueError, match="bn_mode"):
-        F.input_gradients(net, ids, layers=["0"], bn_mode="train")
+        F.input_gradients(net, ids, blocks=["0"], bn_mode="train")
 
 
 def test_chunked_gradients_equal_one_batch():
     net = _bn_net().eval()
     x = torch.randn(10, 3, 8, 8)
-    whole = F.input_gradients(net, x, layers=["1"])
-    chunked = F.input_gradients(net, x, layers=["1"], chunk_size=3)
+    whole = F.input_gradients(net, x, blocks=["1"])
+    chunked = F.input_gradients(net, x, blocks=["1"], chunk_size=3)
     torch.testing.assert_close(chunked.input, whole.input)
-    torch.testing.assert_close(chunked.layers["1"], whole.layers["1"])
+    torch.testing.assert_close(chunked.blocks["1"], whole.blocks["1"])
     with pytest.raises(ValueError, match="chunk_size needs bn_mode='eval'"):
         F.input_gradients(net, x, bn_mode="batch", chunk_size=3)
 

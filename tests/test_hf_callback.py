@@ -96,10 +96,10 @@ def test_the_trainer_callback_measures_per_layer_through_tensorboard_and_is_invi
     plain, _ = _train(tmp_path / "b", task, False)
     for (name, a), (_, b) in zip(model.state_dict().items(), plain.state_dict().items()):
         assert torch.equal(a, b), name  # bitwise the same training
-    measured = [entry["step"] for entry in callback.history]
+    measured = [entry.step for entry in callback.history]
     assert measured == [0, 1, 2, 4]  # init (before any update), the log-spaced start, every 2, the end
     blocks = [f"{MODELS[task][1]}.{i}" for i in range(3)]
-    assert set(blocks) <= set(callback.history[0]["layers"])
+    assert set(blocks) <= set(callback.history[0].entry()["layers"])
     events = next((tmp_path / "a").rglob("events.out.tfevents.*")).parent
     accumulator = EventAccumulator(str(events)).Reload()
     tags = set(accumulator.Tags()["scalars"])
@@ -124,11 +124,30 @@ def test_resuming_from_a_trainer_checkpoint_keeps_the_lines_and_the_schedule(tmp
     assert torch.equal(resumed.measurer._endpoints, first.measurer._endpoints)  # the same lines
     # 0, 1, 2 were measured before the checkpoint at step 3 (saved before the first run's end reading);
     # then 4 and the end (6): nothing repeated, nothing of the schedule lost
-    assert [entry["step"] for entry in resumed.history] == [0, 1, 2, 4, 6]
+    assert [entry.step for entry in resumed.history] == [0, 1, 2, 4, 6]
 
 
-def test_without_the_trainer_it_says_how_to_attach(tmp_path):
-    trainer = Trainer(model=causal_lm(), args=_args(tmp_path, 1), train_dataset=Tokens("lm"))
-    trainer.add_callback(ShatteringCallback(num_points=8))
-    with pytest.raises(ValueError, match=r"ShatteringCallback\.attach\(trainer"):
+@pytest.mark.parametrize("given", ["instance", "class"])
+def test_the_hf_convention_logs_into_the_log_history_and_says_how_to_reach_the_reporting(tmp_path, given):
+    callback = ShatteringCallback(every_n_steps=2, num_lines=2, num_points=8) if given == "instance" else None
+    args, data = _args(tmp_path, 2, report_to=["tensorboard"]), Tokens("lm")
+    trainer = Trainer(model=causal_lm(), args=args, train_dataset=data, callbacks=[callback or ShatteringCallback])
+    with pytest.warns(UserWarning, match=r"not to tensorboard; ShatteringCallback\.attach\(trainer, \.\.\.\) logs"):
         trainer.train()
+    readings = [e for e in trainer.state.log_history if "shattering/neighbor_corr" in e]
+    assert [e["step"] for e in readings] == [0, 1, 2]  # init, the log-spaced start, the end
+    assert all(-1 <= e["shattering/kernel"] <= 1 for e in readings)
+    assert (tmp_path / "shattering" / "summary.png").exists()
+
+
+@pytest.mark.slow
+def test_a_batch_of_one_with_gradient_accumulation_trains_to_the_end_with_readings(tmp_path):
+    micro = dict(per_device_train_batch_size=1, gradient_accumulation_steps=4)
+    model, callback = _train(tmp_path / "a", "lm", True, steps=3, **micro)
+    plain, _ = _train(tmp_path / "b", "lm", False, steps=3, **micro)
+    for (name, a), (_, b) in zip(model.state_dict().items(), plain.state_dict().items()):
+        assert torch.equal(a, b), name  # bitwise the same training
+    assert [r.step for r in callback.history] == [0, 1, 2, 3]
+    assert all(r.failed is None and math.isfinite(r.statistics["neighbor_corr"][0]) for r in callback.history)
+    # the four micro-batches before the first optimizer step gave four samples: two disjoint lines
+    assert callback.history[0].lines == 2 and callback.measurer.call.inputs.shape[0] == 4

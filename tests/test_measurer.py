@@ -79,8 +79,8 @@ def test_the_readme_plain_loop_measures_per_block_on_schedule_and_is_invisible()
     for name, value in without_state.items():
         assert torch.equal(with_state[name], value), name  # weights and BN running statistics, bitwise
     measurer = namespace["measurer"]
-    assert [e["step"] for e in measurer.history] == [0, 1, 2, 5]
-    at_init = measurer.history[0]["layers"]
+    assert [e.step for e in measurer.history] == [0, 1, 2, 5, 6]  # the schedule's steps, and the end
+    at_init = measurer.history[0].entry()["layers"]
     assert list(at_init) == ["blocks.0", "blocks.1", "blocks.2"]  # forward order
     assert all(-1 <= v <= 1 for v in at_init.values())
     result = namespace["result"]
@@ -136,7 +136,7 @@ class Branchy(nn.Module):
 
 
 def test_an_unused_branch_is_missing_and_a_dead_branch_is_zero_never_smooth():
-    measurer = ShatteringMeasurer(Branchy(), layers=["trunk", "unused", "dead"], num_lines=2, num_points=8)
+    measurer = ShatteringMeasurer(Branchy(), blocks=["trunk", "unused", "dead"], num_lines=2, num_points=8)
     result = measurer.measure(0, torch.randn(4, 4))
     status = {b.name: b.status for b in result.blocks}
     # the trunk reaches the output through a linear head: the same non-zero gradient everywhere
@@ -144,7 +144,7 @@ def test_an_unused_branch_is_missing_and_a_dead_branch_is_zero_never_smooth():
     readings = {b.name: b.neighbor_corr for b in result.blocks}
     assert math.isnan(readings["unused"]) and math.isnan(readings["dead"]) and readings["trunk"] == 1.0
     assert result.scalars()["shattering/neighbor_corr/dead"] != 1.0
-    assert measurer.history[0]["status"] == {"unused": "missing", "dead": "zero"}
+    assert measurer.history[0].entry()["status"] == {"unused": "missing", "dead": "zero"}
 
 
 def test_flat_is_one_and_zero_is_not():
@@ -237,9 +237,15 @@ def test_importing_the_measurer_imports_no_training_framework():
 def test_a_one_line_result_is_the_functional_statistics_in_float64_exactly():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 3))
-    result = ShatteringMeasurer(model, num_lines=1, num_points=16, layers=None).measure(0, torch.randn(2, 6))
+    ends = torch.randn(2, 6)
+    result = ShatteringMeasurer(model, num_lines=1, num_points=16, blocks=None).measure(0, ends)
     expected = F.gradient_statistics(result.gradients)
+    kernel = result.statistics.pop("kernel")
     assert {k: v[0] for k, v in result.statistics.items()} == expected  # no float32 rounding on the way
+    # the forward kernel is the cosine of the outputs at the line's two ends (the samples themselves)
+    with torch.no_grad():
+        outputs = model(ends.double().float())
+    assert kernel == (pytest.approx(F.endpoint_cosine(outputs).item(), abs=1e-6), 0.0)
 
 
 @pytest.mark.slow
@@ -264,6 +270,6 @@ def test_the_readme_plain_loop_measures_a_transformer_per_layer_and_is_invisible
     (with_state, namespace), (without_state, _) = train(True), train(False)
     for name, value in without_state.items():
         assert torch.equal(with_state[name], value), name
-    at_init = namespace["measurer"].history[0]["layers"]
+    at_init = namespace["measurer"].history[0].entry()["layers"]
     assert list(at_init) == [f"transformer.h.{i}" for i in range(3)]
     assert all(-1 <= v <= 1 for v in at_init.values())

@@ -1,4 +1,5 @@
 import csv
+import math
 import warnings
 
 import lightning.pytorch as L
@@ -107,30 +108,28 @@ def test_png_figures_are_a_bounded_set_and_callback_metrics_are_filled(tmp_path)
     # measurements at steps 0, 1, 2, 4, 6 and the end (7): the latest PNGs, overwritten in place, and those at init
     figures = ("covariance", "depth_profile", "gradient_traces")
     assert pngs == sorted([f"{f}.png" for f in figures] + [f"{f}_init.png" for f in figures] + ["summary.png"])
-    assert [e["step"] for e in monitor.history] == [0, 1, 2, 4, 6, 7]
+    assert [e.step for e in monitor.history] == [0, 1, 2, 4, 6, 7]
     assert 0.0 < trainer.callback_metrics["shattering/effective_rank"].item() <= 16
 
 
 def test_measure_at_end_can_be_turned_off(tmp_path):
     monitor = ShatteringMonitor(every_n_steps=2, num_points=16, log_figures=False, measure_at_end=False)
     _, trainer = _fit(tmp_path, monitor, steps=7)
-    assert trainer.global_step == 7 and [e["step"] for e in monitor.history] == [0, 1, 2, 4, 6]
+    assert trainer.global_step == 7 and [e.step for e in monitor.history] == [0, 1, 2, 4, 6]
 
 
 def test_resume_keeps_probe_and_schedule(tmp_path):
     monitor = ShatteringMonitor(every_n_steps=4, num_points=16, log_figures=False)
     _, trainer = _fit(tmp_path, monitor, steps=6, enable_checkpointing=True)
     ckpt = next((tmp_path).rglob("*.ckpt"))
-    probe = monitor.probe().clone()
+    probe = monitor.measurer.probes()[0].clone()
     resumed = ShatteringMonitor(every_n_steps=4, num_points=16, log_figures=False)
     module = make_module(L.LightningModule)
-    steps = []
-    original_measure = resumed.measure
-    resumed.measure = lambda tr: steps.append(tr.global_step) or original_measure(tr)
     trainer2 = _trainer(tmp_path / "r", [resumed], steps=10)
     trainer2.fit(module, loader(seed=1), ckpt_path=ckpt)  # other data: the probe must still be the saved one
-    assert torch.equal(resumed.probe(), probe)
-    assert steps == [8, 10]  # 4 was measured before the checkpoint at step 6 (0 and 4 not repeated); 10: the end
+    assert torch.equal(resumed.measurer.probes()[0], probe)
+    # 0, 1, 2 and 4 were measured before the checkpoint at step 6 (none repeated); then 8, and 10: the end
+    assert [r.step for r in resumed.history] == [0, 1, 2, 4, 8, 10]
 
 
 def test_pytorch_lightning_trainer(tmp_path):
@@ -172,7 +171,7 @@ class _OneHot(torch.nn.Module):
         return self.linear(torch.nn.functional.one_hot(ids, 10).float()).mean(1)
 
 
-def test_integer_inputs_without_an_embedding_get_a_clear_error(tmp_path):
+def test_integer_inputs_without_an_embedding_warn_clearly_and_training_goes_on(tmp_path):
     class Module(L.LightningModule):
         def __init__(self) -> None:
             super().__init__()
@@ -187,8 +186,12 @@ def test_integer_inputs_without_an_embedding_get_a_clear_error(tmp_path):
 
     ids = torch.randint(0, 10, (8, 5))
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(ids, torch.randint(0, 4, (8,))), batch_size=8)
-    with pytest.raises(TypeError, match="no nn.Embedding ran.*embedding=.*forward_fn="):
-        _trainer(tmp_path, [ShatteringMonitor(num_points=8, log_figures=False)], steps=1).fit(Module(), data)
+    monitor = ShatteringMonitor(num_points=8, log_figures=False)
+    with pytest.warns(UserWarning, match="no nn.Embedding ran.*embedding=.*forward_fn=.*Training goes on"):
+        trainer = _trainer(tmp_path, [monitor], steps=2)
+        trainer.fit(Module(), data)
+    assert trainer.global_step == 2  # the fit ended as it would have
+    assert all(r.failed for r in monitor.history) and math.isnan(monitor.last_measurement["shattering/neighbor_corr"])
 
 
 def test_nan_gradients_warn_and_do_not_crash(tmp_path):
@@ -244,7 +247,7 @@ def test_bad_configuration_is_refused_early(tmp_path):
     with pytest.raises(ValueError, match="bn_mode"):
         ShatteringMonitor(bn_mode="train")
     with pytest.raises(ValueError, match="not a submodule"):
-        _fit(tmp_path, ShatteringMonitor(layers=["99"]), steps=1)
+        _fit(tmp_path, ShatteringMonitor(blocks=["99"]), steps=1)
 
 
 @pytest.mark.slow
@@ -301,11 +304,12 @@ def test_ddp_spawn_splits_the_lines_and_agrees_with_a_single_process(tmp_path, f
 
 
 def test_a_300_step_fit_sees_the_early_phase():
-    from lightning_callbacks.shattering import early_steps
+    from lightning_callbacks.measure import Schedule, early_steps
 
     assert early_steps(1000) == [0, 1, 2, 5, 10, 20, 50, 100, 200, 500]
-    monitor = ShatteringMonitor(num_points=8, log_figures=False)  # the default schedule
-    measured = [step for step in range(300) if monitor.due(step)]
+    options = ShatteringMonitor(num_points=8, log_figures=False).options  # the default schedule
+    schedule = Schedule(options.every_n_steps, options.log_spaced_start)
+    measured = [step for step in range(300) if schedule.due(step)]
     assert measured == [0, 1, 2, 5, 10, 20, 50, 100, 200] and len(measured) >= 8
 
 
@@ -348,8 +352,8 @@ def _images(n: int, size: int, classes: int = 4):
 def test_the_readme_module_pattern_gives_a_depth_profile(tmp_path, name, size, expected):
     monitor = ShatteringMonitor(num_lines=2, num_points=4, log_figures=False)
     _trainer(tmp_path, [monitor], steps=1).fit(_Wrapped(name, num_classes=4), _images(4, size))
-    at_init = monitor.history[0]["layers"]
-    assert monitor.history[0]["step"] == 0 and set(expected) <= set(at_init)
+    at_init = monitor.history[0].entry()["layers"]
+    assert monitor.history[0].step == 0 and set(expected) <= set(at_init)
     if name == "ll_plain20":  # linear at init: smooth at every block
         assert all(value == 1.0 for value in at_init.values())
 
@@ -360,11 +364,11 @@ def test_big_inputs_are_probed_in_chunks_of_the_training_batch(tmp_path, name):
     module = _Wrapped(name, num_classes=4)
     sizes: list[int] = []
     module.model.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
-    monitor = ShatteringMonitor(num_lines=2, num_points=6, layers=None, log_figures=False)
-    _trainer(tmp_path, [monitor], steps=1).fit(module, _images(4, 224))
+    monitor = ShatteringMonitor(num_lines=2, num_points=6, blocks=None, log_figures=False)
+    _trainer(tmp_path, [monitor], steps=1).fit(module, _images(8, 224))
     assert "shattering/neighbor_corr" in monitor.last_measurement
-    # 12 probe points in chunks of 4 at step 0 and at the end, and the training batch
-    assert max(sizes) == 4 and sum(sizes) == 12 + 4 + 12
+    # 12 probe points in chunks of 8 (the training batch) at step 0 and at the end, and the training batch
+    assert max(sizes) == 8 and sum(sizes) == 12 + 8 + 12
 
 
 @pytest.mark.slow
@@ -377,7 +381,7 @@ def test_the_readme_snippet_itself_gives_a_depth_profile_at_init(tmp_path):
     exec(snippet.replace("trainer = L.Trainer(", "_unused = dict("), namespace)  # the module and the callback
     monitor = ShatteringMonitor()  # as the snippet: no argument
     _trainer(tmp_path, [monitor], steps=1).fit(namespace["Classifier"](), _images(8, 32, classes=10))
-    profile = monitor.history[0]["layers"]  # step 0
+    profile = monitor.history[0].entry()["layers"]  # step 0
     assert len(profile) >= 27 and all(v == 1.0 for v in profile.values())  # ll_plain56: 27 blocks, linear at init
 
 
@@ -401,7 +405,7 @@ def test_an_unused_and_a_dead_branch_log_nan_with_a_warning_each(tmp_path):
         torch.utils.data.TensorDataset(torch.randn(16, 4, generator=gen), torch.randint(0, 2, (16,), generator=gen)),
         batch_size=8,
     )
-    monitor = ShatteringMonitor(layers=["trunk", "unused", "dead"], num_points=8, log_figures=False)
+    monitor = ShatteringMonitor(blocks=["trunk", "unused", "dead"], num_points=8, log_figures=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer = _trainer(tmp_path, [monitor], steps=3, logger=CSVLogger(tmp_path, name="csv"))
@@ -410,7 +414,7 @@ def test_an_unused_and_a_dead_branch_log_nan_with_a_warning_each(tmp_path):
     assert len([m for m in messages if "block unused ran but does not reach" in m]) == 1  # 4 measurements, once
     assert len([m for m in messages if "block dead has a gradient of exactly zero" in m]) == 1
     assert not [m for m in messages if "(NaN/Inf gradients)" in m]
-    assert monitor.history[-1]["status"] == {"unused": "missing", "dead": "zero"}
+    assert monitor.history[-1].entry()["status"] == {"unused": "missing", "dead": "zero"}
     rows = list(csv.DictReader(open(tmp_path / "csv" / "version_0" / "metrics.csv")))
     logged = [r for r in rows if r.get("shattering/neighbor_corr/trunk")]
     assert logged and all(r["shattering/neighbor_corr/dead"] == "nan" for r in logged)
@@ -419,9 +423,6 @@ def test_an_unused_and_a_dead_branch_log_nan_with_a_warning_each(tmp_path):
 
 def test_the_schedule_counts_optimizer_steps_under_gradient_accumulation(tmp_path):
     monitor = ShatteringMonitor(every_n_steps=4, num_points=8, log_figures=False)
-    measured = []
-    measure = monitor.measure
-    monitor.measure = lambda trainer, **kw: measured.append(trainer.global_step) or measure(trainer, **kw)
     _, trainer = _fit(tmp_path, monitor, steps=5, accumulate_grad_batches=2)  # 10 batches, 5 optimizer steps
     assert trainer.global_step == 5
-    assert measured == [0, 1, 2, 4, 5]  # once per due optimizer step (not per batch), and the end
+    assert [r.step for r in monitor.history] == [0, 1, 2, 4, 5]  # once per due optimizer step, and the end

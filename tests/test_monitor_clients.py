@@ -82,7 +82,7 @@ def test_lightning_transformer_gets_a_line_in_embedding_space_and_a_block_profil
     profile = _profile(monitor)
     assert {"transformer.encoder.layers.0", "transformer.encoder.layers.1"} <= set(profile)
     assert {"transformer.decoder.layers.0", "transformer.decoder.layers.1"} <= set(profile)
-    assert monitor.probe().shape == (64, 12, 200)  # 64 points between two sequences' embeddings
+    assert monitor.measurer.probes()[0].shape == (64, 12, 200)  # 64 points between two sequences' embeddings
 
 
 @pytest.mark.slow
@@ -199,12 +199,14 @@ def test_lstm():
     assert {"embed", "lstm", "head"} <= set(_profile(monitor))  # the LSTM's output sequence, not its state
 
 
-def test_a_wrong_embedding_or_forward_fn_names_what_was_found():
-    with pytest.raises(ValueError, match=r"embedding='encoder'.*the nn.Embedding modules that ran: embed"):
-        _fit(_LSTMClassifier(), _lstm_data(), ShatteringMonitor(embedding="encoder"), steps=1)
+def test_a_wrong_embedding_or_forward_fn_names_what_was_found_and_training_goes_on():
+    wrong_embedding = ShatteringMonitor(embedding="encoder")
+    with pytest.warns(UserWarning, match=r"embedding='encoder'.*the nn.Embedding modules that ran: embed"):
+        _fit(_LSTMClassifier(), _lstm_data(), wrong_embedding, steps=1)
     wrong = ShatteringMonitor(probe=torch.randn(8, 9, 16), forward_fn=lambda module, probe: "logits")
-    with pytest.raises(ValueError, match=r"forward_fn=.*returned str"):
+    with pytest.warns(UserWarning, match=r"forward_fn=.*returned str"):
         _fit(_LSTMClassifier(), _lstm_data(), wrong, steps=1)
+    assert [(r.step, r.failed is not None) for r in wrong.history] == [(0, True), (1, True)]  # and it went on
     with pytest.raises(TypeError, match="forward_fn must be a callable"):
         ShatteringMonitor(forward_fn="forward")
 
@@ -223,7 +225,7 @@ def test_an_explicit_forward_fn_is_used():
 
     gen = torch.Generator().manual_seed(3)
     probe = torch.randn(16, 9, 16, generator=gen).cumsum(0)
-    monitor = ShatteringMonitor(probe=probe, forward_fn=forward_fn, layers=["lstm"])
+    monitor = ShatteringMonitor(probe=probe, forward_fn=forward_fn, blocks=["lstm"])
     _fit(Embedded(), _lstm_data(), monitor, steps=1)
     assert calls and "shattering/neighbor_corr/lstm" in monitor.last_measurement
 

@@ -88,10 +88,10 @@ def _legend_of(fig) -> list[str]:
 
 
 def test_the_heatmap_spaces_columns_by_step_and_greys_nan_cells():
-    from lightning_callbacks.plotting import plot_layer_heatmap
+    from lightning_callbacks.plotting import plot_block_heatmap
 
     history = [{"step": s, "layers": {"a": 0.9, "b": float("nan") if s == 0 else 0.5}} for s in (0, 1, 2, 5, 100, 1000)]
-    fig = plot_layer_heatmap(history)
+    fig = plot_block_heatmap(history)
     ax = fig.axes[0]
     mesh = ax.collections[0]
     edges = mesh.get_coordinates()[0, :, 0]  # the column edges along the step axis

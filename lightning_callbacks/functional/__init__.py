@@ -12,7 +12,7 @@ ReLU net decorrelate like white noise ("shatter"); a ResNet's or an LL net's do 
 - :mod:`~lightning_callbacks.functional.fits`: depth profiles and their decay laws.
 """
 
-from lightning_callbacks.functional.blocks import auto_layers, resolve_layers, unwrap_compiled
+from lightning_callbacks.functional.blocks import auto_blocks, resolve_blocks, unwrap_compiled
 from lightning_callbacks.functional.fits import DepthProfile, depth_profile, fit_decay, profile_from_correlations
 from lightning_callbacks.functional.gradients import (
     BNMode,
@@ -36,6 +36,7 @@ from lightning_callbacks.functional.statistics import (
     autocorrelation,
     block_reading,
     effective_rank,
+    endpoint_cosine,
     gradient_covariance,
     gradient_statistics,
     gradient_status,
@@ -60,10 +61,11 @@ __all__ = [
     "buffer_copies",
     "buffers_swapped",
     "measurement_context",
-    "resolve_layers",
+    "resolve_blocks",
     "per_sample_output",
     "describe_output",
     "gradient_statistics",
+    "endpoint_cosine",
     "gradient_status",
     "block_reading",
     "is_flat",
@@ -76,6 +78,6 @@ __all__ = [
     "depth_profile",
     "profile_from_correlations",
     "fit_decay",
-    "auto_layers",
+    "auto_blocks",
     "unwrap_compiled",
 ]

@@ -1,4 +1,4 @@
-"""Which blocks of a network make its depth profile (``layers="auto"``), and finding them by name."""
+"""Which blocks of a network make its depth profile (``blocks="auto"``), and finding them by name."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-__all__ = ["auto_layers", "resolve_layers", "unwrap_compiled"]
+__all__ = ["auto_blocks", "resolve_blocks", "unwrap_compiled"]
 
 
 def unwrap_compiled(model: nn.Module) -> nn.Module:
@@ -66,8 +66,8 @@ def _top_level_blocks(model: nn.Module) -> list[str]:
     return names
 
 
-def auto_layers(model: nn.Module) -> list[str]:
-    """The blocks whose outputs make a per-depth profile of ``model`` (``layers="auto"``).
+def auto_blocks(model: nn.Module) -> list[str]:
+    """The blocks whose outputs make a per-depth profile of ``model`` (``blocks="auto"``).
 
     - Repeated blocks (see :func:`_repeated_blocks`): ``stages.N.M`` of a CIFAR net,
       ``layerN.M`` of a timm ResNet, ``blocks.N`` of a ViT, ``stages.N.blocks.M`` of a ConvNeXt;
@@ -95,12 +95,12 @@ def auto_layers(model: nn.Module) -> list[str]:
     return extra + blocks
 
 
-def resolve_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module]:
+def resolve_blocks(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module]:
     """The submodules of ``model`` named ``names`` (``get_submodule`` names); a ``ValueError`` names any unknown one."""
     modules = {}
     for name in names:
         try:
             modules[name] = model.get_submodule(name)
         except AttributeError as error:
-            raise ValueError(f"layer {name!r} is not a submodule of {type(model).__name__}: {error}") from None
+            raise ValueError(f"block {name!r} is not a submodule of {type(model).__name__}: {error}") from None
     return modules

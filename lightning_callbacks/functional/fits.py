@@ -18,7 +18,7 @@ class DepthProfile:
     """Neighbor correlation per layer, in forward order, and the better-fitting decay law.
 
     Attributes:
-        layers: layer names; ``depths`` their 1-based positions.
+        blocks: block names; ``depths`` their 1-based positions.
         correlations: neighbor correlation (ACF(1)) at each layer.
         law: ``"exponential"`` (``c ~ exp(-rate * depth)``), ``"power"`` (``c ~ depth^-rate``),
             ``"constant"`` (no decay), or ``None`` when fewer than :data:`MIN_FIT_POINTS` positive correlations
@@ -26,7 +26,7 @@ class DepthProfile:
         rate: the fitted rate (exponential) or exponent (power law); ``r2``: its R^2 in log space.
     """
 
-    layers: list[str]
+    blocks: list[str]
     depths: list[int]
     correlations: list[float]
     law: str | None = None
@@ -60,11 +60,11 @@ def fit_decay(depths: Sequence[float], values: Sequence[float]) -> tuple[str | N
     return "power", -slope_pow, r2_pow
 
 
-def profile_from_correlations(layers: Sequence[str], correlations: Sequence[float]) -> DepthProfile:
+def profile_from_correlations(blocks: Sequence[str], correlations: Sequence[float]) -> DepthProfile:
     """A :class:`DepthProfile` of given per-layer correlations (in forward order), with its fitted decay law."""
-    depths = list(range(1, len(layers) + 1))
+    depths = list(range(1, len(blocks) + 1))
     law, rate, r2 = fit_decay(depths, correlations)
-    return DepthProfile(layers=list(layers), depths=depths, correlations=list(correlations), law=law, rate=rate, r2=r2)
+    return DepthProfile(blocks=list(blocks), depths=depths, correlations=list(correlations), law=law, rate=rate, r2=r2)
 
 
 def depth_profile(layer_grads: Mapping[str, torch.Tensor]) -> DepthProfile:

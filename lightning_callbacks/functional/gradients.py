@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from lightning_callbacks.functional.blocks import resolve_layers, unwrap_compiled
+from lightning_callbacks.functional.blocks import resolve_blocks, unwrap_compiled
 from lightning_callbacks.functional.outputs import describe_output, first_tensor, per_sample_output, with_first_tensor
 from lightning_callbacks.functional.probes import RandomProjectionReadout, Readout, random_projection_readout
 
@@ -33,17 +33,22 @@ class InputGradients:
 
     Attributes:
         input: gradients w.r.t. the probe inputs, shape of the inputs (None for integer inputs).
-        layers: gradients w.r.t. the outputs of the requested layers, in forward order.
+        blocks: gradients w.r.t. the outputs of the requested blocks, in forward order.
         output: the readout values, shape (num_points,).
-        unreached: the layers that ran but whose output does not reach the readout (an unused
-            branch, an auxiliary head): their entry in ``layers`` is zeros of the output's shape,
+        unreached: the blocks that ran but whose output does not reach the readout (an unused
+            branch, an auxiliary head): their entry in ``blocks`` is zeros of the output's shape,
             which is no measurement (see :func:`~lightning_callbacks.functional.gradient_status`).
+        activations: the requested blocks' outputs at the ``keep`` points (the forward signal), in
+            the order of ``keep``; empty without ``keep``.
+        final_activations: the measured network output (what the readout reads) at the ``keep`` points.
     """
 
     input: torch.Tensor | None
-    layers: dict[str, torch.Tensor] = field(default_factory=dict)
+    blocks: dict[str, torch.Tensor] = field(default_factory=dict)
     output: torch.Tensor | None = None
     unreached: frozenset[str] = frozenset()
+    activations: dict[str, torch.Tensor] = field(default_factory=dict)
+    final_activations: torch.Tensor | None = None
 
 
 def _use_batch_statistics(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
@@ -160,9 +165,10 @@ def input_gradients(
     *,
     readout: Readout | None = None,
     bn_mode: BNMode = "eval",
-    layers: Sequence[str] | None = None,
+    blocks: Sequence[str] | None = None,
     chunk_size: int | None = None,
     forward_fn: Callable[[nn.Module, torch.Tensor], object] | None = None,
+    keep: Sequence[int] | None = None,
 ) -> InputGradients:
     """Per-sample gradients of a scalar readout of ``model`` w.r.t. ``inputs`` (and layer outputs).
 
@@ -189,7 +195,7 @@ def input_gradients(
         readout: maps the model output ``(n, ...)`` to ``(n,)`` scalars; default
             :func:`random_projection_readout` (class-agnostic, seeded).
         bn_mode: ``"eval"`` (running statistics) or ``"batch"`` (probe-batch statistics).
-        layers: names of submodules (``model.get_submodule`` names) whose output gradients
+        blocks: names of submodules (``model.get_submodule`` names) whose output gradients
             are wanted too; their outputs must be tensors.
         chunk_size: with ``bn_mode="eval"``, run the probe in chunks of this many samples to
             bound memory (samples are independent, so the result is the same).
@@ -197,25 +203,31 @@ def input_gradients(
             ``model(probe)``): for networks that take more arguments, or whose probed input is
             injected inside (see :mod:`lightning_callbacks.replay`). The output's first tensor is
             used; a ``(n * T, ...)`` output is regrouped as ``(n, ...)``.
+        keep: indices of probe points (ascending) whose layer outputs and network output are kept
+            as well (the forward signal, e.g. a line's two endpoints for the forward kernel): the
+            same pass, so it costs an index and a copy of those rows.
 
     Returns:
         :class:`InputGradients` with detached tensors.
 
     Raises:
         ValueError: unknown ``bn_mode`` or layer name, or a layer whose output is not a tensor.
-        TypeError: integer inputs and no ``layers`` (nothing differentiable to measure).
+        TypeError: integer inputs and no ``blocks`` (nothing differentiable to measure).
     """
     check_bn_mode(bn_mode)
+    keep = sorted(set(keep or []))
+    if keep and not 0 <= keep[0] <= keep[-1] < inputs.shape[0]:
+        raise ValueError(f"keep={keep}: indices of probe points, 0 <= i < {inputs.shape[0]}")
     if chunk_size is not None and chunk_size < inputs.shape[0]:
-        return _chunked_input_gradients(model, inputs, readout, bn_mode, layers, chunk_size, forward_fn)
+        return _chunked_input_gradients(model, inputs, readout, bn_mode, blocks, chunk_size, forward_fn, keep)
     model = unwrap_compiled(model)
-    layers = list(layers or [])
-    modules = resolve_layers(model, layers)
+    blocks = list(blocks or [])
+    modules = resolve_blocks(model, blocks)
     differentiable_input = inputs.is_floating_point() or inputs.is_complex()
-    if not differentiable_input and not layers:
+    if not differentiable_input and not blocks:
         raise TypeError(
             f"inputs of dtype {inputs.dtype} cannot be differentiated; for token ids pass "
-            "layers=['<embedding module name>'] to measure the gradient at the embedding output"
+            "blocks=['<embedding module name>'] to measure the gradient at the embedding output"
         )
     readout = readout or random_projection_readout()
     capture = _OutputCapture(modules)
@@ -223,27 +235,37 @@ def input_gradients(
         with measurement_context(model, bn_mode), torch.enable_grad(), _no_autocast(inputs.device), _eager():
             x = inputs.detach().clone().requires_grad_(differentiable_input)
             output = forward_fn(model, x) if forward_fn is not None else model(x)
-            values = _read_out(readout, output, inputs.shape[0])
+            values, measured_output = _read_out(readout, output, inputs.shape[0])
+            n = inputs.shape[0]
+            # only outputs with one row per point (not a sequence-first (T, n, ...) one) have per-point rows
+            kept = {name: out[keep].detach() for name, out in capture.outputs.items() if keep and out.shape[0] == n}
+            final = measured_output[keep].detach() if keep and _rows(measured_output) == n else None
             targets = ([x] if differentiable_input else []) + list(capture.outputs.values())
             grads = torch.autograd.grad(values.sum(), targets, allow_unused=True)
     finally:
         capture.remove()
-    missing = [n for n in layers if n not in capture.outputs]
+    missing = [n for n in blocks if n not in capture.outputs]
     if missing:
-        raise ValueError(f"layers {missing} did not run in the forward pass; check the names")
+        raise ValueError(f"blocks {missing} did not run in the forward pass; check the names")
     input_grad = grads[0] if differentiable_input else None
     layer_grads = grads[1:] if differentiable_input else grads
     pairs = list(zip(capture.outputs.items(), layer_grads))
     return InputGradients(
         input=None if input_grad is None else input_grad.detach(),
         # zeros keep the shapes (chunks concatenate, lines split) and ``unreached`` says they are no reading
-        layers={name: (torch.zeros_like(output) if g is None else g.detach()) for (name, output), g in pairs},
+        blocks={name: (torch.zeros_like(output) if g is None else g.detach()) for (name, output), g in pairs},
         output=values.detach(),
         unreached=frozenset(name for (name, _), g in pairs if g is None),
+        activations=kept,
+        final_activations=final,
     )
 
 
-def _read_out(readout: Readout, output: object, n: int) -> torch.Tensor:
+def _rows(value: object) -> int | None:
+    return value.shape[0] if isinstance(value, torch.Tensor) and value.dim() > 0 else None
+
+
+def _read_out(readout: Readout, output: object, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The readout of the network's output on ``n`` probe points: one scalar per point.
 
     The readout gets the measured part of the output (:func:`per_sample_output`: ``logits``, else the
@@ -263,7 +285,7 @@ def _read_out(readout: Readout, output: object, n: int) -> torch.Tensor:
     if not isinstance(values, torch.Tensor) or values.shape != (n,):
         shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
         raise ValueError(f"readout must return one scalar per sample, shape ({n},), got {shape}")
-    return values
+    return values, measured
 
 
 def _chunked_input_gradients(
@@ -271,22 +293,36 @@ def _chunked_input_gradients(
     inputs: torch.Tensor,
     readout: Readout | None,
     bn_mode: BNMode,
-    layers: Sequence[str] | None,
+    blocks: Sequence[str] | None,
     chunk_size: int,
     forward_fn: Callable[[nn.Module, torch.Tensor], object] | None,
+    keep: Sequence[int],
 ) -> InputGradients:
     """:func:`input_gradients` of ``inputs`` in chunks (eval mode: samples are independent), concatenated."""
     if bn_mode != "eval":
         raise ValueError("chunk_size needs bn_mode='eval': with batch statistics the probe must run as one batch")
-    parts = [
-        input_gradients(model, part, readout=readout, bn_mode=bn_mode, layers=layers, forward_fn=forward_fn)
-        for part in inputs.split(chunk_size)
-    ]
+    parts = []
+    for start in range(0, inputs.shape[0], chunk_size):
+        part = inputs[start : start + chunk_size]
+        local = [i - start for i in keep if start <= i < start + part.shape[0]]
+        parts.append(
+            input_gradients(
+                model, part, readout=readout, bn_mode=bn_mode, blocks=blocks, forward_fn=forward_fn, keep=local
+            )
+        )
+    kept = [p for p in parts if p.activations or p.final_activations is not None]
+    finals = [p.final_activations for p in kept]
     return InputGradients(
         input=None if parts[0].input is None else torch.cat([p.input for p in parts]),
-        layers={name: torch.cat([p.layers[name] for p in parts]) for name in parts[0].layers},
+        blocks={name: torch.cat([p.blocks[name] for p in parts]) for name in parts[0].blocks},
         output=torch.cat([p.output for p in parts]),
         unreached=frozenset().union(*(p.unreached for p in parts)),
+        activations={
+            name: torch.cat([p.activations[name] for p in kept])
+            for name in parts[0].blocks
+            if kept and all(name in p.activations for p in kept)
+        },
+        final_activations=torch.cat(finals) if finals and all(f is not None for f in finals) else None,
     )
 
 

@@ -27,7 +27,7 @@ def line_probe(x0: torch.Tensor, x1: torch.Tensor, num_points: int = 256) -> tor
     if not (x0.is_floating_point() and x1.is_floating_point()):
         raise TypeError(
             f"line_probe interpolates between inputs and needs floating tensors, got {x0.dtype}; for integer "
-            "inputs such as token ids, probe a layer's output instead (layers=['<embedding module>'])"
+            "inputs such as token ids, probe a layer's output instead (blocks=['<embedding module>'])"
         )
     t = torch.linspace(0.0, 1.0, num_points, device=x0.device, dtype=x0.dtype).view(-1, *([1] * x0.dim()))
     return x0.unsqueeze(0) + t * (x1 - x0).unsqueeze(0)

@@ -20,6 +20,7 @@ __all__ = [
     "stable_rank",
     "spectral_slope",
     "gradient_statistics",
+    "endpoint_cosine",
 ]
 
 # what one probe's gradients allow (see gradient_status); only the measurable ones get a number
@@ -34,30 +35,44 @@ def _constant_tolerance(grads: torch.Tensor) -> float:
     return (_CONSTANT_ULPS * torch.finfo(grads.dtype if grads.is_floating_point() else torch.float64).eps) ** 2
 
 
-def _as_matrix(grads: torch.Tensor) -> torch.Tensor:
+def _as_matrix(grads: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     if grads.dim() == 0 or grads.shape[0] < 2:
         raise ValueError(f"need gradients at >= 2 points along the probe, shape (n, ...), got {tuple(grads.shape)}")
-    return grads.reshape(grads.shape[0], -1).to(torch.float64)
+    return grads.reshape(grads.shape[0], -1).to(dtype)
+
+
+def _working_dtype(grads: torch.Tensor) -> torch.dtype:
+    """float64 for float64 gradients, float32 for the rest: the round-off of float32 sums stays many orders of
+    magnitude below the flatness tolerance, which is set in units of the gradients' own round-off, and a
+    float64 copy of every block's gradients would cost a third of the measurement on a CPU."""
+    return torch.float64 if grads.dtype == torch.float64 else torch.float32
 
 
 def _centered(grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """``(g, z, flat)``: gradients as float64 ``(n, D)``, centered along the probe, and whether they are
-    equal up to round-off (centered energy at most :func:`_constant_tolerance` of the uncentered one)."""
-    g, z, energy = _centered_energy(grads)
-    return g, z, _is_flat(grads, g, z, energy)
+    """``(mean, z, flat)``: the float64 mean of the gradients ``(n, D)`` over the probe, the gradients centered
+    along it (in :func:`_working_dtype`), and whether they are equal up to round-off (centered energy at most
+    :func:`_constant_tolerance` of the uncentered one)."""
+    mean, z, energy = _centered_energy(grads)
+    return mean, z, _is_flat(grads, mean, energy)
 
 
 def _centered_energy(grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    g = _as_matrix(grads)
-    z = g - g.mean(dim=0, keepdim=True)
+    """``(mean, z, energy)``: the float64 mean over the probe, the centered gradients and their float64 energy."""
+    g = _as_matrix(grads, _working_dtype(grads))
+    mean = g.mean(dim=0, dtype=torch.float64)
+    z = g - mean.to(g.dtype)
     flat_z = z.reshape(-1)
-    return g, z, torch.dot(flat_z, flat_z)
+    return mean, z, torch.dot(flat_z, flat_z).double()
 
 
-def _is_flat(grads: torch.Tensor, g: torch.Tensor, z: torch.Tensor, energy: torch.Tensor) -> bool:
-    # the uncentered energy is the centered one plus n |mean|^2: no second pass over the gradients
-    mean = g[0] - z[0]
-    uncentered = energy + g.shape[0] * torch.dot(mean, mean)
+def _uncentered(mean: torch.Tensor, n: int, energy: torch.Tensor) -> torch.Tensor:
+    # the uncentered energy is the centered one plus n |mean|^2: no second pass over the gradients;
+    # it is exactly zero only for gradients that are zero everywhere
+    return energy + n * torch.dot(mean, mean)
+
+
+def _is_flat(grads: torch.Tensor, mean: torch.Tensor, energy: torch.Tensor) -> bool:
+    uncentered = _uncentered(mean, grads.shape[0], energy)
     # an all-zero gradient is not flat: it is no gradient at all (see gradient_status)
     return bool(uncentered > 0 and energy <= _constant_tolerance(grads) * uncentered)
 
@@ -87,15 +102,15 @@ def block_reading(grads: torch.Tensor, reached: bool = True) -> tuple[Status, fl
     reads every block of every line): the correlation is NaN unless the status is measurable."""
     if not reached:
         return "missing", math.nan
-    g, z, energy = _centered_energy(grads)
+    mean, z, energy = _centered_energy(grads)
     if not torch.isfinite(energy):  # a NaN or Inf anywhere makes the energy non-finite
         return "non-finite", math.nan
-    if energy == 0 and not g.any():
+    if _uncentered(mean, z.shape[0], energy) == 0:
         return "zero", math.nan
-    if _is_flat(grads, g, z, energy):  # the one test of flatness, as autocorrelation's
+    if _is_flat(grads, mean, energy):  # the one test of flatness, as autocorrelation's
         return "flat", 1.0
-    n = g.shape[0]
-    return "measured", (torch.dot(z[: n - 1].reshape(-1), z[1:].reshape(-1)) / energy).item()
+    n = z.shape[0]
+    return "measured", (torch.dot(z[: n - 1].reshape(-1), z[1:].reshape(-1)).double() / energy).item()
 
 
 def autocorrelation(grads: torch.Tensor, max_lag: int = 1) -> torch.Tensor:
@@ -110,15 +125,16 @@ def autocorrelation(grads: torch.Tensor, max_lag: int = 1) -> torch.Tensor:
     Returns:
         float64 tensor of shape ``(max_lag + 1,)``; entry 0 is 1.
     """
-    g, z, energy = _centered_energy(grads)
-    n = g.shape[0]
+    mean, z, energy = _centered_energy(grads)
+    n = z.shape[0]
     if not 0 <= max_lag < n:
         raise ValueError(f"max_lag={max_lag} must be in [0, {n - 1}] for {n} points")
-    if not torch.isfinite(energy) or (energy == 0 and not g.any()):  # NaN/Inf, or no gradient at all
+    if not torch.isfinite(energy) or _uncentered(mean, n, energy) == 0:  # NaN/Inf, or no gradient at all
         return torch.full((max_lag + 1,), math.nan, dtype=torch.float64)
-    if _is_flat(grads, g, z, energy):
+    if _is_flat(grads, mean, energy):
         return torch.ones(max_lag + 1, dtype=torch.float64)
-    return torch.stack([torch.dot(z[: n - k].reshape(-1), z[k:].reshape(-1)) / energy for k in range(max_lag + 1)])
+    lagged = [torch.dot(z[: n - k].reshape(-1), z[k:].reshape(-1)).double() / energy for k in range(1, max_lag + 1)]
+    return torch.stack([torch.ones((), dtype=torch.float64), *lagged])
 
 
 def neighbor_correlation(grads: torch.Tensor) -> torch.Tensor:
@@ -133,6 +149,7 @@ def gradient_covariance(grads: torch.Tensor) -> torch.Tensor:
         ``(n, n)`` float64 tensor in [0, 1] (all zeros if the gradients do not vary).
     """
     _, z, _ = _centered(grads)
+    z = z.double()
     cov = (z @ z.T).abs()
     top = cov.max()
     return cov / top if top > 0 else cov
@@ -189,7 +206,7 @@ def spectral_slope(grads: torch.Tensor) -> torch.Tensor:
     _, z, flat = _centered(grads)
     if flat:
         return torch.tensor(math.nan, dtype=torch.float64)
-    power = torch.fft.rfft(z, dim=0).abs().pow(2).mean(dim=1)[1:]
+    power = torch.fft.rfft(z.double(), dim=0).abs().pow(2).mean(dim=1)[1:]
     freqs = torch.arange(1, power.shape[0] + 1, dtype=torch.float64, device=power.device)
     keep = power > 0
     if keep.sum() < 2 or not torch.isfinite(power).all():
@@ -211,6 +228,24 @@ def gradient_statistics(grads: torch.Tensor) -> dict[str, float]:
         "stable_rank": stable_rank(grads).item(),
         "spectral_slope": spectral_slope(grads).item(),
     }
+
+
+def endpoint_cosine(ends: torch.Tensor) -> torch.Tensor:
+    """The forward kernel of one line: the cosine similarity of a signal (a block's output, the network's
+    output) at the line's two endpoints, ``ends`` of shape ``(2, ...)``, flattened, in float64.
+
+    It is the "C map" of signal-propagation theory (Poole et al. 2016; Schoenholz et al. 2017; DKS/TAT):
+    how close a network maps two inputs. 1 means one direction (the inputs are no longer told apart),
+    the input's own cosine means the geometry is kept. Uncentered, as the theory's. NaN where either
+    endpoint's signal is zero or not finite.
+    """
+    if ends.dim() == 0 or ends.shape[0] != 2:
+        raise ValueError(f"need a line's two endpoints, shape (2, ...), got {tuple(ends.shape)}")
+    a, b = ends.reshape(2, -1).to(torch.float64)
+    norms = a.norm() * b.norm()
+    if not torch.isfinite(norms) or norms == 0:
+        return torch.tensor(math.nan, dtype=torch.float64)
+    return torch.dot(a, b) / norms
 
 
 def _fit_line(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, float]:

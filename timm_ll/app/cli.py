@@ -197,13 +197,19 @@ def _print_table(console: Any, results: list[dict[str, Any]], args: argparse.Nam
 
     table = Table(
         title=f"gradient shattering at init ({args.data}, {args.num_points}-point line probe, bn_mode={args.bn_mode})",
-        caption="flat: the gradient is the same at every point (a linear net), so it has no spectrum",
+        caption="flat: the gradient is the same at every point (a linear net), so it has no spectrum; "
+        "fwd kernel: the forward kernel, the cosine of the logits at the two images (1: mapped to one direction), "
+        f"beside the images' own ({results[0]['input_cosine']:.3f})"
+        if results
+        else None,
     )
-    for column in ("model", "neighbor corr.", "effective rank", "spectral slope"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+    table.add_column("model", no_wrap=True)
+    for column in ("neighbor corr.", "eff. rank", "spectral slope", "fwd kernel"):
+        table.add_column(column, justify="right")
     for r in results:
         slope = "flat" if math.isnan(r["spectral_slope"]) else f"{r['spectral_slope']:.2f}"
-        table.add_row(r["model"], f"{r['neighbor_corr']:.3f}", f"{r['effective_rank']:.1f}", slope)
+        kernel = f"{r['kernel']:.3f}"
+        table.add_row(r["model"], f"{r['neighbor_corr']:.3f}", f"{r['effective_rank']:.1f}", slope, kernel)
     console.print(table)
 
 

@@ -11,8 +11,6 @@ import math
 import os
 import platform
 import re
-import statistics
-import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -22,7 +20,6 @@ import torch
 
 __all__ = [
     "machine",
-    "median_time",
     "read_results",
     "append_result",
     "budget_of",
@@ -42,21 +39,6 @@ def machine() -> str:
     else:
         device = f"CPU only, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
     return f"{platform.processor() or platform.machine()}; {device}; torch {torch.__version__}; {date.today()}"
-
-
-def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    """Median wall time of ``fn`` in seconds over ``repeats`` runs after ``warmup`` runs."""
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def read_results(path: Path | str) -> list[dict]:

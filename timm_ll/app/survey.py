@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from lightning_callbacks import ShatteringMeasurer
-from lightning_callbacks.functional import line_probe
+from lightning_callbacks.functional import endpoint_cosine, line_probe
 from timm_ll.app.data import ImageData
 from timm_ll.app.reporting import write_json
 
@@ -58,7 +58,8 @@ def measure_at_init(
 
     The row has ``model``, ``architecture``, ``input_size``, ``dtype`` and the statistics
     ``neighbor_corr``, ``effective_rank``, ``stable_rank``, ``spectral_slope`` (NaN for a flat gradient,
-    which has no spectrum). ``dtype="auto"`` measures looks-linear models in float64 (their exact
+    which has no spectrum) and ``kernel`` (the forward kernel: the cosine of the logits at the two images,
+    against ``input_cosine``, theirs). ``dtype="auto"`` measures looks-linear models in float64 (their exact
     cancellation leaves ~1e-3 relative round-off in float32 at depth 56+), the rest in float32.
     """
     torch.manual_seed(seed)
@@ -71,9 +72,8 @@ def measure_at_init(
     probe = line_probe(ends[0], ends[1], num_points)
     # bound memory on large inputs (224x224 timm models): samples are independent in eval mode
     chunk = max(1, (2**22) // probe[0].numel()) if bn_mode == "eval" else None
-    measurer = ShatteringMeasurer(model, probe=probe, layers=None, bn_mode=bn_mode, chunk_size=chunk)
-    measurer.record(ends)  # the model is called as model(images)
-    result = measurer.measure(0)
+    measurer = ShatteringMeasurer(model, probe=probe, blocks=None, bn_mode=bn_mode, chunk_size=chunk)
+    result = measurer.measure(0, ends)  # the model is called as model(images)
     statistics = {key: result.statistics.get(key, (float("nan"), 0.0))[0] for key in _STATISTICS}
     row = dict(
         model=name,
@@ -81,11 +81,12 @@ def measure_at_init(
         input_size=list(cfg["input_size"]),
         dtype=str(resolved).removeprefix("torch."),
         **statistics,
+        input_cosine=endpoint_cosine(ends).item(),
     )
     return row, result.gradients
 
 
-_STATISTICS = ("neighbor_corr", "effective_rank", "stable_rank", "spectral_slope")
+_STATISTICS = ("neighbor_corr", "effective_rank", "stable_rank", "spectral_slope", "kernel")
 
 
 def family_jobs(families: Sequence[str], depths: Sequence[int]) -> list[Job]:

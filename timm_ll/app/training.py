@@ -469,7 +469,7 @@ def fit_and_test(
         params=sum(p.numel() for p in module.model.parameters()),
         log_dir=loggers[0].log_dir,
         checkpoint=f"{loggers[0].log_dir}/checkpoints/{Path(checkpoint).name}" if checkpoint else None,
-        shattering=list(monitor.history) if monitor is not None else [],
+        shattering=[result.entry() for result in monitor.history] if monitor is not None else [],
         curves=training_curves(loggers[0].log_dir),
         seed=seed,
         export=export,

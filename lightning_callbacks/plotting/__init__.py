@@ -1,4 +1,5 @@
-"""Figures of shattering measurements (matplotlib, no pyplot state), shared by the callback and the CLI."""
+"""Figures of shattering measurements (matplotlib, no pyplot state), shared by the callbacks, the CLI and the
+examples; :mod:`lightning_callbacks.plotting.runs` decides which figures a monitored run draws, and when."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ __all__ = [
     "plot_depth_profile",
     "plot_depth_curves",
     "plot_model_bars",
-    "plot_layer_heatmap",
+    "plot_block_heatmap",
     "style_step_axis",
     "plot_readings",
     "unread_legend_entry",
@@ -198,16 +199,24 @@ def _style_correlation_axes(
 
 
 def plot_depth_profile(
-    profile: DepthProfile, ax: Axes | None = None, title: str = "", status: Mapping[str, str] | None = None
+    profile: DepthProfile,
+    ax: Axes | None = None,
+    title: str = "",
+    status: Mapping[str, str] | None = None,
+    kernel: Sequence[float] | None = None,
 ) -> Figure:
-    """Neighbor correlation per layer (symlog axis) with the fitted decay law where one fits.
+    """Neighbor correlation per layer (symlog axis) with the fitted decay law where one fits, and, given
+    ``kernel`` (one value per layer of the profile), the forward kernel beside it: the cosine of each
+    layer's outputs at a line's two endpoints.
 
     A layer without a reading (NaN: ``status`` names why, e.g. ``missing``, ``zero``) is marked with a
     cross on the axis, labelled; a flat profile says "flat"; no law is drawn below :data:`MIN_R2`.
     """
     fig, ax = _new_axes(ax)
     ax.plot(profile.depths, profile.correlations, "o-", ms=3, label="neighbor correlation")
-    unread = [(d, name) for d, name, c in zip(profile.depths, profile.layers, profile.correlations) if not c == c]
+    if kernel is not None and any(k == k for k in kernel):
+        ax.plot(profile.depths, list(kernel), "s:", ms=3, color="tab:green", label="forward kernel (endpoint cosine)")
+    unread = [(d, name) for d, name, c in zip(profile.depths, profile.blocks, profile.correlations) if not c == c]
     if unread:
         kinds = sorted({(status or {}).get(name, "NaN") for _, name in unread})
         ax.plot(
@@ -342,7 +351,7 @@ def _spaced_ticks(ax: Axes, steps: Sequence[int], most: int) -> list[int]:
     return kept
 
 
-def plot_layer_heatmap(
+def plot_block_heatmap(
     history: Sequence[Mapping],
     ax: Axes | None = None,
     title: str = "",
@@ -361,7 +370,7 @@ def plot_layer_heatmap(
     steps = [entry["step"] for entry in history]
     layers = list(dict.fromkeys(name for entry in history for name in entry.get("layers", {})))
     if not layers:
-        ax.text(0.5, 0.5, "no per-layer profile (layers=None)", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, "no per-layer profile (blocks=None)", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return fig
     values = [[entry.get("layers", {}).get(name, math.nan) for entry in history] for name in layers]
@@ -423,7 +432,7 @@ def plot_training_summary(history: Sequence[Mapping], title: str = "") -> Figure
         2, 4, height_ratios=[1.4, 1.0], left=left, right=0.97, top=0.95, bottom=0.08, hspace=0.35, wspace=0.3
     )
     heat = fig.add_subplot(grid[0, :])
-    plot_layer_heatmap(history, ax=heat)
+    plot_block_heatmap(history, ax=heat)
     heat.set_title(title or "shattering during training")
     for column, (key, label) in enumerate(_SUMMARY_STATISTICS):
         ax = fig.add_subplot(grid[1, column])

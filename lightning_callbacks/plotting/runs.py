@@ -18,8 +18,9 @@ from matplotlib.figure import Figure
 
 from lightning_callbacks import functional as F
 from lightning_callbacks import plotting
+from lightning_callbacks.results import ShatteringResult
 
-__all__ = ["FigureSink", "RunFigures", "figure_sinks"]
+__all__ = ["FigureSink", "RunFigures", "figure_sinks", "writer_sink"]
 
 # (name, figure, step) -> None: sends one figure somewhere (a logger's image panel)
 FigureSink = Callable[[str, Figure, int], None]
@@ -35,21 +36,24 @@ def figure_sinks(loggers: Sequence[Any], prefix: str) -> list[FigureSink]:
                 lambda name, fig, step, lg=logger: lg.log_image(key=f"{prefix}/{name}", images=[fig], step=step)
             )
         elif hasattr(getattr(logger, "experiment", None), "add_figure"):
-            writer = logger.experiment
-            sinks.append(lambda name, fig, step, w=writer: w.add_figure(f"{prefix}/{name}", fig, step, close=False))
+            sinks.append(writer_sink(logger.experiment, prefix))
     return sinks
 
 
-def _depth_profile(history: Sequence[dict[str, Any]]) -> F.DepthProfile | None:
+def writer_sink(writer: Any, prefix: str) -> FigureSink:
+    """A sink for a TensorBoard ``SummaryWriter`` (anything with ``add_figure``)."""
+    return lambda name, fig, step: writer.add_figure(f"{prefix}/{name}", fig, step, close=False)
+
+
+def _depth_profile(latest: ShatteringResult) -> F.DepthProfile | None:
     """The latest measurement's profile, blocks without a reading (NaN) kept in place to be marked."""
-    layers = history[-1]["layers"] if history else {}
-    if sum(1 for c in layers.values() if c == c) < 2:
+    if sum(1 for b in latest.blocks if b.neighbor_corr == b.neighbor_corr) < 2:
         return None
-    return F.profile_from_correlations(list(layers), list(layers.values()))
+    return F.profile_from_correlations([b.name for b in latest.blocks], [b.neighbor_corr for b in latest.blocks])
 
 
 def draw(
-    history: Sequence[dict[str, Any]], gradients: torch.Tensor | None, detail: bool, overview: bool = True
+    history: Sequence[ShatteringResult], gradients: torch.Tensor | None, detail: bool, overview: bool = True
 ) -> dict[str, Figure]:
     """The figures of the latest measurement: with ``overview`` the depth profile and the summary (from the
     history), with ``detail`` the gradient traces and covariance image of ``gradients`` (one line's)."""
@@ -58,11 +62,14 @@ def draw(
         figures.update(
             gradient_traces=plotting.plot_gradient_traces(gradients), covariance=plotting.plot_covariance(gradients)
         )
-    profile = _depth_profile(history) if overview else None
+    latest = history[-1] if history else None
+    profile = _depth_profile(latest) if overview and latest is not None else None
     if profile is not None:
-        figures["depth_profile"] = plotting.plot_depth_profile(profile, status=history[-1].get("status"))
+        status = {b.name: b.status for b in latest.blocks if b.status not in F.MEASURABLE}
+        kernel = [b.kernel for b in latest.blocks]
+        figures["depth_profile"] = plotting.plot_depth_profile(profile, status=status, kernel=kernel)
     if overview and history:
-        figures["summary"] = plotting.plot_training_summary(history)
+        figures["summary"] = plotting.plot_training_summary([result.entry() for result in history])
     return figures
 
 
@@ -79,7 +86,7 @@ class RunFigures:
     def measured(
         self,
         step: int,
-        history: Sequence[dict[str, Any]],
+        history: Sequence[ShatteringResult],
         gradients: torch.Tensor | None,
         sinks: Sequence[FigureSink],
         png_dir: Path | None,
@@ -95,7 +102,7 @@ class RunFigures:
             write_pngs(png_dir, {name: fig for name, fig in figures.items() if name != "summary"}, "_init")
 
     def ended(
-        self, step: int, history: Sequence[dict[str, Any]], sinks: Sequence[FigureSink], png_dir: Path | None
+        self, step: int, history: Sequence[ShatteringResult], sinks: Sequence[FigureSink], png_dir: Path | None
     ) -> None:
         """Write the final PNGs and send the final detail figures (the overview drawn at ``step`` is reused)."""
         if not history:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from lightning_callbacks.measure import ShatteringResult
+from lightning_callbacks.results import KERNEL, ShatteringResult
 
 __all__ = ["ResultReport", "NO_READING"]
 
@@ -34,12 +34,15 @@ class ResultReport:
         self._warned: set[str] = set()
 
     def __call__(self, result: ShatteringResult) -> tuple[dict[str, float], list[str]]:
-        """``(values to log, new warnings)``: input-level statistics only where finite, every block (NaN for one
-        without a reading, whose status says why)."""
+        """``(values to log, new warnings)``: the input-level gradient statistics only where finite; every block
+        and the forward kernel (NaN for no reading, whose status says why); a failed measurement's NaN as they
+        are (the measurer warned with its cause)."""
         scalars = result.scalars(self.prefix)
-        block_prefix = f"{self.prefix}/neighbor_corr/"
+        if result.failed is not None:
+            return scalars, []
+        always = (f"{self.prefix}/neighbor_corr/", f"{self.prefix}/{KERNEL}")
         notes = self._notes(result)
-        bad = [k for k, v in scalars.items() if not math.isfinite(v) and not k.startswith(block_prefix)]
+        bad = [k for k, v in scalars.items() if not math.isfinite(v) and not k.startswith(always)]
         bad = [k for k in bad if k not in self._warned]
         if bad:
             notes.append(
@@ -47,7 +50,7 @@ class ResultReport:
                 "non-finite values are not logged, and this warning is given once per key"
             )
             self._warned.update(bad)
-        return {k: v for k, v in scalars.items() if math.isfinite(v) or k.startswith(block_prefix)}, notes
+        return {k: v for k, v in scalars.items() if math.isfinite(v) or k.startswith(always)}, notes
 
     def _notes(self, result: ShatteringResult) -> list[str]:
         notes = []
