@@ -524,16 +524,19 @@ class _Tally:
     def add(self, line: F.InputGradients) -> None:
         """Add one line's readings (local)."""
         main = line.input if line.input is not None else next(iter(line.blocks.values()))
-        status = F.gradient_status(main)
+        status, corr = F.block_reading(main)  # the status and the neighbour correlation in one pass
         worst = self.worst
         worst[0] = max(int(worst[0]), _STATUS_ORDER.index(status))
         worst[1] = max(int(worst[1]), int(line.output is not None and not torch.isfinite(line.output).all()))
-        for key, metric in self.statistics.items():
-            if key == KERNEL:
-                if line.final_activations is not None:
-                    metric.update(line.final_activations)
-            elif key != "spectral_slope" or status != "flat":  # a flat gradient has no spectrum: left out
-                metric.update(main)
+        singular = F.singular_values(main)  # one decomposition for both ranks
+        statistics = self.statistics
+        statistics["neighbor_corr"].add(corr)
+        statistics["effective_rank"].add(F.effective_rank(main, singular=singular))
+        statistics["stable_rank"].add(F.stable_rank(main, singular=singular))
+        if status != "flat":  # a flat gradient has no spectrum: left out
+            statistics["spectral_slope"].update(main)
+        if line.final_activations is not None:
+            statistics[KERNEL].update(line.final_activations)
         for index, name in enumerate(self.blocks, start=2):
             block_status, corr = F.block_reading(line.blocks[name], reached=name not in line.unreached)
             worst[index] = max(int(worst[index]), _STATUS_ORDER.index(block_status))

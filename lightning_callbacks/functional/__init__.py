@@ -42,6 +42,7 @@ from lightning_callbacks.functional.statistics import (
     gradient_status,
     is_flat,
     neighbor_correlation,
+    singular_values,
     spectral_slope,
     stable_rank,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "gradient_covariance",
     "effective_rank",
     "stable_rank",
+    "singular_values",
     "spectral_slope",
     "depth_profile",
     "profile_from_correlations",

@@ -19,6 +19,7 @@ __all__ = [
     "effective_rank",
     "stable_rank",
     "spectral_slope",
+    "singular_values",
     "gradient_statistics",
     "endpoint_cosine",
 ]
@@ -155,7 +156,9 @@ def gradient_covariance(grads: torch.Tensor) -> torch.Tensor:
     return cov / top if top > 0 else cov
 
 
-def _singular_values(matrix: torch.Tensor) -> torch.Tensor:
+def singular_values(matrix: torch.Tensor) -> torch.Tensor:
+    """The float64 singular values of ``matrix`` ``(n, ...)`` flattened to ``(n, D)`` (NaN if it is not finite):
+    compute them once and hand them to :func:`effective_rank` and :func:`stable_rank`."""
     if matrix.dim() < 2:
         raise ValueError(f"expected a matrix (n, ...), got shape {tuple(matrix.shape)}")
     flat = matrix.reshape(matrix.shape[0], -1).to(torch.float64)
@@ -164,18 +167,21 @@ def _singular_values(matrix: torch.Tensor) -> torch.Tensor:
     return torch.linalg.svdvals(flat)
 
 
-def effective_rank(matrix: torch.Tensor, eps: float | None = None) -> torch.Tensor:
+def effective_rank(
+    matrix: torch.Tensor, eps: float | None = None, singular: torch.Tensor | None = None
+) -> torch.Tensor:
     """Effective rank of Roy & Vetterli (2007): ``exp(H(p))``, ``p = s / sum(s)`` over singular values ``s``.
 
     ``matrix`` is ``(n, ...)``, flattened to ``(n, D)`` and not centered. Convention: singular
     values at or below ``eps * max(s)`` are treated as exact zeros (``0 log 0 = 0``), so
     round-off does not add rank. The default ``eps`` is numpy's ``matrix_rank`` tolerance,
-    ``finfo(matrix.dtype).eps * max(n, D)``. A zero matrix has effective rank 0.
+    ``finfo(matrix.dtype).eps * max(n, D)``. A zero matrix has effective rank 0. ``singular``: its
+    :func:`singular_values`, if already computed.
     """
     if eps is None:
         dtype = matrix.dtype if matrix.is_floating_point() else torch.float64
         eps = torch.finfo(dtype).eps * max(matrix.shape[0], matrix[0].numel())
-    s = _singular_values(matrix)
+    s = singular_values(matrix) if singular is None else singular
     if torch.isnan(s).any():
         return torch.tensor(math.nan, dtype=torch.float64)
     if s.numel() == 0 or s.max() <= 0:
@@ -185,9 +191,10 @@ def effective_rank(matrix: torch.Tensor, eps: float | None = None) -> torch.Tens
     return torch.exp(-(p * p.log()).sum())
 
 
-def stable_rank(matrix: torch.Tensor) -> torch.Tensor:
-    """Stable rank ``||A||_F^2 / ||A||_2^2`` of the ``(n, D)`` matrix (0 for a zero matrix)."""
-    s = _singular_values(matrix)
+def stable_rank(matrix: torch.Tensor, singular: torch.Tensor | None = None) -> torch.Tensor:
+    """Stable rank ``||A||_F^2 / ||A||_2^2`` of the ``(n, D)`` matrix (0 for a zero matrix); ``singular``: its
+    :func:`singular_values`, if already computed."""
+    s = singular_values(matrix) if singular is None else singular
     if torch.isnan(s).any():
         return torch.tensor(math.nan, dtype=torch.float64)
     if s.numel() == 0 or s.max() == 0:
@@ -222,10 +229,11 @@ def gradient_statistics(grads: torch.Tensor) -> dict[str, float]:
         ``neighbor_corr``, ``effective_rank``, ``stable_rank`` and ``spectral_slope`` (NaN for
         a flat gradient, which has no spectrum; see :func:`spectral_slope`), as Python floats.
     """
+    singular = singular_values(grads)
     return {
         "neighbor_corr": neighbor_correlation(grads).item(),
-        "effective_rank": effective_rank(grads).item(),
-        "stable_rank": stable_rank(grads).item(),
+        "effective_rank": effective_rank(grads, singular=singular).item(),
+        "stable_rank": stable_rank(grads, singular=singular).item(),
         "spectral_slope": spectral_slope(grads).item(),
     }
 
