@@ -1,12 +1,13 @@
 """Cost of the shattering measurement: one measurement in training steps, and its overhead beside Cockpit's.
 
     pip install -e ".[bench,hf]"     # Cockpit and BackPACK for the side-by-side; transformers for GPT-2
-    python benchmarks/monitor_overhead.py [--repeats 9] [--fit-repeats 5] [--steps 640]
+    python benchmarks/monitor_overhead.py [--repeats 15] [--fit-repeats 5] [--steps 640]
 
 0. One measurement against its bare pass: ``functional.input_gradients`` on the same points (the
    same lines, input and every block, eval mode, the measurer's chunks), and against itself
    without the forward kernel (the block outputs at the lines' endpoints not kept, nothing to add
-   up); alternated, medians of ``--repeats`` with the spread.
+   up); ``--repeats`` rounds, the actions back to back in each and their order rotated from round to
+   round; the ratios are medians of the per-round ratios, shown with their range.
 1. One measurement at the defaults (4 lines x 64 points, input and every block, all statistics;
    ``ShatteringMeasurer.measure``, what every adapter pays before its figures) against one
    training step of the same model on 256 samples (as many as the probe has points), alternated,
@@ -96,9 +97,10 @@ class _WithoutKernel(ShatteringMeasurer):
         return super()._gradients(measured, probe, chunk, [])
 
 
-def measurement_vs_step(name: str, repeats: int) -> dict[str, Any]:
+def measurement_vs_step(name: str, repeats: int, kernel_rounds: int) -> dict[str, Any]:
     """Seconds of one default measurement, of its bare pass, of it without the forward kernel and of training
-    steps on 256 and 128 samples: every repeat (alternated) and the medians."""
+    steps on 256 and 128 samples: every repeat (alternated) and the medians; then ``kernel_rounds`` more pairs
+    of the measurement with and without the kernel alone (the kernel's cost is small beside the rounds' spread)."""
     net, call, loss, optimizer = _subject(name)
     args, kwargs = call(128)  # the lines between samples of a training batch of 128: the probe runs in chunks of 128
     measurer = ShatteringMeasurer(net)  # the defaults: 4 lines x 64 points, auto blocks
@@ -128,12 +130,22 @@ def measurement_vs_step(name: str, repeats: int) -> dict[str, Any]:
     times: dict[str, list[float]] = {key: [] for key in actions}
     for action in actions.values():
         action()  # warm-up
-    for _ in range(repeats):
-        for key, action in actions.items():  # alternated
+    order = list(actions)
+    for round_ in range(repeats):
+        # alternated, and rotated each round: every action follows every other one as often (a measurement
+        # right after a training step would otherwise always meet colder caches than one after the bare pass)
+        for key in order[round_ % len(order) :] + order[: round_ % len(order)]:
             start = time.perf_counter()
-            action()
+            actions[key]()
             times[key].append(time.perf_counter() - start)
-    return {key: statistics.median(values) for key, values in times.items()} | {"every": times}
+    pairs: dict[str, list[float]] = {"measure": [], "no_kernel": []}
+    for round_ in range(kernel_rounds):
+        for key in ("measure", "no_kernel") if round_ % 2 == 0 else ("no_kernel", "measure"):  # ABBA
+            start = time.perf_counter()
+            actions[key]()
+            pairs[key].append(time.perf_counter() - start)
+    medians = {key: statistics.median(values) for key, values in times.items()}
+    return medians | {"every": times, "kernel_pairs": pairs}
 
 
 def bn_free_net() -> nn.Sequential:
@@ -215,13 +227,16 @@ def fit_seconds(kind: str, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=9, help="alternated repeats of each measurement and step")
+    parser.add_argument("--repeats", type=int, default=15, help="alternated repeats of each measurement and step")
+    parser.add_argument(
+        "--kernel-rounds", type=int, default=40, help="pairs of the measurement with and without the forward kernel"
+    )
     parser.add_argument("--fit-repeats", type=int, default=5, help="alternated repeats of each side-by-side fit")
     parser.add_argument("--steps", type=int, default=640, help="steps of each side-by-side fit (10 measurements)")
     parser.add_argument("--models", default="ll_plain20,cifar_resnet20,gpt2")
     args = parser.parse_args()
 
-    costs = {name: measurement_vs_step(name, args.repeats) for name in args.models.split(",")}
+    costs = {name: measurement_vs_step(name, args.repeats, args.kernel_rounds) for name in args.models.split(",")}
     count = len(set(early_steps(1000)) | set(range(0, 10_001, 1000)))
     try:
         import cockpit  # noqa: F401
@@ -237,6 +252,7 @@ def main() -> None:
     measured = dict(
         machine=machine(),
         repeats=args.repeats,
+        kernel_rounds=args.kernel_rounds,
         fit_repeats=args.fit_repeats,
         steps=args.steps,
         measurements=count,
@@ -262,7 +278,8 @@ def section(numbers: Path) -> str:
         "## ShatteringMonitor cost",
         "",
         f"Machine: {run['machine']}. `python benchmarks/monitor_overhead.py --repeats {repeats} "
-        f"--fit-repeats {fit_repeats} --steps {steps}`.",
+        + (f"--kernel-rounds {run['kernel_rounds']} " if "kernel_rounds" in run else "")
+        + f"--fit-repeats {fit_repeats} --steps {steps}`.",
         "",
         *_bare_pass_lines(costs, repeats),
         "One measurement at the defaults (`ShatteringMeasurer.measure`: 4 lines x 64 points = 256, input and "
@@ -316,18 +333,27 @@ def section(numbers: Path) -> str:
 
 
 def _bare_pass_lines(costs: dict[str, Any], repeats: int) -> list[str]:
-    """What one measurement costs over its bare pass, and what the forward kernel adds (when measured)."""
+    """What one measurement costs over its bare pass, and what the forward kernel adds (when measured): the
+    median of the ratios paired by round (the three ran back to back in each round), with their range."""
     rows = {name: c for name, c in costs.items() if "bare" in c}
     if not rows:
         return []
 
-    def spread(values: list[float]) -> str:
-        return f"{min(values):.3f}-{max(values):.3f}"
+    def spread(values: list[float], fmt: str = ".3f") -> str:
+        return f"{min(values):{fmt}} to {max(values):{fmt}}"
 
     lines = [
         "One measurement against its bare pass, `functional.input_gradients` on the same 256 points (the same "
         "lines, input and every block, eval mode, the measurer's chunks), and against itself without the forward "
-        f"kernel; medians of {repeats} alternated repeats, the range of every repeat beside each:",
+        f"kernel; {repeats} rounds, the actions in each round back to back and their order rotated from round to "
+        "round; the ratios are the median of the per-round ratios, with their range; times are medians, with the "
+        "range of every round"
+        + (
+            f". What the kernel adds comes from {len(pairs['measure'])} further rounds of the measurement with and "
+            "without it alone, in alternating order (its cost is small beside the spread of a round):"
+            if (pairs := next(iter(rows.values())).get("kernel_pairs"))
+            else ":"
+        ),
         "",
         "| model | measurement (s) | bare pass (s) | measurement / bare | target | without the kernel (s) "
         "| the kernel adds | target |",
@@ -335,10 +361,14 @@ def _bare_pass_lines(costs: dict[str, Any], repeats: int) -> list[str]:
     ]
     for name, c in rows.items():
         every = c["every"]
+        over_bare = [m / b for m, b in zip(every["measure"], every["bare"])]
+        with_and_without = c.get("kernel_pairs", every)  # the kernel's own rounds where they were run
+        kernel = [100 * (m / k - 1) for m, k in zip(with_and_without["measure"], with_and_without["no_kernel"])]
         lines.append(
             f"| {name} | {c['measure']:.3f} ({spread(every['measure'])}) | {c['bare']:.3f} ({spread(every['bare'])}) "
-            f"| **{c['measure'] / c['bare']:.2f}x** | <= 1.15x | {c['no_kernel']:.3f} ({spread(every['no_kernel'])}) "
-            f"| **{100 * (c['measure'] / c['no_kernel'] - 1):+.1f}%** | < 3% |"
+            f"| **{statistics.median(over_bare):.2f}x** ({spread(over_bare, '.2f')}) | <= 1.15x "
+            f"| {c['no_kernel']:.3f} ({spread(every['no_kernel'])}) "
+            f"| **{statistics.median(kernel):+.1f}%** ({spread(kernel, '+.1f')}) | < 3% |"
         )
     return lines + [""]
 

@@ -47,11 +47,12 @@ class _MeanOfProbes(MeanMetric):
         self.add(self._statistic(grads.detach()))
 
     def add(self, value: torch.Tensor | float) -> None:
-        """Add one probe's statistic computed elsewhere (the measurer reads a block's status and correlation
-        in one pass: :func:`~lightning_callbacks.functional.block_reading`)."""
+        """Add one probe's statistic computed elsewhere, or a 1-D tensor of several probes' at once (the measurer
+        reads a block's status and correlation in one pass: :func:`~lightning_callbacks.functional.block_reading`,
+        and adds a measurement's lines in one update)."""
         value = torch.as_tensor(value, device=self.device, dtype=torch.float64)
         super().update(value)
-        self.sum_sq += value.pow(2)
+        self.sum_sq += value.pow(2).sum()
 
     def mean_and_std(self) -> tuple[float, float, int]:
         """``(mean, sample standard deviation, count)`` over every probe so far (all processes' under DDP).

@@ -64,6 +64,30 @@ def test_effective_and_stable_rank():
     assert F.effective_rank(torch.zeros(4, 4)).item() == 0.0
 
 
+def test_singular_values_of_float32_match_a_float64_svd_both_ways_round():
+    torch.manual_seed(0)
+    for shape in ((64, 3072), (300, 12)):  # wide (n x n Gram) and tall (D x D Gram)
+        a = torch.randn(*shape) * torch.logspace(0, -3, shape[1])  # a spread of scales
+        exact = torch.linalg.svdvals(a.double())
+        fast = F.singular_values(a)
+        assert fast.dtype == torch.float64 and fast.shape == exact.shape
+        assert torch.all(fast[:-1] >= fast[1:])  # largest first, as svdvals
+        assert (fast - exact).abs().max().item() <= 1e-7 * exact[0].item()
+    assert F.effective_rank(a).item() == pytest.approx(F.effective_rank(a.double()).item(), rel=1e-6)
+    wide = torch.randn(8, 40, dtype=torch.float64)  # float64 keeps the SVD, to its round-off
+    assert torch.equal(F.singular_values(wide), torch.linalg.svdvals(wide))
+
+
+def test_a_batch_of_values_adds_like_one_at_a_time():
+    values = torch.randn(7, dtype=torch.float64)
+    one_by_one, at_once = GradientCorrelation(), GradientCorrelation()
+    for value in values:
+        one_by_one.add(value)
+    at_once.add(values)
+    assert at_once.mean_and_std() == pytest.approx(one_by_one.mean_and_std(), rel=1e-12)
+    assert at_once.mean_and_std()[2] == 7
+
+
 def test_covariance_image_is_normalized():
     cov = F.gradient_covariance(torch.randn(32, 8))
     assert cov.shape == (32, 32) and cov.max().item() == pytest.approx(1.0) and cov.min().item() >= 0
