@@ -84,10 +84,14 @@ def measure_tests(args: list[str]) -> dict:
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     lines = [line for line in done.stdout.splitlines() if re.search(r"\d+ (passed|failed)", line)]
+    # how many tests the run selects (xdist's closing line counts no deselected ones): collected in one process
+    listed = subprocess.run([*command, "--collect-only", "-n", "0"], cwd=REPO, capture_output=True, text=True)
+    collected = [line for line in listed.stdout.splitlines() if "collected" in line]
     return dict(
         command="python -m pytest -q" + (" " + " ".join(f'"{a}"' if " " in a else a for a in args) if args else ""),
         seconds=seconds,
         summary=lines[-1].strip("= ") if lines else "",
+        collected=re.sub(r" in [0-9.]+s$", "", collected[-1].strip()) if collected else "",
         returncode=done.returncode,
     )
 
@@ -118,7 +122,9 @@ def section(numbers: Path) -> str:
             verdict = "met" if tests["seconds"] <= TARGETS[key] else "missed"
             lines.append(
                 f"| {what} | `{tests['command']}` | {tests['seconds']:.0f} s ({tests['seconds'] / 60:.1f} min); "
-                f"target {TARGETS[key]} s ({TARGETS[key] / 60:g} minutes): {verdict} | {tests['summary']}{status} |"
+                f"target {TARGETS[key]} s ({TARGETS[key] / 60:g} minutes): {verdict} | {tests['summary']}{status}"
+                + (f"; {tests['collected']}" if tests.get("collected") else "")
+                + " |"
             )
     if install:
         lines += [

@@ -3,10 +3,12 @@
 - The shared data folder comes from ``TIMM_LL_DATA`` (default: ``../shared/data`` beside the checkout,
   where CI lays it); tests that need CIFAR-10 skip without it.
 - Tiers: ``python -m pytest -m "not slow"`` is the fast tier a developer runs while working; CI runs
-  every test. No test's outcome depends on elapsed time: in the fast tier, the unmarked tests whose call
-  took longer than ``TIMM_LL_FAST_LIMIT_S`` (default 5 s) are listed in a report at the end of the run
-  ("fast-tier upkeep"), so that whoever adds a slow test sees it and marks it ``@pytest.mark.slow``; they
-  still pass. A slower machine lists more of them, and fails none.
+  every test. Both run on two processes (pytest-xdist, ``-n 2`` in ``pyproject.toml``; ``-n 0`` runs
+  in one), each with its share of the cores' threads. No test's outcome depends on elapsed time: in
+  the fast tier, the unmarked tests whose call took longer than ``TIMM_LL_FAST_LIMIT_S`` (default
+  5 s) are listed in a report at the end of the run ("fast-tier upkeep"), so that whoever adds a slow
+  test sees it and marks it ``@pytest.mark.slow``; they still pass. A slower machine lists more of
+  them, and fails none.
 """
 
 from __future__ import annotations
@@ -24,6 +26,18 @@ FAST_LIMIT_S = float(os.environ.get("TIMM_LL_FAST_LIMIT_S", "5"))
 _OVER_LIMIT = pytest.StashKey[list[tuple[str, float]]]()
 
 
+_CONFIG: dict[str, pytest.Config] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _CONFIG["config"] = config
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:  # a worker of `-n N`: share the cores instead of every worker's threads contending for all
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # the subprocesses a test starts, too
+
+
 def _fast_tier(config: pytest.Config) -> bool:
     return "not slow" in (config.getoption("markexpr") or "") or "TIMM_LL_FAST_LIMIT_S" in os.environ
 
@@ -33,14 +47,13 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    outcome = yield
-    report = outcome.get_result()
-    if call.when != "call" or not report.passed or item.get_closest_marker("slow") or not _fast_tier(item.config):
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # runs where the reports arrive: in the one process, or in xdist's controller (from every worker)
+    if report.when != "call" or not report.passed or "slow" in report.keywords:
         return
-    if call.duration > FAST_LIMIT_S:
-        item.config.stash.setdefault(_OVER_LIMIT, []).append((item.nodeid, call.duration))
+    config = _CONFIG.get("config")
+    if config is not None and _fast_tier(config) and report.duration > FAST_LIMIT_S:
+        config.stash.setdefault(_OVER_LIMIT, []).append((report.nodeid, report.duration))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

@@ -72,3 +72,11 @@ def test_ci_runs_the_readme_commands_verbatim_and_the_main_job_without_test_extr
     assert tests.startswith('pip install -e ".[dev]" && ') and tests.endswith("python -m pytest -q")
     ci_lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
     assert ci_lines.index(install) < ci_lines.index(tests)  # verbatim, in the README's order
+
+
+@pytest.mark.slow
+def test_the_report_comes_back_from_parallel_workers(sample: pytest.Pytester):
+    parallel = sample.runpytest("-m", "not slow", "-p", "no:cacheprovider", "-n", "2")
+    parallel.assert_outcomes(passed=2)  # the marked test deselected (xdist counts no deselection)
+    assert parallel.ret == 0
+    parallel.stdout.fnmatch_lines(["*fast-tier upkeep*", "*s  test_sample.py::test_unmarked_and_slow"])
