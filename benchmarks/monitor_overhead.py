@@ -342,18 +342,19 @@ def _bare_pass_lines(costs: dict[str, Any], repeats: int) -> list[str]:
     def spread(values: list[float], fmt: str = ".3f") -> str:
         return f"{min(values):{fmt}} to {max(values):{fmt}}"
 
+    pairs = next(iter(rows.values())).get("kernel_pairs")  # the kernel's own rounds, where they were run
+    kernel_source = (
+        f". What the kernel adds comes from {len(pairs['measure'])} further rounds of the measurement with and "
+        "without it alone, in alternating order (its cost is small beside the spread of a round):"
+        if pairs
+        else ":"
+    )
     lines = [
         "One measurement against its bare pass, `functional.input_gradients` on the same 256 points (the same "
         "lines, input and every block, eval mode, the measurer's chunks), and against itself without the forward "
         f"kernel; {repeats} rounds, the actions in each round back to back and their order rotated from round to "
         "round; the ratios are the median of the per-round ratios, with their range; times are medians, with the "
-        "range of every round"
-        + (
-            f". What the kernel adds comes from {len(pairs['measure'])} further rounds of the measurement with and "
-            "without it alone, in alternating order (its cost is small beside the spread of a round):"
-            if (pairs := next(iter(rows.values())).get("kernel_pairs"))
-            else ":"
-        ),
+        "range of every round" + kernel_source,
         "",
         "| model | measurement (s) | bare pass (s) | measurement / bare | target | without the kernel (s) "
         "| the kernel adds | target |",

@@ -527,9 +527,11 @@ class _Tally:
             return cls(sync_on_compute=sync).to(device).set_dtype(torch.float64)
 
         self.blocks, self.device, self.sync = blocks, device, sync
-        self.statistics = {key: metric(cls) for key, cls in classes.items()}
-        self.block_corr = {name: metric(classes["neighbor_corr"]) for name in blocks}
-        self.block_kernel = {name: metric(classes[KERNEL]) for name in blocks}
+        # one metric per key a line's values are noted under: a statistic's name, ("corr", block), (KERNEL, block)
+        self.metrics: dict[Any, Any] = {key: metric(cls) for key, cls in classes.items()}
+        for name in blocks:
+            self.metrics["corr", name] = metric(classes["neighbor_corr"])
+            self.metrics[KERNEL, name] = metric(classes[KERNEL])
         self.start()
 
     def fits(self, blocks: list[str], device: torch.device, sync: bool) -> bool:
@@ -539,11 +541,8 @@ class _Tally:
         """Begin a measurement: no values, every state back to its default."""
         self.worst = [0] * (len(self.blocks) + 2)  # input, output, blocks
         self.values: dict[Any, list[float]] = {}
-        for metric in self._metrics():
+        for metric in self.metrics.values():
             metric.reset()
-
-    def _metrics(self) -> list[Any]:
-        return [*self.statistics.values(), *self.block_corr.values(), *self.block_kernel.values()]
 
     def _note(self, key: Any, value: float | torch.Tensor) -> None:
         self.values.setdefault(key, []).append(float(value))
@@ -572,13 +571,8 @@ class _Tally:
 
     def _fill(self) -> None:
         """Every metric's states from this process's values: one update each."""
-        metrics = {
-            **self.statistics,
-            **{("corr", name): m for name, m in self.block_corr.items()},
-            **{(KERNEL, name): m for name, m in self.block_kernel.items()},
-        }
         for key, values in self.values.items():
-            metrics[key].add(torch.tensor(values, dtype=torch.float64, device=self.device))
+            self.metrics[key].add(torch.tensor(values, dtype=torch.float64, device=self.device))
 
     def result(self, step: int, lines: list[F.InputGradients], total: int) -> ShatteringResult:
         """The synced result (a collective under a process group)."""
@@ -587,12 +581,12 @@ class _Tally:
         if self.sync:  # every process labels each block by the worst line of all processes
             torch.distributed.all_reduce(worst, op=torch.distributed.ReduceOp.MAX)
         statistics = {}
-        for key, metric in self.statistics.items():
-            mean, std, count = metric.mean_and_std()
+        for key in _metric_classes():  # the statistics, in one order on every process: each read is a collective
+            mean, std, count = self.metrics[key].mean_and_std()
             if count:
                 statistics[key] = (mean, std)
-        corr = {name: self.block_corr[name].mean_and_std()[0] for name in self.blocks}
-        kernel = {name: self.block_kernel[name].mean_and_std()[:2] for name in self.blocks}
+        corr = {name: self.metrics["corr", name].mean_and_std()[0] for name in self.blocks}
+        kernel = {name: self.metrics[KERNEL, name].mean_and_std()[:2] for name in self.blocks}
         # blocks in the order the forward pass ran them (this process's lines, else registration order)
         order = list(lines[0].blocks) if lines else self.blocks
         readings = []

@@ -26,11 +26,8 @@ FAST_LIMIT_S = float(os.environ.get("TIMM_LL_FAST_LIMIT_S", "5"))
 _OVER_LIMIT = pytest.StashKey[list[tuple[str, float]]]()
 
 
-_CONFIG: dict[str, pytest.Config] = {}
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    _CONFIG["config"] = config
+    config.pluginmanager.register(_FastTierUpkeep(config), "timm-ll-fast-tier-upkeep")
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers:  # a worker of `-n N`: share the cores instead of every worker's threads contending for all
         threads = max(1, (os.cpu_count() or 1) // int(workers))
@@ -47,13 +44,18 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    # runs where the reports arrive: in the one process, or in xdist's controller (from every worker)
-    if report.when != "call" or not report.passed or "slow" in report.keywords:
-        return
-    config = _CONFIG.get("config")
-    if config is not None and _fast_tier(config) and report.duration > FAST_LIMIT_S:
-        config.stash.setdefault(_OVER_LIMIT, []).append((report.nodeid, report.duration))
+class _FastTierUpkeep:
+    """Collects the unmarked fast-tier tests over the limit where the reports arrive: in the one process, or in
+    xdist's controller (from every worker)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call" or not report.passed or "slow" in report.keywords:
+            return
+        if _fast_tier(self.config) and report.duration > FAST_LIMIT_S:
+            self.config.stash.setdefault(_OVER_LIMIT, []).append((report.nodeid, report.duration))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
