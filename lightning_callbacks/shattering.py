@@ -74,9 +74,10 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
     at their embedding's output); a batch of one still gets a line; a failed measurement warns
     once, logs NaN and training goes on.
 
-    **Figures** (``log_figures``): gradient traces, the covariance image and the depth profile
-    (with the forward kernel), and a summary (neighbor correlation per block x step, and each
-    statistic vs step with its spread), to TensorBoard/W&B loggers, and as PNGs under
+    **Figures** (``log_figures``): the depth profile (with the forward kernel) at every
+    measurement, gradient traces and the covariance image at init and at the end, and at the end
+    a summary (neighbor correlation per block x step, and each statistic vs step with its
+    spread), to TensorBoard/W&B loggers, and as PNGs under
     ``<log_dir>/shattering/``: ``<figure>.png`` (the latest), ``<figure>_init.png`` (step 0) and
     ``summary.png`` (at the end of fit): a bounded number of files.
 

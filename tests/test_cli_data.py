@@ -225,16 +225,3 @@ def test_fit_and_test_creates_the_registered_model_and_keeps_one_folder(tmp_path
     assert (folder / "metrics.csv").exists() and list(folder.glob("events.out.tfevents.*"))
     assert result.checkpoint == f"{result.log_dir}/checkpoints/last.ckpt" and Path(result.checkpoint).exists()
     assert {p.name for p in (folder / "shattering").glob("*.png")} >= {"gradient_traces.png", "covariance_init.png"}
-
-
-def test_the_default_data_needs_no_scikit_learn():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\nfrom timm_ll.app.data import load_source\n"
-        "data = load_source('digits', 'train')\n"
-        "print(len(data), sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "1437 []"  # the UCI digits ship with the package

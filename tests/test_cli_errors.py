@@ -1,4 +1,5 @@
-"""A user's ordinary mistakes, through the installed ``timm-ll`` entry point: one line on stderr, no traceback."""
+"""A user's ordinary mistakes: one line on stderr, no traceback. The mistakes are made in-process through
+``main`` (what the entry point runs); one is made through the installed ``timm-ll`` entry point itself."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CIFAR_ZIP
+from timm_ll.app.cli import main
 
 
 def _timm_ll() -> str:
@@ -19,44 +21,62 @@ def _timm_ll() -> str:
     return found
 
 
-def _fails_cleanly(*args: str) -> str:
-    result = subprocess.run([_timm_ll(), *args], capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0, result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("timm-ll: error: "), result.stderr
+def _one_error_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("timm-ll: error: "), stderr
     return lines[0]
 
 
-@pytest.mark.slow  # the installed entry point in a subprocess
-def test_shatter_unregistered_depth_names_the_valid_ones():
-    line = _fails_cleanly("shatter", "--depths", "21")
+def _fails_cleanly(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """Run ``timm-ll ARGS`` in-process: a non-zero exit status and one error line (any other exception fails
+    the test, as a traceback would)."""
+    try:
+        status = main(list(args))
+    except SystemExit as exit_:  # argparse's own refusals
+        status = exit_.code
+    captured = capsys.readouterr()
+    assert status not in (0, None), captured.out
+    return _one_error_line(captured.err)
+
+
+@pytest.mark.slow  # the installed entry point in a subprocess (it imports torch)
+def test_the_installed_entry_point_reports_a_mistake_in_one_line():
+    result = subprocess.run([_timm_ll(), "shatter", "--depths", "21"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stdout
+    assert "--depths 21" in _one_error_line(result.stderr)
+
+
+def test_shatter_unregistered_depth_names_the_valid_ones(capsys):
+    line = _fails_cleanly(capsys, "shatter", "--depths", "21")
     assert "--depths 21" in line and "20, 32, 44, 56, 110, 200" in line
 
 
-@pytest.mark.slow  # the installed entry point in a subprocess
-def test_shatter_unknown_family_names_what_the_user_typed():
-    line = _fails_cleanly("shatter", "--families", "foo")
+def test_shatter_unknown_family_names_what_the_user_typed(capsys):
+    line = _fails_cleanly(capsys, "shatter", "--families", "foo")
     assert "unknown family 'foo'" in line and "foo20" not in line and "ll_plain" in line and "--models" in line
 
 
-@pytest.mark.slow  # the installed entry point in a subprocess
-def test_shatter_unknown_model_suggests_close_names():
-    line = _fails_cleanly("shatter", "--models", "resnet_18")
+def test_shatter_unknown_model_suggests_close_names(capsys):
+    line = _fails_cleanly(capsys, "shatter", "--models", "resnet_18")
     assert "unknown model 'resnet_18'" in line and "resnet18" in line
 
 
-@pytest.mark.slow
-def test_train_unknown_model_fails_before_any_data_is_read(tmp_path):
+def test_train_unknown_model_fails_before_any_data_is_read(tmp_path, capsys):
     # a data source that would fail if it were read: the model must be refused first
-    line = _fails_cleanly("train", "--model", "nonexistent_model", "--data", str(tmp_path / "no-such-data"))
+    line = _fails_cleanly(capsys, "train", "--model", "nonexistent_model", "--data", str(tmp_path / "no-such-data"))
     assert "unknown model 'nonexistent_model'" in line and "timm.list_models()" in line
 
 
-@pytest.mark.slow
-def test_train_with_a_missing_data_source_names_the_layout(tmp_path):
-    line = _fails_cleanly("train", "--model", "ll_plain8", "--data", str(tmp_path / "missing.zip"))
+def test_train_with_a_missing_data_source_names_the_layout(tmp_path, capsys):
+    line = _fails_cleanly(capsys, "train", "--model", "ll_plain8", "--data", str(tmp_path / "missing.zip"))
     assert "missing.zip" in line and "train/<class>" in line
+
+
+def test_train_warmup_outside_the_run_is_refused_before_any_data_is_read(tmp_path, capsys):
+    no_data = str(tmp_path / "no-such-data")
+    line = _fails_cleanly(capsys, "train", "--model", "ll_plain8", "--warmup", "1.5", "--data", no_data)
+    assert "--warmup 1.5" in line and "(0, 1)" in line
 
 
 def _option_help(help_text: str) -> dict[str, str]:
@@ -74,12 +94,13 @@ def _option_help(help_text: str) -> dict[str, str]:
     return options
 
 
-@pytest.mark.slow
-def test_help_shows_every_default_and_no_markup():
+def test_help_shows_every_default_and_no_markup(capsys):
     helps = {}
-    for command in ("shatter", "train"):  # one start of the entry point per command: each imports torch
-        out = subprocess.run([_timm_ll(), command, "--help"], capture_output=True, text=True, check=True).stdout
-        helps[command] = out
+    for command in ("shatter", "train"):
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        assert exit_.value.code == 0
+        out = helps[command] = capsys.readouterr().out
         assert "``" not in out and "../shared" not in out and CIFAR_ZIP.name not in out
         options = _option_help(out)
         for option, text in options.items():
@@ -87,23 +108,3 @@ def test_help_shows_every_default_and_no_markup():
                 assert "(default:" in text, f"timm-ll {command} --help: {option} shows no default"
     assert "BN over the grid" in " ".join(helps["shatter"].split())
     assert "timm-ll shatter" not in helps["train"] and "timm-ll train" in helps["train"]
-
-
-def test_train_warmup_outside_the_run_is_refused_before_any_data_is_read(tmp_path):
-    line = _fails_cleanly("train", "--model", "ll_plain8", "--warmup", "1.5", "--data", str(tmp_path / "no-such-data"))
-    assert "--warmup 1.5" in line and "(0, 1)" in line
-
-
-def test_train_defaults_are_the_recipe_defaults():
-    from timm_ll.app.cli import build_parser
-    from timm_ll.app.training import Recipe
-
-    args = build_parser().parse_args(["train", "--model", "ll_plain8"])
-    recipe = Recipe()
-    assert (args.lr, args.warmup, args.weight_decay, args.schedule, args.label_smoothing) == (
-        recipe.lr,
-        recipe.warmup_fraction,
-        recipe.weight_decay,
-        recipe.schedule,
-        recipe.label_smoothing,
-    )

@@ -90,15 +90,25 @@ def test_loggers_get_scalars_and_figures(tmp_path):
     assert "shattering/neighbor_corr" in events.Tags()["scalars"]
 
 
-def test_the_end_reuses_the_overview_drawn_for_the_loggers(tmp_path, monkeypatch):
+def test_the_summary_is_drawn_once_at_the_end_and_the_last_profile_is_reused(tmp_path, monkeypatch):
     import lightning_callbacks.plotting as plotting
 
-    drawn, draw = [], plotting.plot_training_summary
-    monkeypatch.setattr(plotting, "plot_training_summary", lambda hist: drawn.append(len(hist)) or draw(hist))
+    summaries, profiles = [], []
+    draw_summary, draw_profile = plotting.plot_training_summary, plotting.plot_depth_profile
+    monkeypatch.setattr(plotting, "plot_training_summary", lambda h: summaries.append(len(h)) or draw_summary(h))
+    monkeypatch.setattr(plotting, "plot_depth_profile", lambda *a, **k: profiles.append(1) or draw_profile(*a, **k))
     monitor = ShatteringMonitor(every_n_steps=4, num_points=16)
-    _fit(tmp_path, monitor, steps=5, logger=TensorBoardLogger(tmp_path, name="tb"))
-    assert drawn == [1, 2, 3, 4, 5]  # once per measurement (steps 0, 1, 2, 4 and the end), not again for the PNG
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    _fit(tmp_path, monitor, steps=5, logger=logger)
+    # a depth profile per measurement (steps 0, 1, 2, 4 and the end), the last one reused for the PNG;
+    # the cumulative summary once, over the whole history, for the loggers and the PNG alike
+    assert len(profiles) == 5 and summaries == [5]
     assert (tmp_path / "tb" / "version_0" / "shattering" / "summary.png").exists()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(logger.log_dir, size_guidance={"images": 0}).Reload()
+    assert [e.step for e in events.Images("shattering/summary")] == [5]
+    assert [e.step for e in events.Images("shattering/depth_profile")] == [0, 1, 2, 4, 5]
 
 
 def test_png_figures_are_a_bounded_set_and_callback_metrics_are_filled(tmp_path):

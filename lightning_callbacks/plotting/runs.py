@@ -1,10 +1,12 @@
 """Which figures a monitored run draws, when, and where they go: one place for every adapter.
 
 Figures are drawn sparingly, since rendering costs more than the measurement on small models:
-figure sinks (a TensorBoard writer, a W&B logger) get the depth profile and the summary at every
-measurement, and the first line's gradient traces and covariance image at init and at the end;
-PNGs are written at init (``<figure>_init.png``) and at the end (``<figure>.png``, ``summary.png``),
-so a run leaves a bounded set of files.
+figure sinks (a TensorBoard writer, a W&B logger) get the depth profile at every measurement (it is
+that measurement's picture), the summary once at the end (it is cumulative, and its numbers already
+reach the loggers as scalars at every measurement: drawing it each time made a run's rendering grow
+with the square of its measurements), and the first line's gradient traces and covariance image at
+init and at the end; PNGs are written at init (``<figure>_init.png``) and at the end
+(``<figure>.png``, ``summary.png``), so a run leaves a bounded set of files.
 """
 
 from __future__ import annotations
@@ -53,22 +55,27 @@ def _depth_profile(latest: ShatteringResult) -> F.DepthProfile | None:
 
 
 def draw(
-    history: Sequence[ShatteringResult], gradients: torch.Tensor | None, detail: bool, overview: bool = True
+    history: Sequence[ShatteringResult],
+    gradients: torch.Tensor | None,
+    detail: bool,
+    profile: bool = True,
+    summary: bool = True,
 ) -> dict[str, Figure]:
-    """The figures of the latest measurement: with ``overview`` the depth profile and the summary (from the
-    history), with ``detail`` the gradient traces and covariance image of ``gradients`` (one line's)."""
+    """The figures of the latest measurement: with ``profile`` its depth profile, with ``summary`` the
+    summary of the whole history, with ``detail`` the gradient traces and covariance image of
+    ``gradients`` (one line's)."""
     figures: dict[str, Figure] = {}
     if detail and gradients is not None:
         figures.update(
             gradient_traces=plotting.plot_gradient_traces(gradients), covariance=plotting.plot_covariance(gradients)
         )
     latest = history[-1] if history else None
-    profile = _depth_profile(latest) if overview and latest is not None else None
-    if profile is not None:
+    depth_profile = _depth_profile(latest) if profile and latest is not None else None
+    if depth_profile is not None:
         status = {b.name: b.status for b in latest.blocks if b.status not in F.MEASURABLE}
         kernel = [b.kernel for b in latest.blocks]
-        figures["depth_profile"] = plotting.plot_depth_profile(profile, status=status, kernel=kernel)
-    if overview and history:
+        figures["depth_profile"] = plotting.plot_depth_profile(depth_profile, status=status, kernel=kernel)
+    if summary and history:
         figures["summary"] = plotting.plot_training_summary([result.entry() for result in history])
     return figures
 
@@ -81,7 +88,7 @@ class RunFigures:
 
     def __init__(self) -> None:
         self._gradients: torch.Tensor | None = None
-        self._overview: tuple[int, dict[str, Figure]] | None = None  # (step, figures) drawn for the sinks
+        self._profile: tuple[int, Figure] | None = None  # (step, depth profile) last drawn for the sinks
 
     def measured(
         self,
@@ -91,27 +98,34 @@ class RunFigures:
         sinks: Sequence[FigureSink],
         png_dir: Path | None,
     ) -> None:
-        """Send the figures of the measurement at ``step`` to the sinks (the PNGs at init)."""
+        """Send the depth profile of the measurement at ``step`` to the sinks (and at init the detail
+        figures, to the sinks and as PNGs)."""
         self._gradients = None if gradients is None else gradients.detach().cpu()
         if step != 0 and not sinks:
             return
-        figures = draw(history, self._gradients, detail=step == 0)
-        self._overview = (step, {k: v for k, v in figures.items() if k in ("depth_profile", "summary")})
+        figures = draw(history, self._gradients, detail=step == 0, summary=False)
+        if "depth_profile" in figures:
+            self._profile = (step, figures["depth_profile"])
         _send(sinks, figures, step)
         if step == 0 and png_dir is not None:
-            write_pngs(png_dir, {name: fig for name, fig in figures.items() if name != "summary"}, "_init")
+            write_pngs(png_dir, figures, "_init")
 
     def ended(
         self, step: int, history: Sequence[ShatteringResult], sinks: Sequence[FigureSink], png_dir: Path | None
     ) -> None:
-        """Write the final PNGs and send the final detail figures (the overview drawn at ``step`` is reused)."""
+        """Write the final PNGs and send the summary and the final detail figures to the sinks (a depth
+        profile already drawn at ``step`` is reused, not drawn again)."""
         if not history:
             return
-        drawn = self._overview[1] if self._overview and self._overview[0] == step else {}
-        figures = draw(history, self._gradients, detail=True, overview=not drawn) | drawn
+        reused = {"depth_profile": self._profile[1]} if self._profile and self._profile[0] == step else {}
+        figures = draw(history, self._gradients, detail=True, profile=not reused) | reused
         if png_dir is not None:
             write_pngs(png_dir, figures)
-        _send(sinks, {name: figures[name] for name in ("gradient_traces", "covariance") if name in figures}, step)
+        _send(
+            sinks,
+            {name: figures[name] for name in ("summary", "gradient_traces", "covariance") if name in figures},
+            step,
+        )
 
 
 def write_pngs(folder: Path, figures: dict[str, Figure], suffix: str = "") -> None:
