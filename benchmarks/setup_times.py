@@ -87,8 +87,12 @@ def measure_tests(args: list[str]) -> dict:
     # how many tests the run selects (xdist's closing line counts no deselected ones): collected in one process
     listed = subprocess.run([*command, "--collect-only", "-n", "0"], cwd=REPO, capture_output=True, text=True)
     collected = [line for line in listed.stdout.splitlines() if "collected" in line]
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True)
     return dict(
         command="python -m pytest -q" + (" " + " ".join(f'"{a}"' if " " in a else a for a in args) if args else ""),
+        # the code measured: the tiers may be measured at different commits (--skip-full)
+        commit=head.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else ""),
         seconds=seconds,
         summary=lines[-1].strip("= ") if lines else "",
         collected=re.sub(r" in [0-9.]+s$", "", collected[-1].strip()) if collected else "",
@@ -124,6 +128,7 @@ def section(numbers: Path) -> str:
                 f"| {what} | `{tests['command']}` | {tests['seconds']:.0f} s ({tests['seconds'] / 60:.1f} min); "
                 f"target {TARGETS[key]} s ({TARGETS[key] / 60:g} minutes): {verdict} | {tests['summary']}{status}"
                 + (f"; {tests['collected']}" if tests.get("collected") else "")
+                + (f"; at commit {tests['commit']}" if tests.get("commit") else "")
                 + " |"
             )
     if install:
@@ -139,6 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-install", action="store_true", help="keep the committed install measurement")
     parser.add_argument("--skip-tests", action="store_true", help="keep the committed test measurements")
+    parser.add_argument("--skip-full", action="store_true", help="keep the committed full-suite measurement")
     args = parser.parse_args()
     measured = json.loads(NUMBERS.read_text()) if NUMBERS.exists() else {}
     install_command, _ = readme_commands()
@@ -146,7 +152,8 @@ def main() -> None:
         measured["install"] = measure_install(install_command)
     if not args.skip_tests:
         measured["fast"] = measure_tests(["-m", "not slow"])
-        measured["full"] = measure_tests([])
+        if not args.skip_full:
+            measured["full"] = measure_tests([])
     measured["machine"] = machine()
     print(publish(NUMBERS, measured, section, REPO / "docs" / "PERFORMANCE.md", "setup-times"))
 

@@ -67,7 +67,7 @@ def test_monitor_is_invisible_to_training(tmp_path):
 
 
 def test_loggers_get_scalars_and_figures(tmp_path):
-    monitor = ShatteringMonitor(every_n_steps=4, num_points=32)
+    monitor = ShatteringMonitor(every_n_steps=4, num_points=16)
     loggers = [TensorBoardLogger(tmp_path, name="tb"), CSVLogger(tmp_path, name="csv")]
     _fit(tmp_path, monitor, steps=9, logger=loggers)
     rows = list(csv.DictReader(open(loggers[1].log_dir + "/metrics.csv")))
