@@ -205,6 +205,7 @@ def test_compile_pays_when_its_saving_over_the_run_outweighs_the_compilation():
     assert probe.verdict(row, 10_000) == dict(eager_run_s=100.0, compiled_run_s=60.0, pays=True)
 
 
+@pytest.mark.slow  # trains four tiny runs
 def test_ll_gap_study_runs_its_variants_and_the_recomputation_changes_nothing(tmp_path):
     gap = _load("ll_gap")
     args = argparse.Namespace(preset="tiny", data="digits", out=tmp_path, results=None, doc=False)

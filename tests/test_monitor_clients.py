@@ -74,6 +74,7 @@ def _transformer_weights(with_monitor: bool) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in module.state_dict().items()}
 
 
+@pytest.mark.slow  # a 2+2-layer transformer at the defaults (256 points); the dict-batch encoder test stays fast
 def test_lightning_transformer_gets_a_line_in_embedding_space_and_a_block_profile():
     L.seed_everything(5, verbose=False)
     monitor = ShatteringMonitor()
