@@ -16,7 +16,7 @@ import timm
 
 import timm_ll  # noqa: F401  (registers the models)
 
-# + ll_resnet50, plain_resnet18
+# + ll_resnet50 (full suite only), plain_resnet18
 _ONE_PER_FAMILY = {"ll_plain20", "crelu_plain20", "plain20", "cifar_resnet20", "ll_slim20", "tat_plain20", "tat_slim20"}
 _OUR_MODULES = ("cifar", "skipfree_resnet")
 _ALL_OURS = set(timm.list_models(module=_OUR_MODULES))
@@ -53,6 +53,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", marker)
 
 
+# ImageNet-size: the full suite runs timm's tests on it; the fast tier covers its builder with plain_resnet18
+_FULL_SUITE_ONLY = {"ll_resnet50"}
+
+
+@pytest.hookimpl(tryfirst=True)  # mark before ``-m "not slow"`` selects
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     timm.list_models = _timm_list_models  # parametrization is done: give other tests timm's own function back
     keep, drop = [], []
@@ -62,7 +67,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         params = getattr(getattr(item, "callspec", None), "params", {})
         name = params.get("model_name")
-        (keep if isinstance(name, str) and name.split(".")[0] in SUITE_MODELS else drop).append(item)
+        ours = isinstance(name, str) and name.split(".")[0] in SUITE_MODELS
+        (keep if ours else drop).append(item)
+        if ours and name.split(".")[0] in _FULL_SUITE_ONLY:
+            item.add_marker(pytest.mark.slow)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
