@@ -2,10 +2,10 @@
 
 Figures are drawn sparingly, since rendering costs more than the measurement on small models:
 figure sinks (a TensorBoard writer, a W&B logger) get the depth profile at every measurement (it is
-that measurement's picture), the summary once at the end (it is cumulative, and its numbers already
-reach the loggers as scalars at every measurement: drawing it each time made a run's rendering grow
-with the square of its measurements), and the first line's gradient traces and covariance image at
-init and at the end; PNGs are written at init (``<figure>_init.png``) and at the end
+that measurement's picture), the summary once at the end (it is cumulative, its numbers already
+reach the loggers as scalars at every measurement, and drawing it each time was the largest cost of
+a short run measured often), and the first line's gradient traces and covariance image at init and
+at the end; PNGs are written at init (``<figure>_init.png``) and at the end
 (``<figure>.png``, ``summary.png``), so a run leaves a bounded set of files.
 """
 
