@@ -266,7 +266,7 @@ def plot_curves(rows: list[dict]):
     depths = sorted({r["depth"] for r in runs})
     families = sorted({r["family"] for r in runs}, key=lambda f: (f != REFERENCE, f))
     colours = {family: f"C{i}" for i, family in enumerate(families)}
-    fig = Figure(figsize=(12.0, 3.6 * len(depths)), layout="constrained")
+    fig = Figure(figsize=(15.0, 3.6 * len(depths)), layout="constrained")
     axes = fig.subplots(len(depths), 2, squeeze=False)
     for row, depth in enumerate(depths):
         loss_ax, corr_ax = axes[row]
@@ -305,7 +305,8 @@ def plot_curves(rows: list[dict]):
         if unread:
             handle, text = unread_legend_entry()
             handles, labels = [*handles, handle], [*labels, text]
-        corr_ax.legend(handles, labels, fontsize="x-small")
+        # beside the panel: its lines fill every corner of it, so a legend inside would hide readings
+        corr_ax.legend(handles, labels, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
