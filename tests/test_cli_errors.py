@@ -108,3 +108,18 @@ def test_help_shows_every_default_and_no_markup(capsys):
                 assert "(default:" in text, f"timm-ll {command} --help: {option} shows no default"
     assert "BN over the grid" in " ".join(helps["shatter"].split())
     assert "timm-ll shatter" not in helps["train"] and "timm-ll train" in helps["train"]
+
+
+def test_train_defaults_are_the_recipe_defaults():
+    from timm_ll.app.cli import build_parser
+    from timm_ll.app.training import Recipe
+
+    args = build_parser().parse_args(["train", "--model", "ll_plain8"])
+    recipe = Recipe()
+    assert (args.lr, args.warmup, args.weight_decay, args.schedule, args.label_smoothing) == (
+        recipe.lr,
+        recipe.warmup_fraction,
+        recipe.weight_decay,
+        recipe.schedule,
+        recipe.label_smoothing,
+    )
