@@ -67,9 +67,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         params = getattr(getattr(item, "callspec", None), "params", {})
         name = params.get("model_name")
-        ours = isinstance(name, str) and name.split(".")[0] in SUITE_MODELS
-        (keep if ours else drop).append(item)
-        if ours and name.split(".")[0] in _FULL_SUITE_ONLY:
+        base = name.split(".")[0] if isinstance(name, str) else None
+        (keep if base in SUITE_MODELS else drop).append(item)
+        if base in _FULL_SUITE_ONLY:
             item.add_marker(pytest.mark.slow)
     if drop:
         config.hook.pytest_deselected(items=drop)
