@@ -63,7 +63,15 @@ PRESETS = {
         families="ll_plain,plain,cifar_resnet,crelu_plain",
         depths="20,56,110",
     ),
-    "tiny": dict(train_subset=500, epochs=None, steps=10, families="ll_plain,cifar_resnet", depths="8"),
+    # the logic in seconds: a small probe (2 lines of 16 points; the monitor's default is 4 of 64)
+    "tiny": dict(
+        train_subset=500,
+        epochs=None,
+        steps=10,
+        families="ll_plain,cifar_resnet",
+        depths="8",
+        monitor=dict(num_lines=2, num_points=16),
+    ),
 }
 
 
@@ -174,6 +182,7 @@ def _run_once(args, rows, results_path, train, test, family, depth, steps, budge
         accelerator=args.accelerator,
         # log-spaced start (0, 1, 2, 5, 10, ...), then every tenth of the run: 10% is one of the steps
         monitor_every=max(1, steps // 10),
+        monitor_options=PRESETS[args.preset].get("monitor"),
         progress=False,
         compile=args.compile,
         seed=seed,

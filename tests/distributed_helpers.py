@@ -1,7 +1,9 @@
 """Two-process gloo runs of the measurer without Lightning: plain (DDP-style) and sharded with ``fully_shard``.
 
-The workers are module-level so that ``torch.multiprocessing`` can spawn them. Every run has a
-process-group timeout and its parent a join timeout (60 s each), so a hang fails fast.
+The workers are module-level so that ``torch.multiprocessing`` can spawn them. One spawn runs every scenario
+in turn (spawning two interpreters and importing torch, timm, transformers and Lightning in each costs more
+than the scenarios themselves). Every collective has a process-group timeout (60 s) and the parent a join
+deadline, so a hang fails fast.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
 TIMEOUT_S = 60
+Scenario = tuple[str, bool, dict[str, Any]]  # model name, fully sharded?, the measurer's options
 
 
 def free_port() -> int:
@@ -126,9 +130,28 @@ def failing_rank_run(model: nn.Module, call: tuple[tuple, dict], options: dict[s
     return {"failed": [r.failed for r in measurer.history], "scalars": measurer.history[-1].scalars()}
 
 
-def worker(rank: int, world: int, port: int, out: str, name: str, shard: bool, options: dict[str, Any]) -> None:
-    """One rank: build the model (the same seed everywhere), shard it if asked, measure once, save the result
-    and how many probe forwards this rank ran."""
+def run_scenario(name: str, shard: bool, options: dict[str, Any]) -> dict[str, Any]:
+    """One scenario on this rank: build the model (the same seed everywhere), shard it if asked, measure, and
+    count the probe forwards this rank ran."""
+    build, call = MODELS[name]
+    model = build()
+    if shard:
+        from torch.distributed.fsdp import fully_shard
+
+        for block in blocks_of(model):
+            fully_shard(block)
+        fully_shard(model)
+    forwards = [0]
+    model.register_forward_pre_hook(lambda *_: forwards.__setitem__(0, forwards[0] + 1))
+    options = dict(options)
+    through = monitor_measure if options.pop("through_monitor", False) else measure
+    through = failing_rank_run if "fail_rank" in options else through
+    return {"scalars": through(model, call(), options), "forwards": forwards[0]}
+
+
+def worker(rank: int, world: int, port: int, out: str, scenarios: dict[str, Scenario]) -> None:
+    """One rank: every scenario in turn in one process group (one spawn, one import of the libraries, for all
+    of them), then save the results."""
     torch.distributed.init_process_group(
         "gloo",
         init_method=f"tcp://127.0.0.1:{port}",
@@ -137,21 +160,14 @@ def worker(rank: int, world: int, port: int, out: str, name: str, shard: bool, o
         timeout=datetime.timedelta(seconds=TIMEOUT_S),
     )
     try:
-        build, call = MODELS[name]
-        model = build()
-        if shard:
-            from torch.distributed.fsdp import fully_shard
-
-            for block in blocks_of(model):
-                fully_shard(block)
-            fully_shard(model)
-        forwards = [0]
-        model.register_forward_pre_hook(lambda *_: forwards.__setitem__(0, forwards[0] + 1))
-        options = dict(options)
-        through = monitor_measure if options.pop("through_monitor", False) else measure
-        through = failing_rank_run if "fail_rank" in options else through
-        scalars = through(model, call(), options)
-        torch.save({"scalars": scalars, "forwards": forwards[0]}, Path(out) / f"rank{rank}.pt")
+        results = {}
+        for key, (name, shard, options) in scenarios.items():
+            try:
+                results[key] = run_scenario(name, shard, options)
+            except Exception as exc:  # name the scenario in the traceback the parent shows
+                raise RuntimeError(f"scenario {key!r} failed on rank {rank}") from exc
+            torch.distributed.barrier()  # the next scenario starts together on every rank
+        torch.save(results, Path(out) / f"rank{rank}.pt")
         torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
@@ -161,22 +177,44 @@ def worker(rank: int, world: int, port: int, out: str, name: str, shard: bool, o
     os._exit(0)
 
 
-def run_two_ranks(tmp_path: Path, name: str, shard: bool, options: dict[str, Any]) -> list[dict[str, Any]]:
-    """Spawn two gloo ranks of :func:`worker`; fail (never hang) if they do not finish within the timeout."""
+def run_two_ranks(out: Path, scenarios: dict[str, Scenario]) -> dict[str, list[dict[str, Any]]]:
+    """Spawn two gloo ranks of :func:`worker` for the scenarios; fail (never hang) if they do not finish within
+    the timeout. Returns each scenario's result on rank 0 and rank 1."""
     import torch.multiprocessing as mp
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     context = mp.start_processes(
-        worker,
-        args=(2, free_port(), str(tmp_path), name, shard, options),
-        nprocs=2,
-        join=False,
-        start_method="spawn",
+        worker, args=(2, free_port(), str(out), scenarios), nprocs=2, join=False, start_method="spawn"
     )
-    deadline = time.monotonic() + 2 * TIMEOUT_S
+    # a hung collective raises on its rank after TIMEOUT_S, which ends the join below; the deadline is a backstop
+    deadline = time.monotonic() + 3 * TIMEOUT_S
     while not context.join(timeout=5):
         if time.monotonic() > deadline:
             for process in context.processes:
                 process.kill()
-            raise TimeoutError(f"the two ranks did not finish within {2 * TIMEOUT_S} s: a collective hung")
-    return [torch.load(tmp_path / f"rank{rank}.pt", weights_only=False) for rank in range(2)]
+            raise TimeoutError(f"the two ranks did not finish within {3 * TIMEOUT_S} s: a collective hung")
+    ranks = [torch.load(out / f"rank{rank}.pt", weights_only=False) for rank in range(2)]
+    return {key: [ranks[0][key], ranks[1][key]] for key in scenarios}
+
+
+def run_two_ranks_once(tmp_path_factory: pytest.TempPathFactory, scenarios: dict[str, Scenario]) -> dict:
+    """:func:`run_two_ranks` once per test run, shared by pytest-xdist's workers through a file lock (the
+    pattern xdist documents for session fixtures): whichever worker comes first spawns the ranks, the other
+    reads their results, or the error they ended with."""
+    from filelock import FileLock
+
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return run_two_ranks(tmp_path_factory.mktemp("two-ranks"), scenarios)
+    shared = tmp_path_factory.getbasetemp().parent / "two-ranks"  # one folder per run, shared by its workers
+    results, error = shared / "results.pt", shared / "error.txt"
+    with FileLock(f"{shared}.lock"):
+        if not results.exists() and not error.exists():
+            shared.mkdir(exist_ok=True)
+            try:
+                torch.save(run_two_ranks(shared, scenarios), results)
+            except Exception as exc:
+                error.write_text(f"{type(exc).__name__}: {exc}")
+                raise
+    if error.exists():
+        raise RuntimeError(f"the two-rank run failed in another xdist worker: {error.read_text()}")
+    return torch.load(results, weights_only=False)

@@ -6,7 +6,24 @@ import math
 
 import pytest
 
-from tests.distributed_helpers import MODELS, measure, run_two_ranks
+from tests.distributed_helpers import MODELS, Scenario, measure, run_two_ranks_once
+
+# every scenario runs in one spawn of two ranks (the fixture below); each test checks its own
+SCENARIOS: dict[str, Scenario] = {
+    "plain": ("cifar", False, dict(num_lines=4, num_points=8)),
+    # 3 lines on 2 ranks (2 + 1, padded to 2 + 2) in chunks of 5 points: every rank runs as many sharded
+    # forwards (each gathers parameters collectively), or one would wait forever
+    "sharded-cifar": ("cifar", True, dict(num_lines=3, num_points=8, chunk_size=5)),
+    "sharded-gpt2": ("gpt2", True, dict(num_lines=3, num_points=8, chunk_size=5)),
+    "sharded-batch-statistics": ("cifar", True, dict(num_lines=1, num_points=8, bn_mode="batch")),
+    "sharded-through-monitor": ("cifar", True, dict(num_lines=3, num_points=8, chunk_size=5, through_monitor=True)),
+    "failure-on-rank-1": ("cifar", False, dict(num_lines=4, num_points=8, fail_rank=1)),
+}
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> dict[str, list[dict]]:
+    return run_two_ranks_once(tmp_path_factory, SCENARIOS)
 
 
 def test_every_rank_runs_as_many_probe_passes_as_the_busiest():
@@ -37,10 +54,9 @@ def _assert_equal(got: dict[str, float], expected: dict[str, float]) -> None:
 
 
 @pytest.mark.slow
-def test_two_plain_ranks_split_the_lines_and_equal_one_process(tmp_path):
-    options = dict(num_lines=4, num_points=8)
-    ranks = run_two_ranks(tmp_path, "cifar", shard=False, options=options)
-    _assert_equal(ranks[0]["scalars"], _single("cifar", options))
+def test_two_plain_ranks_split_the_lines_and_equal_one_process(two_ranks):
+    ranks = two_ranks["plain"]
+    _assert_equal(ranks[0]["scalars"], _single("cifar", SCENARIOS["plain"][2]))
     assert ranks[0]["scalars"] == ranks[1]["scalars"]  # every process gets the result
     # 2 lines of 8 points each, in chunks of the batch size (8): two forwards on each rank
     assert ranks[0]["forwards"] == ranks[1]["forwards"] == 2
@@ -48,12 +64,9 @@ def test_two_plain_ranks_split_the_lines_and_equal_one_process(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["cifar", "gpt2"])
-def test_fully_shard_with_uneven_lines_and_chunks_equals_one_process(tmp_path, name):
-    # 3 lines on 2 ranks (2 + 1, padded to 2 + 2) in chunks of 5 points: every rank runs as many sharded
-    # forwards (each gathers parameters collectively), or one would wait forever
-    options = dict(num_lines=3, num_points=8, chunk_size=5)
-    ranks = run_two_ranks(tmp_path, name, shard=True, options=options)
-    expected = _single(name, options)
+def test_fully_shard_with_uneven_lines_and_chunks_equals_one_process(two_ranks, name):
+    ranks = two_ranks[f"sharded-{name}"]
+    expected = _single(name, SCENARIOS[f"sharded-{name}"][2])
     _assert_equal(ranks[0]["scalars"], expected)
     _assert_equal(ranks[1]["scalars"], expected)
     assert ranks[0]["forwards"] == ranks[1]["forwards"]
@@ -61,26 +74,23 @@ def test_fully_shard_with_uneven_lines_and_chunks_equals_one_process(tmp_path, n
 
 
 @pytest.mark.slow
-def test_fully_shard_with_batch_statistics_and_one_line_for_two_ranks(tmp_path):
-    options = dict(num_lines=1, num_points=8, bn_mode="batch")
-    ranks = run_two_ranks(tmp_path, "cifar", shard=True, options=options)
-    _assert_equal(ranks[0]["scalars"], _single("cifar", options))
+def test_fully_shard_with_batch_statistics_and_one_line_for_two_ranks(two_ranks):
+    ranks = two_ranks["sharded-batch-statistics"]
+    _assert_equal(ranks[0]["scalars"], _single("cifar", SCENARIOS["sharded-batch-statistics"][2]))
     assert ranks[0]["forwards"] == ranks[1]["forwards"] == 1
 
 
 @pytest.mark.slow
-def test_the_lightning_callbacks_measurement_path_under_fully_shard(tmp_path):
-    options = dict(num_lines=3, num_points=8, chunk_size=5)
-    ranks = run_two_ranks(tmp_path, "cifar", shard=True, options=dict(options, through_monitor=True))
-    expected = _single("cifar", options)
+def test_the_lightning_callbacks_measurement_path_under_fully_shard(two_ranks):
+    ranks = two_ranks["sharded-through-monitor"]
+    expected = _single("cifar", SCENARIOS["sharded-cifar"][2])  # the same options, measured directly
     _assert_equal(ranks[0]["scalars"], expected)
     _assert_equal(ranks[1]["scalars"], expected)
 
 
 @pytest.mark.slow
-def test_a_failure_on_one_rank_is_agreed_on_and_nobody_hangs(tmp_path):
-    options = dict(num_lines=4, num_points=8, fail_rank=1)
-    first, second = (rank["scalars"] for rank in run_two_ranks(tmp_path, "cifar", shard=False, options=options))
+def test_a_failure_on_one_rank_is_agreed_on_and_nobody_hangs(two_ranks):
+    first, second = (rank["scalars"] for rank in two_ranks["failure-on-rank-1"])
     assert second["failed"] == [None, "RuntimeError: injected failure on rank 1", None]
     assert first["failed"][0] is None and first["failed"][2] is None
     assert first["failed"][1].startswith("MeasurementFailed: another process's measurement at step 1 failed")

@@ -129,6 +129,10 @@ def test_depth_sweep_seeds_are_resumed_by_seed_and_vary_the_run(tmp_path):
     assert [(r["model"], r["seed"]) for r in rows] == [("ll_slim8", 0), ("ll_slim8", 1)]
     assert rows[0]["curves"]["loss"] != rows[1]["curves"]["loss"]
     assert rows[0]["curves"]["lr"] == rows[1]["curves"]["lr"]  # the same recipe
+    # the preset's probe reaches the monitor: 2 lines (its default is 4), as the checkpointed state shows
+    state = torch.load(tmp_path / rows[0]["checkpoint"], weights_only=False)["callbacks"]
+    monitor_state = next(value for key, value in state.items() if key.startswith("ShatteringMonitor"))
+    assert monitor_state["endpoints"].shape[:2] == (sweep.PRESETS["tiny"]["monitor"]["num_lines"], 2)
 
 
 def test_early_reading_and_rank_correlation(tmp_path):

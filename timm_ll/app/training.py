@@ -394,6 +394,7 @@ def fit_and_test(
     accelerator: str = "auto",
     precision: str | None = None,
     monitor_every: int | None = 500,
+    monitor_options: dict[str, Any] | None = None,
     val_every_steps: int | None = None,
     seed: int = 0,
     progress: bool = True,
@@ -406,7 +407,8 @@ def fit_and_test(
 
     Everything of the run lands in one printed folder, ``out_dir/<model_name>/version_N``: the
     CSV metrics, the TensorBoard events, the ShatteringMonitor's figures (every
-    ``monitor_every`` steps; None: off), the last-step checkpoint, and the trained network in
+    ``monitor_every`` steps; None: off; ``monitor_options`` are its other arguments, such as
+    ``num_points``), the last-step checkpoint, and the trained network in
     timm's sharing format under ``timm/`` (``config.json``, ``model.safetensors``, a ``README.md``
     card), which ``timm.create_model("local-dir:<folder>", pretrained=True)`` loads. On a GPU it trains in
     ``bf16-mixed`` with channels-last unless ``precision`` says otherwise, and with the data
@@ -437,6 +439,7 @@ def fit_and_test(
         accelerator=accelerator,
         precision=precision or ("bf16-mixed" if on_gpu else "32-true"),
         monitor_every=monitor_every,
+        monitor_options=monitor_options,
         val_every_steps=val_every_steps,
         progress=progress,
         benchmark=on_gpu,  # cuDNN picks the fastest conv algorithms: fixed shapes, so it pays after step one
@@ -544,6 +547,7 @@ def _trainer(
     monitor_every: int | None,
     val_every_steps: int | None,
     progress: bool,
+    monitor_options: dict[str, Any] | None = None,
     benchmark: bool = False,
 ) -> L.Trainer:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -556,7 +560,7 @@ def _trainer(
         LearningRateMonitor(logging_interval="step"),
     ]
     if monitor_every:
-        callbacks.append(ShatteringMonitor(every_n_steps=monitor_every, module="model"))
+        callbacks.append(ShatteringMonitor(every_n_steps=monitor_every, module="model", **(monitor_options or {})))
     return L.Trainer(
         max_steps=max_steps,
         # a real epoch count for the progress bar ("Epoch 3/12"); max_steps still ends the run
