@@ -81,6 +81,7 @@ def test_shared_cifar_zip():
     assert data.images.shape == (10000, 3, 32, 32) and len(data.classes) == 10
 
 
+@pytest.mark.slow  # six models and their figures; the fast tier keeps the any-model check
 def test_shatter_command_small(tmp_path, capsys):
     out_json = tmp_path / "s.json"
     code = main(

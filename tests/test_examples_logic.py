@@ -21,6 +21,7 @@ def _load(name: str, folder: str = "examples"):
     return module
 
 
+@pytest.mark.slow  # trains four tiny runs
 def test_recipe_sweep_scores_on_held_out_training_images_and_resumes(tmp_path):
     sweep = _load("recipe_sweep")
     from timm_ll.app.data import load_source

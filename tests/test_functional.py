@@ -116,6 +116,7 @@ def _paper_net_corr(kind: str, depth: int, seeds: int = 10, **kwargs) -> float:
     return statistics.mean(values)
 
 
+@pytest.mark.slow  # 43 nets of up to 50 layers
 def test_matches_the_paper_on_1d_nets():
     assert _paper_net_corr("feedforward", 1) >= 0.9
     assert abs(_paper_net_corr("feedforward", 24)) <= 0.1

@@ -14,6 +14,9 @@ import pytest
 
 from tests.conftest import REPO
 
+# a fresh interpreter that imports torch and timm: several seconds, in the full suite
+pytestmark = pytest.mark.slow
+
 WATCHED = ("lightning", "pytorch_lightning", "transformers", "sklearn", "scipy")
 STEPS = {
     # the plugin: timm finds the models and timm-ll's export, without a training framework

@@ -66,6 +66,7 @@ def test_monitor_is_invisible_to_training(tmp_path):
     assert torch.equal(rng_after_with, rng_after_without)
 
 
+@pytest.mark.slow  # figures for two loggers; the fast tier keeps the PNG figures' test
 def test_loggers_get_scalars_and_figures(tmp_path):
     monitor = ShatteringMonitor(every_n_steps=4, num_points=16)
     loggers = [TensorBoardLogger(tmp_path, name="tb"), CSVLogger(tmp_path, name="csv")]
@@ -90,6 +91,7 @@ def test_loggers_get_scalars_and_figures(tmp_path):
     assert "shattering/neighbor_corr" in events.Tags()["scalars"]
 
 
+@pytest.mark.slow  # draws every figure of a run
 def test_the_summary_is_drawn_once_at_the_end_and_the_last_profile_is_reused(tmp_path, monkeypatch):
     import lightning_callbacks.plotting as plotting
 
@@ -355,7 +357,7 @@ def _images(n: int, size: int, classes: int = 4):
     ("name", "size", "expected"),
     [
         ("ll_plain20", 32, [f"stages.{s}.{b}" for s in range(3) for b in range(3)]),
-        ("vit_tiny_patch16_224", 224, [f"blocks.{i}" for i in range(12)]),
+        pytest.param("vit_tiny_patch16_224", 224, [f"blocks.{i}" for i in range(12)], marks=pytest.mark.slow),
         ("resnet18", 64, [f"layer{s}.{b}" for s in range(1, 5) for b in range(2)]),
     ],
 )
