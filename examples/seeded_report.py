@@ -232,6 +232,34 @@ def loss_comparison_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+def monitor_lines(rows: list[dict]) -> list[str]:
+    """Per depth and family, what the monitor read (input-level neighbor correlation) in each seed's run: at init,
+    its lowest reading after init and the step of it, at a fifth of the run, and at the end (NaN readings, from a
+    gradient with no reading, are left out of the lowest)."""
+    runs = {(r["depth"], r["family"], seed_of(r)): r for r in rows if is_seed_run(r) and r.get("shattering")}
+    lines = []
+    for depth, family in sorted({(d, f) for d, f, _ in runs}, key=lambda c: (c[0], c[1] != REFERENCE, c[1])):
+        seeds = sorted(s for d, f, s in runs if (d, f) == (depth, family))
+        init, lowest, fifth, end = [], [], [], []
+        for seed in seeds:
+            run = runs[(depth, family, seed)]
+            readings = {e["step"]: input_statistic(e) for e in run["shattering"]}
+            steps = sorted(readings)
+            after = [(readings[s], s) for s in steps[1:] if not math.isnan(readings[s])]
+            low = min(after, default=None)
+            init.append(f"{readings[steps[0]]:.3f}")
+            lowest.append("no reading" if low is None else f"{low[0]:.3f} at step {low[1]}")
+            fifth_step = run["steps"] // 5
+            fifth.append(f"{readings[fifth_step]:.3f}" if fifth_step in readings else "not measured")
+            end.append(f"{readings[steps[-1]]:.3f}")
+        lines.append(
+            f"- Monitor, {family}{depth} (seeds {', '.join(map(str, seeds))}): {' / '.join(init)} at init; lowest "
+            f"after it {' / '.join(lowest)}; {' / '.join(fifth)} at a fifth of the run (step "
+            f"{runs[(depth, family, seeds[0])]['steps'] // 5}); {' / '.join(end)} at the end."
+        )
+    return lines
+
+
 FIGURE = "seeded_study_curves.png"
 
 
@@ -327,6 +355,7 @@ def section(results: Path, step_times: Path | None = None, rows: list[dict] | No
         *target_lines(rows),
         *wall_clock_lines(rows, timing),
         *loss_comparison_lines(rows),
+        *monitor_lines(rows),
         *recipe_lines(rows),
         "",
         f"![training curves and the monitor's readings of every run](figures/{FIGURE})",

@@ -75,6 +75,7 @@ def test_torchvision_cifar10_without_network_suggests_a_local_path(tmp_path, mon
         load_source("cifar10", data_root=tmp_path)
 
 
+@pytest.mark.slow  # decodes the 10,000 test images
 @pytest.mark.skipif(not CIFAR_ZIP.exists(), reason="../shared/data/cifar10-jpeg.zip not present")
 def test_shared_cifar_zip():
     data = load_source(str(CIFAR_ZIP), "test")

@@ -56,6 +56,7 @@ def test_recipe_sweep_scores_on_held_out_training_images_and_resumes(tmp_path):
     assert torch.equal(balanced_subset(data, 200).images, train.images)  # the same training subset as a sweep's
 
 
+@pytest.mark.slow  # a ViT and a ResNet at 224x224
 def test_zoo_survey_measures_both_bn_modes_where_there_is_bn(tmp_path):
     zoo = _load("zoo_at_init")
     assert zoo.has_batch_norm("resnet18") and not zoo.has_batch_norm("vit_tiny_patch16_224")
@@ -337,3 +338,12 @@ def test_seeded_curves_draw_a_family_as_its_seeds_mean_and_range():
     marks = [line for line in corr_ax.lines if line.get_marker() == "x" and len(line.get_xdata())]
     assert [list(line.get_xdata()) for line in marks] == [[5]]
     assert "NaN" in corr_ax.get_legend().get_texts()[-1].get_text()
+    # the monitor's readings, per family and seed: init, the lowest after it (a NaN is no reading, left out), a
+    # fifth of the run (step 12: not among these readings) and the end; the ResNet first
+    resnet_line, slim_line, plain_line = report.monitor_lines([*rows, diverged])
+    assert resnet_line == (
+        "- Monitor, cifar_resnet110 (seeds 0): 1.000 at init; lowest after it 0.900 at step 5; not measured at a "
+        "fifth of the run (step 12); 0.950 at the end."
+    )
+    assert "(seeds 0, 1): 1.000 / 1.000 at init; lowest after it 0.800 at step 5 / 0.900 at step 5;" in slim_line
+    assert "lowest after it 0.950 at step 60;" in plain_line

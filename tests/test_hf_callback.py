@@ -127,7 +127,7 @@ def test_resuming_from_a_trainer_checkpoint_keeps_the_lines_and_the_schedule(tmp
     assert [entry.step for entry in resumed.history] == [0, 1, 2, 4, 6]
 
 
-@pytest.mark.parametrize("given", ["instance", "class"])
+@pytest.mark.parametrize("given", ["instance", pytest.param("class", marks=pytest.mark.slow)])  # class: full suite
 def test_the_hf_convention_logs_into_the_log_history_and_says_how_to_reach_the_reporting(tmp_path, given):
     callback = ShatteringCallback(every_n_steps=2, num_lines=2, num_points=8) if given == "instance" else None
     args, data = _args(tmp_path, 2, report_to=["tensorboard"]), Tokens("lm")

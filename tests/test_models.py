@@ -67,7 +67,10 @@ def _conv_flops(model: nn.Module) -> int:
     return counter.get_total_flops()
 
 
-@pytest.mark.parametrize("depth", [d for d in REGISTERED_DEPTHS if d >= 20])
+# depth 200 (three nets of 200 layers counted) in the full suite only
+@pytest.mark.parametrize(
+    "depth", [pytest.param(d, marks=pytest.mark.slow) if d == 200 else d for d in REGISTERED_DEPTHS if d >= 20]
+)
 def test_ll_slim_has_the_parameters_and_flops_of_plain_and_resnet(depth):
     slim, plain, resnet = (timm.create_model(f"{f}{depth}") for f in ("ll_slim", "plain", "cifar_resnet"))
     slim_params = sum(p.numel() for p in slim.parameters())

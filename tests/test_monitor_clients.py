@@ -137,6 +137,7 @@ class _DictDataset(Dataset):
         return {"input_ids": self.ids[i], "attention_mask": self.mask[i], "labels": self.labels[i]}
 
 
+@pytest.mark.slow  # a transformer trained a few steps; the fast tier keeps the other clients
 def test_transformer_encoder_with_dict_batches_and_keyword_call():
     monitor = ShatteringMonitor()
     _fit(_DictBatches(), DataLoader(_DictDataset(), batch_size=8), monitor)
@@ -193,6 +194,7 @@ def _lstm_data() -> DataLoader:
     return DataLoader(data, batch_size=8)
 
 
+@pytest.mark.slow  # a recurrent net trained a few steps
 def test_lstm():
     monitor = ShatteringMonitor()
     _fit(_LSTMClassifier(), _lstm_data(), monitor)

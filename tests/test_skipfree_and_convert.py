@@ -17,8 +17,13 @@ def test_ll_resnet50_is_affine_with_100_classes():
     assert affine_error(model, torch.randn(1, 3, 64, 64)) < 1e-9  # affinity does not depend on the image size
 
 
-# ll_resnet101 is ll_resnet50's blocks, more of them: the full suite checks it
-@pytest.mark.parametrize("name", ["ll_resnet18", "ll_resnet34", pytest.param("ll_resnet101", marks=pytest.mark.slow)])
+# ll_resnet34 and ll_resnet101 are the blocks of ll_resnet18 and ll_resnet50, more of them: the full suite checks them
+_SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "name", ["ll_resnet18", pytest.param("ll_resnet34", marks=_SLOW), pytest.param("ll_resnet101", marks=_SLOW)]
+)
 def test_other_ll_resnets_are_affine(name):
     assert affine_error(timm.create_model(name, num_classes=10), torch.randn(1, 3, 64, 64)) < 1e-9
 
@@ -30,6 +35,7 @@ def test_plain_resnet_has_no_shortcut_and_is_not_affine():
     assert affine_error(model, torch.randn(1, 3, 64, 64)) > 1e-2
 
 
+@pytest.mark.slow  # three ImageNet-size nets
 def test_skipfree_resnets_keep_timm_resnet_api():
     model = timm.create_model("ll_resnet18", features_only=True)
     feats = model(torch.randn(1, 3, 64, 64))
