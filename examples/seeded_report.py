@@ -61,6 +61,12 @@ def is_seed_run(row: dict) -> bool:
     return budget_of(row) == "equal-steps" and recipe_of(row) == STUDY_RECIPE
 
 
+def seed_runs(rows: list[dict], having: str) -> dict[tuple[int, str, int], dict]:
+    """The seed runs (:func:`is_seed_run`) that recorded ``having`` ("curves", "shattering"), by depth, family and
+    seed."""
+    return {(r["depth"], r["family"], seed_of(r)): r for r in rows if is_seed_run(r) and r.get(having)}
+
+
 def errors_by_cell(rows: list[dict]) -> dict[tuple[int, str], dict[int, float]]:
     """Test error (in points) per (depth, family) and seed, equal-step runs with the study's recipe only."""
     cells: dict[tuple[int, str], dict[int, float]] = defaultdict(dict)
@@ -202,7 +208,7 @@ EARLY_FRACTION = 0.25  # the curves' comparison splits each run at a quarter of 
 def loss_comparison_lines(rows: list[dict]) -> list[str]:
     """Per depth and family, against the ResNet of the same seed: at how many logged steps its batch loss is the
     lower one, in the first quarter of the run and after it, and the mean of its last five logged losses."""
-    runs = {(r["depth"], r["family"], seed_of(r)): r for r in rows if is_seed_run(r) and r.get("curves")}
+    runs = seed_runs(rows, "curves")
     lines = []
     for depth, family in sorted({(d, f) for d, f, _ in runs if f != REFERENCE}):
         seeds = sorted(s for d, f, s in runs if (d, f) == (depth, family) and (depth, REFERENCE, s) in runs)
@@ -236,11 +242,12 @@ def monitor_lines(rows: list[dict]) -> list[str]:
     """Per depth and family, what the monitor read (input-level neighbor correlation) in each seed's run: at init,
     its lowest reading after init and the step of it, at a fifth of the run, and at the end (NaN readings, from a
     gradient with no reading, are left out of the lowest)."""
-    runs = {(r["depth"], r["family"], seed_of(r)): r for r in rows if is_seed_run(r) and r.get("shattering")}
+    runs = seed_runs(rows, "shattering")
     lines = []
     for depth, family in sorted({(d, f) for d, f, _ in runs}, key=lambda c: (c[0], c[1] != REFERENCE, c[1])):
         seeds = sorted(s for d, f, s in runs if (d, f) == (depth, family))
         init, lowest, fifth, end = [], [], [], []
+        fifth_step = runs[(depth, family, seeds[0])]["steps"] // 5  # every seed's run has the same length
         for seed in seeds:
             run = runs[(depth, family, seed)]
             readings = {e["step"]: input_statistic(e) for e in run["shattering"]}
@@ -249,13 +256,12 @@ def monitor_lines(rows: list[dict]) -> list[str]:
             low = min(after, default=None)
             init.append(f"{readings[steps[0]]:.3f}")
             lowest.append("no reading" if low is None else f"{low[0]:.3f} at step {low[1]}")
-            fifth_step = run["steps"] // 5
             fifth.append(f"{readings[fifth_step]:.3f}" if fifth_step in readings else "not measured")
             end.append(f"{readings[steps[-1]]:.3f}")
         lines.append(
             f"- Monitor, {family}{depth} (seeds {', '.join(map(str, seeds))}): {' / '.join(init)} at init; lowest "
             f"after it {' / '.join(lowest)}; {' / '.join(fifth)} at a fifth of the run (step "
-            f"{runs[(depth, family, seeds[0])]['steps'] // 5}); {' / '.join(end)} at the end."
+            f"{fifth_step}); {' / '.join(end)} at the end."
         )
     return lines
 
