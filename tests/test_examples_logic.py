@@ -6,6 +6,10 @@ import argparse
 import importlib.util
 import json
 import math
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -347,3 +351,45 @@ def test_seeded_curves_draw_a_family_as_its_seeds_mean_and_range():
     )
     assert "(seeds 0, 1): 1.000 / 1.000 at init; lowest after it 0.800 at step 5 / 0.900 at step 5;" in slim_line
     assert "lowest after it 0.950 at step 60;" in plain_line
+
+
+@pytest.mark.slow  # two Python processes that import torch and timm
+def test_tat_study_script_runs_its_plan_in_order_and_reads_its_choice_from_seeds_0_and_1(tmp_path):
+    """examples/tat_study.sh with `python` shimmed for depth_sweep.py (the sweeps are recorded, not trained):
+    the third seeds come before the doubled-LR runs, and the family they go to is the one closest to the
+    ResNet on seeds 0-1 of the results file it is given."""
+    committed = REPO / "docs/results/depth_sweep_cpu-600-seeded.jsonl"
+    rows = [json.loads(line) for line in committed.read_text().splitlines()]
+    keep = {("cifar_resnet200", 0), ("cifar_resnet200", 1), ("tat_plain200", 0), ("tat_plain200", 1)}
+    rows = [r for r in rows if (r["model"], r["seed"]) in keep or (r["model"], r["seed"]) == ("tat_slim200", 0)]
+    # tat_slim200 at chance on seed 1: on seeds 0-1 tat_plain200 is the closer family, whatever seed 0 says
+    rows.append({**next(r for r in rows if r["model"] == "tat_slim200"), "seed": 1, "test_acc": 0.1})
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shim, log = tmp_path / "bin", tmp_path / "sweeps.log"
+    shim.mkdir()
+    (shim / "python").write_text(
+        "#!/usr/bin/env bash\n"
+        f'if [ "$1" = examples/depth_sweep.py ]; then shift; echo "$*" >> {log}; exit 0; fi\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    (shim / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        [shutil.which("bash"), "examples/tat_study.sh", "DATA", str(results), "OUT"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "closest new family on seeds 0-1: tat_plain200" in done.stdout
+    common = f"--preset cpu-600 --data DATA --results {results} --out OUT --depths 200"
+    from timm_ll.app.recipe import Recipe
+
+    assert log.read_text().splitlines() == [
+        f"{common} --families tat_plain,tat_slim --seeds 0",
+        f"{common} --families tat_plain,tat_slim --seeds 1",
+        f"{common} --families cifar_resnet,tat_plain --seeds 2",
+        f"{common} --families cifar_resnet,ll_slim,tat_plain --seeds 0 --lr {2 * Recipe.lr}",
+    ]
