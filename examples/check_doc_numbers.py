@@ -20,7 +20,10 @@ Numbers are compared after one normalization: thousands separators (a source's P
 leading sign and a unit go; a leading
 zero is optional (0.54 and .54); trailing zeros after the point are dropped (2.0 and 2, 1.50 and 1.5); and a
 source's longer number holds the prose's rounding of it (0.164 is held by 0.16443); a percentage is held by
-its fraction too (5% by 0.05). A number in a name
+its fraction too (5% by 0.05). Rounding holds only from a source's own figures: in a committed JSON file,
+a list of more than 16 items (a curve, a series of readings) holds a prose number only exactly, since
+thousands of full-precision floats would hold almost any rounded number by chance. Both ends of a range
+(0.78-0.87) are numbers. A number in a name
 (``ll_plain56``, ``H100``, ``cifar10``), a path, a code span (`` `eta=0.8` ``) or a year (19xx, 20xx) is not
 a number.
 """
@@ -29,10 +32,12 @@ from __future__ import annotations
 
 import bisect
 import functools
+import json
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
@@ -49,9 +54,10 @@ _LINK_TARGET = re.compile(r"\]\([^)]*\)")
 # a block name right after "block"/"blocks" (and any further `name`s joined by commas / "and")
 _BLOCK_REF = re.compile(r"\bblocks?\s+((?:`[\w.-]+`(?:,\s*|\s+and\s+|\s*/\s*)?)+)")
 _PATH_REF = re.compile(r"`?((?:docs|benchmarks|examples|tests|timm_ll|lightning_callbacks)/[\w./-]+\.\w+)`?")
-# a number not glued to a name: no letter, digit, underscore or path character before it
+# a number not glued to a name: no letter, digit, underscore or path character before it, nor a hyphen after a
+# letter (ResNet-110); after a digit's hyphen it is a range's second end (0.78-0.87), checked like the first
 _NUMBER = re.compile(
-    r"(?<![\w./,-])([+\-−]?(?:\d{1,3}(?:,\d{3})+(?![\d,])|\d+)?(?:\.\d+)?)"
+    r"(?<![\w./,])(?<![A-Za-z_/.,]-)(?<!^-)([+\-−]?(?:\d{1,3}(?:,\d{3})+(?![\d,])|\d+)?(?:\.\d+)?)"
     r"(\s?(?:%|x\b|s\b|ms\b|µs\b|min\b|MiB\b|GiB\b|GB\b|kB\b|points?\b|seconds?\b|minutes?\b|hours?\b))?"
     r"(?![\w/]|\.\d)"  # nor a version's head (1.0 of 1.0.31)
 )
@@ -139,18 +145,60 @@ def constants() -> set[str]:
     return {normalize(re.sub(r"[^\d.,]", "", row.split("|")[1].strip().split()[0])) for row in rows[1:]}
 
 
-def sources_of(sentence: str, blocks: dict[str, str]) -> tuple[list[str], list[str]]:
-    """The texts of the sources ``sentence`` names, and the names it gives that are no source."""
-    texts, unknown = [], []
+LONG_SERIES = 16  # a JSON list of more items than this is a series: its numbers hold prose numbers only exactly
+
+
+@dataclass(frozen=True)
+class Source:
+    """A named source: all of its text (exact matches), and the part whose numbers a prose number may round."""
+
+    text: str
+    rounding_text: str
+
+    @classmethod
+    def of_text(cls, text: str) -> Source:
+        return cls(text, text)
+
+    @classmethod
+    def of_file(cls, file: Path) -> Source:
+        text = file.read_text()
+        if file.suffix not in {".json", ".jsonl"}:
+            return cls(text, text)
+        documents = (
+            [json.loads(line) for line in text.splitlines() if line.strip()]
+            if file.suffix == ".jsonl"
+            else [json.loads(text)]
+        )
+        return cls(text, json.dumps([_without_series(d) for d in documents]))
+
+
+def _without_series(value: Any) -> Any:
+    """``value`` with every list of more than ``LONG_SERIES`` items (a curve, a series of readings) emptied."""
+    if isinstance(value, dict):
+        return {key: _without_series(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [] if len(value) > LONG_SERIES else [_without_series(item) for item in value]
+    return value
+
+
+def sources_of(sentence: str, blocks: dict[str, str]) -> tuple[list[Source], list[str]]:
+    """The sources ``sentence`` names, and the names it gives that are no source."""
+    found, unknown = [], []
     for group in _BLOCK_REF.findall(sentence):
         for name in re.findall(r"`([\w.-]+)`", group):
-            (texts.append(blocks[name]) if name in blocks else unknown.append(f"block {name}"))
+            (found.append(Source.of_text(blocks[name])) if name in blocks else unknown.append(f"block {name}"))
     for path in _PATH_REF.findall(sentence):
         file = REPO / path
         page = file.suffix == ".md" and file.parent == REPO / "docs"  # a page's sources are its blocks, not its prose
         if file.is_file() and not page and file.suffix in {".json", ".jsonl", ".md", ".txt", ".py", ".sh", ".toml"}:
-            texts.append(file.read_text())
-    return texts, unknown
+            found.append(_file_source(file, file.stat().st_mtime_ns))
+    return found, unknown
+
+
+@functools.cache
+def _file_source(file: Path, mtime_ns: int) -> Source:
+    """A file's source, parsed once per version of the file (a section names its sources in many sentences)."""
+    return Source.of_file(file)
 
 
 _HEADING = re.compile(r"^#{1,6} .*$", re.M)
@@ -201,10 +249,12 @@ def _check_section(name: str, section_sources: str, body: str, blocks: dict, all
 
 
 @functools.cache
-def _numbers_of_sources(texts: tuple[str, ...]) -> tuple[frozenset[str], list[float]]:
-    """The normalized numbers of ``texts`` together, as a set and sorted (cached: a section reuses its sources)."""
-    held = frozenset().union(*(source_numbers(t) for t in texts))
-    return held, sorted(float(v) for v in held)
+def _numbers_of_sources(sources: tuple[Source, ...]) -> tuple[frozenset[str], list[float]]:
+    """The normalized numbers of ``sources`` together, and (sorted) those a prose number may round (cached: a
+    section reuses its sources)."""
+    held = frozenset().union(*(source_numbers(s.text) for s in sources))
+    rounding = frozenset().union(*(source_numbers(s.rounding_text) for s in sources))
+    return held, sorted(float(v) for v in rounding)
 
 
 def main() -> int:

@@ -28,7 +28,16 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from timm_ll.app.reporting import append_result, budget_of, machine, read_results, recipe_of, seed_of, write_section
+from timm_ll.app.reporting import (
+    append_result,
+    budget_of,
+    machine,
+    monitor_summary,
+    read_results,
+    recipe_of,
+    seed_of,
+    write_section,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -258,7 +267,22 @@ def section(rows: list[dict], preset: str) -> str:
         )
         + ".",
     ]
+    monitored = [r for r in rows if r.get("shattering")]
+    if monitored:
+        lines += ["", "What the monitor read (input-level neighbour correlation; the steps in parentheses):", ""]
+        lines += [_monitor_line(r) for r in monitored]
     return "\n".join(lines)
+
+
+def _monitor_line(row: dict) -> str:
+    summary = monitor_summary(row)
+    name = f"{row['model']}{' (equal time)' if budget_of(row) == 'equal-time' else ''}"
+    if summary.lowest is None:
+        after = "no reading after it"
+    else:
+        (low, low_step), (high, high_step) = summary.lowest, summary.highest
+        after = f"after it from {low:.3f} ({low_step}) to {high:.3f} ({high_step})"
+    return f"- {name}: {summary.init:.3f} at init; {after}; {summary.end:.3f} at the end."
 
 
 def write_doc(rows: list[dict], preset: str) -> None:

@@ -24,6 +24,7 @@ from timm_ll.app.recipe import Recipe
 from timm_ll.app.reporting import (
     budget_of,
     input_statistic,
+    monitor_summary,
     read_results,
     recipe_of,
     seed_of,
@@ -207,14 +208,15 @@ EARLY_FRACTION = 0.25  # the curves' comparison splits each run at a quarter of 
 
 def loss_comparison_lines(rows: list[dict]) -> list[str]:
     """Per depth and family, against the ResNet of the same seed: at how many logged steps its batch loss is the
-    lower one, in the first quarter of the run and after it, and the mean of its last five logged losses."""
+    lower one, in the first quarter of the run and after it, the mean of its last five logged losses, and the range
+    of its logged losses with the step of the highest (a warm-up spike)."""
     runs = seed_runs(rows, "curves")
     lines = []
     for depth, family in sorted({(d, f) for d, f, _ in runs if f != REFERENCE}):
         seeds = sorted(s for d, f, s in runs if (d, f) == (depth, family) and (depth, REFERENCE, s) in runs)
         if not seeds:
             continue
-        early, late, tails, reference_tails = [], [], [], []
+        early, late, tails, reference_tails, spans, reference_spans = [], [], [], [], [], []
         for seed in seeds:
             ours, theirs = runs[(depth, family, seed)]["curves"], runs[(depth, REFERENCE, seed)]["curves"]
             theirs_at = dict(zip(theirs["step"], theirs["loss"]))
@@ -228,42 +230,55 @@ def loss_comparison_lines(rows: list[dict]) -> list[str]:
             late.append(f"{sum(a < b for _, a, b in rest)} of {len(rest)}")
             tails.append(f"{statistics.fmean(ours['loss'][-5:]):.2f}")
             reference_tails.append(f"{statistics.fmean(theirs['loss'][-5:]):.2f}")
+            spans.append(_loss_span(ours))
+            reference_spans.append(_loss_span(theirs))
             last_early = first[-1][0] if first else None
         lines.append(
             f"- Batch loss, {family}{depth} against {REFERENCE}{depth} (seeds {', '.join(map(str, seeds))}): the "
             f"lower one at {' / '.join(early)} logged steps in the first quarter of the run (to step {last_early}), "
             f"at {' / '.join(late)} after it; its last five logged losses average {' / '.join(tails)}, the "
-            f"ResNet's {' / '.join(reference_tails)}."
+            f"ResNet's {' / '.join(reference_tails)}; its logged losses run {' / '.join(spans)}, the ResNet's "
+            f"{' / '.join(reference_spans)}."
         )
     return lines
+
+
+def _loss_span(curves: dict) -> str:
+    """A run's logged batch losses as 'from LOW to HIGH (highest at step S)'."""
+    highest = max(range(len(curves["loss"])), key=curves["loss"].__getitem__)
+    return (
+        f"from {min(curves['loss']):.2f} to {curves['loss'][highest]:.2f} (highest at step {curves['step'][highest]})"
+    )
 
 
 def monitor_lines(rows: list[dict]) -> list[str]:
     """Per depth and family, what the monitor read (input-level neighbor correlation) in each seed's run: at init,
-    its lowest reading after init and the step of it, at a fifth of the run, and at the end (NaN readings, from a
-    gradient with no reading, are left out of the lowest)."""
+    its lowest and highest readings after init and their steps, at a fifth of the run, and at the end."""
     runs = seed_runs(rows, "shattering")
     lines = []
     for depth, family in sorted({(d, f) for d, f, _ in runs}, key=lambda c: (c[0], c[1] != REFERENCE, c[1])):
         seeds = sorted(s for d, f, s in runs if (d, f) == (depth, family))
-        init, lowest, fifth, end = [], [], [], []
+        init, lowest, highest, fifth, end = [], [], [], [], []
         fifth_step = runs[(depth, family, seeds[0])]["steps"] // 5  # every seed's run has the same length
         for seed in seeds:
             run = runs[(depth, family, seed)]
-            readings = {e["step"]: input_statistic(e) for e in run["shattering"]}
-            steps = sorted(readings)
-            after = [(readings[s], s) for s in steps[1:] if not math.isnan(readings[s])]
-            low = min(after, default=None)
-            init.append(f"{readings[steps[0]]:.3f}")
-            lowest.append("no reading" if low is None else f"{low[0]:.3f} at step {low[1]}")
-            fifth.append(f"{readings[fifth_step]:.3f}" if fifth_step in readings else "not measured")
-            end.append(f"{readings[steps[-1]]:.3f}")
+            summary = monitor_summary(run)
+            at_fifth = [input_statistic(e) for e in run["shattering"] if e["step"] == fifth_step]
+            init.append(f"{summary.init:.3f}")
+            lowest.append(_at_step(summary.lowest))
+            highest.append(_at_step(summary.highest))
+            fifth.append(f"{at_fifth[0]:.3f}" if at_fifth else "not measured")
+            end.append(f"{summary.end:.3f}")
         lines.append(
             f"- Monitor, {family}{depth} (seeds {', '.join(map(str, seeds))}): {' / '.join(init)} at init; lowest "
-            f"after it {' / '.join(lowest)}; {' / '.join(fifth)} at a fifth of the run (step "
-            f"{fifth_step}); {' / '.join(end)} at the end."
+            f"after it {' / '.join(lowest)}; highest after it {' / '.join(highest)}; {' / '.join(fifth)} at a fifth "
+            f"of the run (step {fifth_step}); {' / '.join(end)} at the end."
         )
     return lines
+
+
+def _at_step(reading: tuple[float, int] | None) -> str:
+    return "no reading" if reading is None else f"{reading[0]:.3f} at step {reading[1]}"
 
 
 FIGURE = "seeded_study_curves.png"

@@ -4,6 +4,7 @@ by the script that wrote it, and must equal the committed text: no number in a b
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 
 import pytest
@@ -117,3 +118,29 @@ def test_an_edited_prose_number_is_caught(tmp_path):
 )
 def test_numbers_are_compared_after_the_stated_normalization(prose, normalized):
     assert check_doc_numbers.normalize(prose) == normalized
+
+
+def test_a_raw_series_holds_a_prose_number_only_exactly_and_a_range_is_checked_at_both_ends(tmp_path):
+    """A committed results file's scalars hold their roundings; its curves (lists of more than 16 items) do not,
+    since thousands of full-precision floats would hold almost any rounded number. Real values of
+    docs/results/depth_sweep_cpu-600-seeded.jsonl: cifar_resnet200 seed 1 has test loss 1.29028 (a scalar), and
+    its logged batch loss peaks at 3.16147 (a curve)."""
+    page = tmp_path / "PAGE.md"
+    page.write_text(
+        "# A page\n\nSources: `docs/results/depth_sweep_cpu-600-seeded.jsonl`.\n\n"
+        "ResNet-200's seed-1 test loss is 1.290. Its batch loss peaks at 3.16 during the warm-up.\n\n"
+        "## Ranges\n\nSources: block `compile`.\n\nA step is 1.30-2.04x faster.\n"
+    )
+    found = {m.number for m in check_doc_numbers.check([page])}
+    assert found == {"3.16", "2.04x"}
+    series = tmp_path / "series.json"
+    series.write_text(json.dumps({"curve": [0.1 * i + 0.0123 for i in range(17)], "short": [0.4567] * 16}))
+    source = check_doc_numbers.Source.of_file(series)
+    assert "0.4567" in source.rounding_text and "0.0123" not in source.rounding_text
+    assert "0.0123" in source.text  # a series still holds its own numbers exactly
+    assert [n for n, _ in check_doc_numbers.numbers_in("0.78-0.87 at ResNet-110, 2-3 seeds")] == [
+        "0.78",
+        "0.87",
+        "2",
+        "3",
+    ]

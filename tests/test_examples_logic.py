@@ -342,15 +342,52 @@ def test_seeded_curves_draw_a_family_as_its_seeds_mean_and_range():
     marks = [line for line in corr_ax.lines if line.get_marker() == "x" and len(line.get_xdata())]
     assert [list(line.get_xdata()) for line in marks] == [[5]]
     assert "NaN" in corr_ax.get_legend().get_texts()[-1].get_text()
-    # the monitor's readings, per family and seed: init, the lowest after it (a NaN is no reading, left out), a
-    # fifth of the run (step 12: not among these readings) and the end; the ResNet first
+    # the monitor's readings, per family and seed: init, the lowest and highest after it (a NaN is no reading,
+    # left out), a fifth of the run (step 12: not among these readings) and the end; the ResNet first
     resnet_line, slim_line, plain_line = report.monitor_lines([*rows, diverged])
     assert resnet_line == (
-        "- Monitor, cifar_resnet110 (seeds 0): 1.000 at init; lowest after it 0.900 at step 5; not measured at a "
-        "fifth of the run (step 12); 0.950 at the end."
+        "- Monitor, cifar_resnet110 (seeds 0): 1.000 at init; lowest after it 0.900 at step 5; highest after it "
+        "0.950 at step 60; not measured at a fifth of the run (step 12); 0.950 at the end."
     )
     assert "(seeds 0, 1): 1.000 / 1.000 at init; lowest after it 0.800 at step 5 / 0.900 at step 5;" in slim_line
-    assert "lowest after it 0.950 at step 60;" in plain_line
+    assert "lowest after it 0.950 at step 60; highest after it 0.950 at step 60;" in plain_line
+    # the batch loss line gives each run's range and the step of its highest logged loss
+    (loss_line,) = report.loss_comparison_lines([*rows, run("cifar_resnet", 1, 0.54, (1.6, 2.5, 1.4))])
+    assert loss_line.endswith(
+        "its logged losses run from 1.70 to 2.20 (highest at step 20) / from 1.50 to 2.00 (highest at step 20), "
+        "the ResNet's from 1.70 to 2.20 (highest at step 20) / from 1.40 to 2.50 (highest at step 40)."
+    )
+
+
+def test_a_sweep_block_says_what_the_monitor_read_in_each_run():
+    sweep = _load("depth_sweep")
+    from timm_ll.app.reporting import monitor_summary
+
+    def run(model, readings, budget="equal-steps"):
+        history = [{"step": s, "stats": {"neighbor_corr": [c, 0.0]} if c is not None else {}} for s, c in readings]
+        return dict(
+            model=model,
+            family=model[:-3],
+            depth=110,
+            test_acc=0.5,
+            steps=60,
+            seconds=10.0,
+            train_images=100,
+            batch_size=8,
+            machine="m",
+            budget=budget,
+            shattering=history,
+        )
+
+    ll = run("ll_plain110", [(0, 1.0), (1, None), (5, 0.95), (20, 0.97), (60, 0.96)])
+    summary = monitor_summary(ll)
+    assert (summary.init, summary.lowest, summary.highest, summary.end) == (1.0, (0.95, 5), (0.97, 20), 0.96)
+    dead = run("plain110", [(0, 0.2), (1, None)])
+    assert monitor_summary(dead).lowest is None and math.isnan(monitor_summary(dead).end)
+    text = sweep.section([ll, dead], "tiny")
+    assert "- ll_plain110: 1.000 at init; after it from 0.950 (5) to 0.970 (20); 0.960 at the end." in text
+    assert "- plain110: 0.200 at init; no reading after it; nan at the end." in text
+    assert "What the monitor read" not in sweep.section([{**ll, "shattering": []}], "tiny")
 
 
 @pytest.mark.slow  # two Python processes that import torch and timm

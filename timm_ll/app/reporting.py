@@ -12,6 +12,7 @@ import os
 import platform
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ __all__ = [
     "budget_of",
     "seed_of",
     "recipe_of",
+    "input_statistic",
+    "monitor_summary",
+    "MonitorSummary",
     "write_section",
     "read_sections",
     "write_json",
@@ -87,6 +91,30 @@ def input_statistic(entry: dict, key: str = "neighbor_corr") -> float:
     probe lines (NaN where the step has no reading, e.g. non-finite gradients)."""
     value = entry["stats"].get(key)
     return float(value[0]) if value is not None else math.nan
+
+
+@dataclass(frozen=True)
+class MonitorSummary:
+    """What the monitor read (an input-level statistic) over one run: at init, the lowest and highest readings
+    after init with their steps (None if no step after init has a reading), and at the end."""
+
+    init: float
+    lowest: tuple[float, int] | None
+    highest: tuple[float, int] | None
+    end: float
+
+
+def monitor_summary(row: dict, key: str = "neighbor_corr") -> MonitorSummary:
+    """The monitor's readings of a study row's ``shattering`` history, summed up (NaN readings, from a
+    gradient with no reading, are left out of the lowest and highest)."""
+    readings = sorted((entry["step"], input_statistic(entry, key)) for entry in row["shattering"])
+    after = [(value, step) for step, value in readings[1:] if not math.isnan(value)]
+    return MonitorSummary(
+        init=readings[0][1],
+        lowest=min(after, default=None),
+        highest=max(after, key=lambda reading: reading[0], default=None),
+        end=readings[-1][1],
+    )
 
 
 def write_section(path: Path | str, name: str, markdown: str) -> Path:
