@@ -252,9 +252,10 @@ def _check_section(name: str, section_sources: str, body: str, blocks: dict, all
 def _numbers_of_sources(sources: tuple[Source, ...]) -> tuple[frozenset[str], list[float]]:
     """The normalized numbers of ``sources`` together, and (sorted) those a prose number may round (cached: a
     section reuses its sources)."""
-    held = frozenset().union(*(source_numbers(s.text) for s in sources))
-    rounding = frozenset().union(*(source_numbers(s.rounding_text) for s in sources))
-    return held, sorted(float(v) for v in rounding)
+    exact = [source_numbers(s.text) for s in sources]
+    # a block or a non-JSON file rounds all it holds: its text is parsed once
+    rounding = [n if s.rounding_text == s.text else source_numbers(s.rounding_text) for s, n in zip(sources, exact)]
+    return frozenset().union(*exact), sorted(float(v) for v in frozenset().union(*rounding))
 
 
 def main() -> int:

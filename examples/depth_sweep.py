@@ -31,6 +31,7 @@ from pathlib import Path
 from timm_ll.app.reporting import (
     append_result,
     budget_of,
+    format_reading,
     machine,
     monitor_summary,
     read_results,
@@ -261,11 +262,7 @@ def section(rows: list[dict], preset: str) -> str:
         "",
         *table(rows),
         "",
-        "Wall time per run (s): "
-        + ", ".join(
-            f"{r['model']}{' (equal time)' if budget_of(r) == 'equal-time' else ''} {r['seconds']:.0f}" for r in rows
-        )
-        + ".",
+        "Wall time per run (s): " + ", ".join(f"{_run_label(r)} {r['seconds']:.0f}" for r in rows) + ".",
     ]
     monitored = [r for r in rows if r.get("shattering")]
     if monitored:
@@ -274,15 +271,18 @@ def section(rows: list[dict], preset: str) -> str:
     return "\n".join(lines)
 
 
+def _run_label(row: dict) -> str:
+    """A run's name in a block: its model, marked when it is an equal-time run."""
+    return f"{row['model']}{' (equal time)' if budget_of(row) == 'equal-time' else ''}"
+
+
 def _monitor_line(row: dict) -> str:
     summary = monitor_summary(row)
-    name = f"{row['model']}{' (equal time)' if budget_of(row) == 'equal-time' else ''}"
     if summary.lowest is None:
         after = "no reading after it"
     else:
-        (low, low_step), (high, high_step) = summary.lowest, summary.highest
-        after = f"after it from {low:.3f} ({low_step}) to {high:.3f} ({high_step})"
-    return f"- {name}: {summary.init:.3f} at init; {after}; {summary.end:.3f} at the end."
+        after = f"after it from {format_reading(summary.lowest)} to {format_reading(summary.highest)}"
+    return f"- {_run_label(row)}: {summary.init:.3f} at init; {after}; {summary.end:.3f} at the end."
 
 
 def write_doc(rows: list[dict], preset: str) -> None:

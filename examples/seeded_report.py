@@ -23,6 +23,7 @@ from pathlib import Path
 from timm_ll.app.recipe import Recipe
 from timm_ll.app.reporting import (
     budget_of,
+    format_reading,
     input_statistic,
     monitor_summary,
     read_results,
@@ -278,7 +279,7 @@ def monitor_lines(rows: list[dict]) -> list[str]:
 
 
 def _at_step(reading: tuple[float, int] | None) -> str:
-    return "no reading" if reading is None else f"{reading[0]:.3f} at step {reading[1]}"
+    return format_reading(reading, "{value:.3f} at step {step}")
 
 
 FIGURE = "seeded_study_curves.png"

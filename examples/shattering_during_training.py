@@ -24,7 +24,7 @@ import math
 import tempfile
 from pathlib import Path
 
-from timm_ll.app.reporting import input_statistic, monitor_summary
+from timm_ll.app.reporting import format_reading, input_statistic, monitor_summary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,9 +76,7 @@ def table(runs: list[dict]) -> list[str]:
         entries = [reading(run, f) for f in (0.0, 0.1, 1.0)]
         corr = " / ".join(f"{input_statistic(e):.3f}" for e in entries)
         summary = monitor_summary(run)
-        extremes = " / ".join(
-            "no reading" if r is None else f"{r[0]:.3f} ({r[1]})" for r in (summary.lowest, summary.highest)
-        )
+        extremes = " / ".join(format_reading(r) for r in (summary.lowest, summary.highest))
         deep = " / ".join(f"{block_mean(e):.3f}" for e in entries)
         rank = " / ".join(f"{input_statistic(e, 'effective_rank'):.1f}" for e in entries)
         lines.append(f"| {run['model']} | {100 * (1 - run['test_acc']):.1f}% | {corr} | {extremes} | {deep} | {rank} |")

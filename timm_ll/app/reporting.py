@@ -29,6 +29,7 @@ __all__ = [
     "input_statistic",
     "monitor_summary",
     "MonitorSummary",
+    "format_reading",
     "write_section",
     "read_sections",
     "write_json",
@@ -115,6 +116,11 @@ def monitor_summary(row: dict, key: str = "neighbor_corr") -> MonitorSummary:
         highest=max(after, key=lambda reading: reading[0], default=None),
         end=readings[-1][1],
     )
+
+
+def format_reading(reading: tuple[float, int] | None, template: str = "{value:.3f} ({step})") -> str:
+    """One of :class:`MonitorSummary`'s readings with its step, or "no reading"."""
+    return "no reading" if reading is None else template.format(value=reading[0], step=reading[1])
 
 
 def write_section(path: Path | str, name: str, markdown: str) -> Path:
