@@ -31,8 +31,8 @@ as a failed result (NaN everywhere, ``failed`` names the cause) and training goe
 step tries again. :meth:`~ShatteringMeasurer.measure`, the direct call, raises instead.
 
 **Distributed.** Under ``torch.distributed`` (DDP, FSDP) every process calls the protocol at the
-same steps: the lines are rank 0's, each process measures its share, and the statistics are synced
-(torchmetrics), so every process gets the single-process result. Every process runs the same number
+same steps: the lines are rank 0's, each process measures its share, and the statistics (torchmetrics
+states) are summed across processes in one all-reduce, so every process gets the single-process result. Every process runs the same number
 of probe passes, padding its share with a repeat of a line whose result it drops (a sharded network
 gathers its parameters in every forward). Before any statistic is synced the processes agree, by a
 reduced flag, whether any of them failed, so that none waits in a collective the others left. (A
@@ -515,16 +515,17 @@ class ShatteringMeasurer:
 
 class _Tally:
     """One measurement's statistics: each line's values kept as plain numbers while the lines are read, then
-    added to torchmetrics states at once and synced across processes when read (every process reads them in
-    the same order: each read is a collective). The metric objects live as long as the measurer (made once
-    per device and world: building two dozen of them cost a fifth of a small net's measurement)."""
+    added to torchmetrics states at once and summed across processes in one all-reduce when the result is
+    read (two collectives a measurement, the other for the blocks' status). The metric objects live as long as
+    the measurer (made once per device and world: building two dozen of them cost a fifth of a small net's
+    measurement)."""
 
     def __init__(self, blocks: list[str], device: torch.device, sync: bool) -> None:
         classes = _metric_classes()
 
         def metric(cls: type) -> Any:
-            # float64 states: Metric.to(device) puts a metric back to the default dtype, float32
-            return cls(sync_on_compute=sync).to(device).set_dtype(torch.float64)
+            # float64 states: Metric.to(device) puts a metric back to the default dtype, float32; synced by result()
+            return cls(sync_on_compute=False).to(device).set_dtype(torch.float64)
 
         self.blocks, self.device, self.sync = blocks, device, sync
         # one metric per key a line's values are noted under: a statistic's name, ("corr", block), (KERNEL, block)
@@ -580,8 +581,11 @@ class _Tally:
         worst = torch.tensor(self.worst, dtype=torch.int64, device=self.device)
         if self.sync:  # every process labels each block by the worst line of all processes
             torch.distributed.all_reduce(worst, op=torch.distributed.ReduceOp.MAX)
+            from lightning_callbacks.metrics import sum_across_processes  # imported with the metrics (lazily)
+
+            sum_across_processes(list(self.metrics.values()))  # the metrics in one order on every process
         statistics = {}
-        for key in _metric_classes():  # the statistics, in one order on every process: each read is a collective
+        for key in _metric_classes():
             mean, std, count = self.metrics[key].mean_and_std()
             if count:
                 statistics[key] = (mean, std)

@@ -8,10 +8,12 @@ deadline, so a hang fails fast.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import socket
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +148,32 @@ def run_scenario(name: str, shard: bool, options: dict[str, Any]) -> dict[str, A
     options = dict(options)
     through = monitor_measure if options.pop("through_monitor", False) else measure
     through = failing_rank_run if "fail_rank" in options else through
-    return {"scalars": through(model, call(), options), "forwards": forwards[0]}
+    with counted_collectives() as collectives:
+        scalars = through(model, call(), options)
+    return {"scalars": scalars, "forwards": forwards[0], "collectives": collectives}
+
+
+@contextlib.contextmanager
+def counted_collectives(names: tuple[str, ...] = ("all_reduce", "all_gather")) -> Iterator[dict[str, int]]:
+    """How often the code inside calls each of ``torch.distributed``'s ``names`` (torchmetrics' own sync calls
+    ``all_gather`` for every state it syncs; FSDP's collectives are others)."""
+    counts = dict.fromkeys(names, 0)
+    originals = {name: getattr(torch.distributed, name) for name in names}
+
+    def counting(name: str) -> Callable:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            counts[name] += 1
+            return originals[name](*args, **kwargs)
+
+        return call
+
+    for name in names:
+        setattr(torch.distributed, name, counting(name))
+    try:
+        yield counts
+    finally:
+        for name, original in originals.items():
+            setattr(torch.distributed, name, original)
 
 
 def worker(rank: int, world: int, port: int, out: str, scenarios: dict[str, Scenario]) -> None:

@@ -19,6 +19,9 @@ SCENARIOS: dict[str, Scenario] = {
     "sharded-through-monitor": ("cifar", True, dict(num_lines=3, num_points=8, chunk_size=5, through_monitor=True)),
     "failure-on-rank-1": ("cifar", False, dict(num_lines=4, num_points=8, fail_rank=1)),
 }
+# a measurement's all-reduces: the processes agree that none failed, label each block by the worst line of all,
+# and sum the statistics
+ALL_REDUCES = 3
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +63,9 @@ def test_two_plain_ranks_split_the_lines_and_equal_one_process(two_ranks):
     assert ranks[0]["scalars"] == ranks[1]["scalars"]  # every process gets the result
     # 2 lines of 8 points each, in chunks of the batch size (8): two forwards on each rank
     assert ranks[0]["forwards"] == ranks[1]["forwards"] == 2
+    # the statistics of every block are summed in one all-reduce, not synced metric by metric (torchmetrics'
+    # own sync gathers each state of each metric: hundreds of collectives for this 8-block net)
+    assert ranks[0]["collectives"] == ranks[1]["collectives"] == {"all_reduce": ALL_REDUCES, "all_gather": 0}
 
 
 @pytest.mark.slow
