@@ -73,7 +73,8 @@ PRESETS = {
         families="ll_plain,plain,cifar_resnet,crelu_plain",
         depths="20,56,110",
     ),
-    # the logic in seconds: a small probe (2 lines of 16 points; the monitor's default is 4 of 64)
+    # the logic in seconds: a small probe (2 lines of 16 points; the monitor's default is 4 of 64), measured at
+    # steps 0, 1, 2, 5 and 10 (every half of the run, not every tenth: 10% is still step 1)
     "tiny": dict(
         train_subset=500,
         epochs=None,
@@ -81,6 +82,7 @@ PRESETS = {
         families="ll_plain,cifar_resnet",
         depths="8",
         monitor=dict(num_lines=2, num_points=16),
+        monitor_every=5,
     ),
 }
 
@@ -191,7 +193,7 @@ def _run_once(args, rows, results_path, train, test, family, depth, steps, budge
         out_dir=str(args.out / args.preset),
         accelerator=args.accelerator,
         # log-spaced start (0, 1, 2, 5, 10, ...), then every tenth of the run: 10% is one of the steps
-        monitor_every=max(1, steps // 10),
+        monitor_every=PRESETS[args.preset].get("monitor_every", max(1, steps // 10)),
         monitor_options=PRESETS[args.preset].get("monitor"),
         progress=False,
         compile=args.compile,

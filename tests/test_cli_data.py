@@ -150,6 +150,8 @@ def test_lightning_cli_example_selects_ll_plain56_by_name(tmp_path):
             "2",
             "--model.model_kwargs",
             "{depth: 8}",
+            "--trainer.callbacks.init_args.num_points",  # the config's monitor (the last callback): a small probe
+            "8",
             "--trainer.default_root_dir",
             str(tmp_path),
             "--trainer.enable_progress_bar",
@@ -161,7 +163,7 @@ def test_lightning_cli_example_selects_ll_plain56_by_name(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     config = next(tmp_path.rglob("config.yaml")).read_text()
-    assert "model_name: ll_plain56" in config and "ShatteringMonitor" in config
+    assert "model_name: ll_plain56" in config and "ShatteringMonitor" in config and "num_points: 8" in config
 
 
 @pytest.mark.slow

@@ -262,42 +262,28 @@ def test_bad_configuration_is_refused_early(tmp_path):
         _fit(tmp_path, ShatteringMonitor(blocks=["99"]), steps=1)
 
 
-@pytest.mark.slow
-def test_ddp_spawn_agrees_with_a_single_process(tmp_path, fresh_port):
+@pytest.mark.slow  # one spawn of two ranks serves both monitors
+def test_ddp_spawn_agrees_with_a_single_process_for_a_fixed_probe_and_for_lines_split_across_ranks(
+    tmp_path, fresh_port
+):
+    """Two monitors in one run: a fixed probe, and lines from the batch (4 lines of 8 points, split across the
+    ranks); under ddp_spawn each reads what a single process reads."""
     probe = torch.linspace(-1, 1, 16).view(16, 1, 1, 1).expand(16, 3, 8, 8).contiguous()
-    results = {}
-    for name, devices, strategy in (("single", 1, "auto"), ("ddp", 2, "ddp_spawn")):
-        L.seed_everything(11, verbose=False)
-        fresh_port()
-        module = make_module(L.LightningModule)
-        monitor = ShatteringMonitor(every_n_steps=1000, probe=probe, log_figures=False)
-        logger = CSVLogger(tmp_path, name=name)
-        trainer = _trainer(
-            tmp_path / name, [monitor, EndProcessGroup()], steps=2, devices=devices, strategy=strategy, logger=logger
-        )
-        trainer.fit(module, loader())
-        row = next(
-            r
-            for r in csv.DictReader(open(f"{tmp_path}/{name}/version_0/metrics.csv"))
-            if r.get("shattering/neighbor_corr")
-        )
-        results[name] = {k: float(v) for k, v in row.items() if k.startswith("shattering/") and v}
-    assert results["ddp"] == pytest.approx(results["single"], rel=1e-6)
-
-
-@pytest.mark.slow
-def test_ddp_spawn_splits_the_lines_and_agrees_with_a_single_process(tmp_path, fresh_port):
+    prefixes = ("fixed_probe", "shattering")
     results, work = {}, {}
     for name, devices, strategy in (("single", 1, "auto"), ("ddp", 2, "ddp_spawn")):
         L.seed_everything(11, verbose=False)
         fresh_port()
         record = tmp_path / f"{name}.work"
-        monitor = CountingMonitor(str(record), every_n_steps=1000, num_lines=4, num_points=8, log_figures=False)
+        monitors = [
+            ShatteringMonitor(every_n_steps=1000, probe=probe, log_figures=False, prefix=prefixes[0]),
+            CountingMonitor(str(record), every_n_steps=1000, num_lines=4, num_points=8, log_figures=False),
+        ]
         logger = CSVLogger(tmp_path, name=name)
         # every rank sees the same first batch, so the lines (built from rank 0's) equal the single process's
         trainer = _trainer(
             tmp_path / name,
-            [monitor, EndProcessGroup()],
+            [*monitors, EndProcessGroup()],
             steps=2,
             devices=devices,
             strategy=strategy,
@@ -306,11 +292,14 @@ def test_ddp_spawn_splits_the_lines_and_agrees_with_a_single_process(tmp_path, f
         )
         trainer.fit(make_module(L.LightningModule), loader())
         rows = list(csv.DictReader(open(f"{tmp_path}/{name}/version_0/metrics.csv")))
-        row = next(r for r in rows if r.get("shattering/neighbor_corr"))
-        results[name] = {k: float(v) for k, v in row.items() if k.startswith("shattering/") and v}
+        for prefix in prefixes:
+            row = next(r for r in rows if r.get(f"{prefix}/neighbor_corr"))
+            results[name, prefix] = {k: float(v) for k, v in row.items() if k.startswith(f"{prefix}/") and v}
         work[name] = sorted(tuple(map(int, line.split())) for line in record.read_text().splitlines())
-    assert results["ddp"] == pytest.approx(results["single"], rel=1e-6)
-    assert "shattering/neighbor_corr_std" in results["ddp"] and "shattering/neighbor_corr/0" in results["ddp"]
+    for prefix in prefixes:
+        assert f"{prefix}/neighbor_corr" in results["ddp", prefix]
+        assert results["ddp", prefix] == pytest.approx(results["single", prefix], rel=1e-6)
+    assert {"shattering/neighbor_corr_std", "shattering/neighbor_corr/0"} <= set(results["ddp", "shattering"])
     # steps 0, 1 and the end measured; 4 lines of 8 points: 32 points, or 16 on each of the two ranks
     assert work["single"] == [(0, 32)] * 3 and work["ddp"] == [(0, 16)] * 3 + [(1, 16)] * 3
 
