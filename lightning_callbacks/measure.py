@@ -30,14 +30,14 @@ training. A measurement that fails once training runs warns once per cause, is k
 as a failed result (NaN everywhere, ``failed`` names the cause) and training goes on; the next due
 step tries again. :meth:`~ShatteringMeasurer.measure`, the direct call, raises instead.
 
-**Distributed.** Under ``torch.distributed`` (DDP, FSDP) every process calls the protocol at the
-same steps: the lines are rank 0's, each process measures its share, and the statistics (torchmetrics
-states) are summed across processes in one all-reduce, so every process gets the single-process result. Every process runs the same number
-of probe passes, padding its share with a repeat of a line whose result it drops (a sharded network
-gathers its parameters in every forward). Before any statistic is synced the processes agree, by a
-reduced flag, whether any of them failed, so that none waits in a collective the others left. (A
-failure inside a sharded forward on one process only, before its parameters are gathered, cannot be
-rescued that way: the others are already in the gather.)
+**Distributed.** Under ``torch.distributed`` (DDP, FSDP) every process calls the protocol at the same
+steps: the lines are rank 0's, each process measures its share, and the statistics (torchmetrics states)
+are summed across processes in one all-reduce, so every process gets the single-process result. Every
+process runs the same number of probe passes, padding its share with a repeat of a line whose result it
+drops (a sharded network gathers its parameters in every forward). Before any statistic is synced the
+processes agree, by a reduced flag, whether any of them failed, so that none waits in a collective the
+others left. (A failure inside a sharded forward on one process only, before its parameters are
+gathered, cannot be rescued that way: the others are already in the gather.)
 """
 
 from __future__ import annotations
