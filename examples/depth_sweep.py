@@ -33,6 +33,7 @@ from timm_ll.app.reporting import (
     budget_of,
     format_reading,
     machine,
+    machines_of,
     monitor_summary,
     read_results,
     recipe_of,
@@ -260,7 +261,7 @@ def section(rows: list[dict], preset: str) -> str:
         f"Preset `{preset}`: {first['train_images']} training images, {first['steps']} steps of batch "
         f"{first['batch_size']} per run"
         + (f", peak LR {recipe['lr']}, warm-up {recipe['warmup_fraction']}" if recipe else "")
-        + f", full 10,000-image test set. Machine: {first['machine']}.",
+        + f", full 10,000-image test set. Machine: {machines_of(rows)}.",
         "",
         *table(rows),
         "",

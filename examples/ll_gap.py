@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from timm_ll.app.reporting import append_result, read_results, write_section
+from timm_ll.app.reporting import append_result, machines_of, read_results, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -111,7 +111,7 @@ def section(rows: list[dict]) -> str:
     """The docs section of the LL-gap study: its setting and the per-variant table."""
     first = rows[0]
     lines = [
-        f"Machine: {first['machine']}. `python examples/ll_gap.py --doc`: {first['model']}, {first['steps']} steps "
+        f"Machine: {machines_of(rows)}. `python examples/ll_gap.py --doc`: {first['model']}, {first['steps']} steps "
         f"of batch 128 on the recipe sweep's {first['train_images']}-image subset, peak LR {first['lr']}, warm-up "
         f"{first['warmup']}; validation error on {first['val_images']} held-out training images.",
         "",

@@ -18,7 +18,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from timm_ll.app.reporting import append_result, read_results, write_section
+from timm_ll.app.reporting import append_result, machines_of, read_results, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -107,7 +107,7 @@ def section(rows: list[dict]) -> str:
     best = winners(rows)
     first = rows[0]
     lines = [
-        f"Machine: {first['machine']}. `python examples/recipe_sweep.py --doc`: one-cycle SGD (Nesterov 0.9, "
+        f"Machine: {machines_of(rows)}. `python examples/recipe_sweep.py --doc`: one-cycle SGD (Nesterov 0.9, "
         f"weight decay 5e-4 on weights), {first['steps']} steps of batch 128 on a class-balanced "
         f"{first['train_images']}-image training subset; **validation error** on {first['val_images']} held-out "
         "training images (never the test set). Bold: each model's best (ties all bold).",

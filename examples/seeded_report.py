@@ -25,6 +25,7 @@ from timm_ll.app.reporting import (
     budget_of,
     format_reading,
     input_statistic,
+    machines_of,
     monitor_summary,
     read_results,
     recipe_of,
@@ -367,7 +368,7 @@ def section(results: Path, step_times: Path | None = None, rows: list[dict] | No
     relative = results.resolve().relative_to(REPO) if results.resolve().is_relative_to(REPO) else results.name
     timing = json.loads(step_times.read_text()) if step_times is not None and step_times.exists() else None
     lines = [
-        f"Machine: {rows[0]['machine']}. `python examples/seeded_report.py {relative} --doc`, from "
+        f"Machine: {machines_of(rows)}. `python examples/seeded_report.py {relative} --doc`, from "
         f"{len(rows)} runs of `examples/seeded_study.sh` and `examples/tat_study.sh` (600 steps of batch 128 on "
         "the fixed 10k subset, full "
         "test set, the default recipe). A seed varies the init, the data order and the monitor's lines.",

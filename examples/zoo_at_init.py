@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from lightning_callbacks.plotting import plot_model_bars
-from timm_ll.app.reporting import append_result, machine, read_results, write_section
+from timm_ll.app.reporting import append_result, machine, machines_of, read_results, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = (
@@ -158,7 +158,7 @@ def section(rows: list[dict], points: int) -> str:
     """The docs section of the zoo survey: its setting, the table (smoothest first) and the figure."""
     seconds = sum(r["seconds"] for r in rows)
     lines = [
-        f"Machine: {rows[0]['machine']}. `python examples/zoo_at_init.py --doc` ({seconds / 60:.0f} minutes of "
+        f"Machine: {machines_of(rows)}. `python examples/zoo_at_init.py --doc` ({seconds / 60:.0f} minutes of "
         f"measurement): {points}-point line between two CIFAR-10 training images upscaled "
         "to each model's input size (224x224), timm's default init, the gradient of a fixed random projection of "
         "the logits (of the pre-logits features where timm zero-initializes the classifier, marked *); looks-linear "

@@ -430,3 +430,17 @@ def test_tat_study_script_runs_its_plan_in_order_and_reads_its_choice_from_seeds
         f"{common} --families cifar_resnet,tat_plain --seeds 2",
         f"{common} --families cifar_resnet,ll_slim,tat_plain --seeds 0 --lr {2 * Recipe.lr}",
     ]
+
+
+def test_a_results_file_resumed_over_days_is_dated_by_its_span_not_its_first_row():
+    from timm_ll.app.reporting import machines_of
+
+    cpu = "x86_64; CPU only, 2 cores, 2 torch threads; torch 2.14.1"
+    rows = [{"machine": f"{cpu}; {day}"} for day in ("2026-11-30", "2026-12-03", "2026-12-01")]
+    assert machines_of(rows[:1]) == f"{cpu}; 2026-11-30"  # one day: the line machine() wrote, unchanged
+    assert machines_of(rows) == f"{cpu}; 2026-11-30 to 2026-12-03"
+    gpu = {"machine": "x86_64; NVIDIA H200; torch 2.14.1; 2026-12-04"}
+    assert (
+        machines_of([*rows, gpu]) == f"{cpu}; 2026-11-30 to 2026-12-03 / x86_64; NVIDIA H200; torch 2.14.1; 2026-12-04"
+    )
+    assert machines_of([{"machine": "m"}]) == "m"  # a line without a date is kept whole

@@ -21,6 +21,7 @@ import torch
 
 __all__ = [
     "machine",
+    "machines_of",
     "read_results",
     "append_result",
     "budget_of",
@@ -44,6 +45,22 @@ def machine() -> str:
     else:
         device = f"CPU only, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
     return f"{platform.processor() or platform.machine()}; {device}; torch {torch.__version__}; {date.today()}"
+
+
+def machines_of(rows: list[dict]) -> str:
+    """The machine line of a results file whose rows may come from several days (a study resumed over
+    sessions): one :func:`machine` line when they share it, else each machine with the span of its dates,
+    so a block never dates all its rows by the first."""
+    spans: dict[str, list[str]] = {}
+    for row in rows:
+        # machine() ends with "; <date>": split it off so that days of one machine fold into a span
+        name, _, day = row["machine"].rpartition("; ")
+        spans.setdefault(name or row["machine"], []).append(day if name else "")
+    parts = []
+    for name, days in spans.items():
+        first, last = min(days), max(days)
+        parts.append(name if not first else f"{name}; {first}" if first == last else f"{name}; {first} to {last}")
+    return " / ".join(parts)
 
 
 def read_results(path: Path | str) -> list[dict]:
