@@ -164,25 +164,49 @@ def target_lines(rows: list[dict]) -> list[str]:
 
 def recipe_lines(rows: list[dict]) -> list[str]:
     """The runs with another recipe than the study's (the doubled peak LR), apart from the seed means, each
-    beside the same model and seed with the study's recipe."""
+    beside the same model and seed with the study's recipe, and (for the skip-free families) the gap to the
+    ResNet of the same depth, seed and recipe beside that gap with the study's recipe: whether the recipe
+    holds one family back more than the ResNet."""
     others = [r for r in rows if budget_of(r) == "equal-steps" and recipe_of(r) != STUDY_RECIPE]
     if not others:
         return []
     cells = errors_by_cell(rows)
+
+    def error(row: dict) -> float:
+        return 100 * (1 - row["test_acc"])
+
+    def points(value: float | None) -> str:
+        return "-" if value is None else f"{value:+.2f}"
+
     lines = [
         "",
         "Runs with another recipe (kept apart from the seed means above):",
         "",
-        "| model | seed | peak LR | warm-up | test error | with the study's recipe |",
-        "|---|---|---|---|---|---|",
+        "| model | seed | peak LR | warm-up | test error | with the study's recipe | change (points) "
+        f"| minus the {REFERENCE} of its depth and seed: at this recipe (at the study's) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in others:
-        same = cells.get((row["depth"], row["family"]), {}).get(seed_of(row))
-        beside = "-" if same is None else f"{same:.2f}%"
-        recipe = recipe_of(row) or {}
+        seed, recipe = seed_of(row), recipe_of(row) or {}
+        same = cells.get((row["depth"], row["family"]), {}).get(seed)
+        gap = "-"
+        if row["family"] != REFERENCE:
+            reference = next(
+                (
+                    r
+                    for r in others
+                    if (r["family"], r["depth"], seed_of(r), recipe_of(r)) == (REFERENCE, row["depth"], seed, recipe)
+                ),
+                None,
+            )
+            studied = cells.get((row["depth"], REFERENCE), {}).get(seed)
+            now = None if reference is None else error(row) - error(reference)
+            before = None if same is None or studied is None else same - studied
+            gap = f"{points(now)} ({points(before)})"
         lines.append(
-            f"| {row['model']} | {seed_of(row)} | {recipe.get('lr')} | {recipe.get('warmup_fraction')} "
-            f"| {100 * (1 - row['test_acc']):.2f}% | {beside} |"
+            f"| {row['model']} | {seed} | {recipe.get('lr')} | {recipe.get('warmup_fraction')} "
+            f"| {error(row):.2f}% | {'-' if same is None else f'{same:.2f}%'} "
+            f"| {points(None if same is None else error(row) - same)} | {gap} |"
         )
     return lines
 

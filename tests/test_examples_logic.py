@@ -283,7 +283,11 @@ def test_seeded_report_pairs_by_seed_with_a_t_interval():
     # a run with another recipe (the doubled peak LR) stays out of the seed means, in a table of its own
     doubled = [*rows, row("ll_slim", 0, 0.70, lr=0.04)]
     assert report.tables(doubled) == lines
-    assert "| ll_slim110 | 0 | 0.04 | 0.3 | 30.00% | 42.00% |" in report.recipe_lines(doubled)
+    assert "| ll_slim110 | 0 | 0.04 | 0.3 | 30.00% | 42.00% | -12.00 | - (+2.00) |" in report.recipe_lines(doubled)
+    # beside the ResNet at the same recipe: 30 against 35 at 0.04, where it was 42 against 40 at the study's
+    both = [*doubled, row("cifar_resnet", 0, 0.65, lr=0.04)]
+    assert "| ll_slim110 | 0 | 0.04 | 0.3 | 30.00% | 42.00% | -12.00 | -5.00 (+2.00) |" in report.recipe_lines(both)
+    assert "| cifar_resnet110 | 0 | 0.04 | 0.3 | 35.00% | 40.00% | -5.00 | - |" in report.recipe_lines(both)
     assert report.recipe_lines(rows) == []
     # the tailored-rectifier families: a target line each, claimed only over three pairs; the family closest to
     # the ResNet is chosen on seeds 0-1 alone (tat_slim's seed 2 would flip the choice; it is not read)
