@@ -208,6 +208,36 @@ def recipe_lines(rows: list[dict]) -> list[str]:
             f"| {error(row):.2f}% | {'-' if same is None else f'{same:.2f}%'} "
             f"| {points(None if same is None else error(row) - same)} | {gap} |"
         )
+    return [*lines, "", *other_recipe_curve_lines(rows, others)]
+
+
+def other_recipe_curve_lines(rows: list[dict], others: list[dict]) -> list[str]:
+    """Each other-recipe run against the same model and seed with the study's recipe: at how many logged steps
+    its batch loss is the lower one, the mean of its last five logged losses, its highest logged loss, and the
+    monitor's reading at the end (each "X against" the study recipe's)."""
+    studied, lines = seed_runs(rows, "curves"), []
+    for row in others:
+        base = studied.get((row["depth"], row["family"], seed_of(row)))
+        if base is None or not row.get("curves"):
+            continue
+        ours, theirs = row["curves"], base["curves"]
+        theirs_at = dict(zip(theirs["step"], theirs["loss"]))
+        common = [(loss, theirs_at[step]) for step, loss in zip(ours["step"], ours["loss"]) if step in theirs_at]
+
+        def highest(curves: dict) -> str:
+            top = max(range(len(curves["loss"])), key=curves["loss"].__getitem__)
+            return f"{curves['loss'][top]:.2f} at step {curves['step'][top]}"
+
+        monitor = ""
+        if row.get("shattering") and base.get("shattering"):
+            monitor = f"; the monitor at the end {monitor_summary(row).end:.3f} against {monitor_summary(base).end:.3f}"
+        lines.append(
+            f"- {row['model']} seed {seed_of(row)} at peak LR {(recipe_of(row) or {}).get('lr')} against the "
+            f"study's recipe: batch loss the lower one at {sum(a < b for a, b in common)} of {len(common)} logged "
+            f"steps; its last five logged losses average {statistics.fmean(ours['loss'][-5:]):.2f} against "
+            f"{statistics.fmean(theirs['loss'][-5:]):.2f}; highest logged loss {highest(ours)} against "
+            f"{highest(theirs)}{monitor}."
+        )
     return lines
 
 

@@ -288,6 +288,23 @@ def test_seeded_report_pairs_by_seed_with_a_t_interval():
     both = [*doubled, row("cifar_resnet", 0, 0.65, lr=0.04)]
     assert "| ll_slim110 | 0 | 0.04 | 0.3 | 30.00% | 42.00% | -12.00 | -5.00 (+2.00) |" in report.recipe_lines(both)
     assert "| cifar_resnet110 | 0 | 0.04 | 0.3 | 35.00% | 40.00% | -5.00 | - |" in report.recipe_lines(both)
+
+    # each such run's curve against its study-recipe twin: loss lower at 1 of 3 common steps, highest 2.5 at 20
+    def curves(row, losses):
+        return dict(row, curves=dict(step=[10, 20, 30], loss=losses))
+
+    traced = [
+        curves(r, [2.0, 1.5, 1.0]) if (r["family"], r["recipe"]["lr"]) == ("ll_slim", 0.02) and r["seed"] == 0 else r
+        for r in both
+    ]
+    traced = [
+        curves(r, [1.9, 2.5, 1.5]) if r["recipe"]["lr"] == 0.04 and r["family"] == "ll_slim" else r for r in traced
+    ]
+    assert (
+        "- ll_slim110 seed 0 at peak LR 0.04 against the study's recipe: batch loss the lower one at 1 of 3 logged "
+        "steps; its last five logged losses average 1.97 against 1.50; highest logged loss 2.50 at step 20 against "
+        "2.00 at step 10." in report.recipe_lines(traced)
+    )
     assert report.recipe_lines(rows) == []
     # the tailored-rectifier families: a target line each, claimed only over three pairs; the family closest to
     # the ResNet is chosen on seeds 0-1 alone (tat_slim's seed 2 would flip the choice; it is not read)
