@@ -224,10 +224,6 @@ def other_recipe_curve_lines(rows: list[dict], others: list[dict]) -> list[str]:
         theirs_at = dict(zip(theirs["step"], theirs["loss"]))
         common = [(loss, theirs_at[step]) for step, loss in zip(ours["step"], ours["loss"]) if step in theirs_at]
 
-        def highest(curves: dict) -> str:
-            top = max(range(len(curves["loss"])), key=curves["loss"].__getitem__)
-            return f"{curves['loss'][top]:.2f} at step {curves['step'][top]}"
-
         monitor = ""
         if row.get("shattering") and base.get("shattering"):
             monitor = f"; the monitor at the end {monitor_summary(row).end:.3f} against {monitor_summary(base).end:.3f}"
@@ -235,8 +231,8 @@ def other_recipe_curve_lines(rows: list[dict], others: list[dict]) -> list[str]:
             f"- {row['model']} seed {seed_of(row)} at peak LR {(recipe_of(row) or {}).get('lr')} against the "
             f"study's recipe: batch loss the lower one at {sum(a < b for a, b in common)} of {len(common)} logged "
             f"steps; its last five logged losses average {statistics.fmean(ours['loss'][-5:]):.2f} against "
-            f"{statistics.fmean(theirs['loss'][-5:]):.2f}; highest logged loss {highest(ours)} against "
-            f"{highest(theirs)}{monitor}."
+            f"{statistics.fmean(theirs['loss'][-5:]):.2f}; highest logged loss {_highest_loss(ours)} against "
+            f"{_highest_loss(theirs)}{monitor}."
         )
     return lines
 
@@ -301,10 +297,19 @@ def loss_comparison_lines(rows: list[dict]) -> list[str]:
 
 def _loss_span(curves: dict) -> str:
     """A run's logged batch losses as 'from LOW to HIGH (highest at step S)'."""
-    highest = max(range(len(curves["loss"])), key=curves["loss"].__getitem__)
-    return (
-        f"from {min(curves['loss']):.2f} to {curves['loss'][highest]:.2f} (highest at step {curves['step'][highest]})"
-    )
+    top = _top(curves)
+    return f"from {min(curves['loss']):.2f} to {curves['loss'][top]:.2f} (highest at step {curves['step'][top]})"
+
+
+def _highest_loss(curves: dict) -> str:
+    """A run's highest logged batch loss as 'HIGH at step S'."""
+    top = _top(curves)
+    return f"{curves['loss'][top]:.2f} at step {curves['step'][top]}"
+
+
+def _top(curves: dict) -> int:
+    """The index of a run's highest logged batch loss."""
+    return max(range(len(curves["loss"])), key=curves["loss"].__getitem__)
 
 
 def monitor_lines(rows: list[dict]) -> list[str]:
