@@ -31,6 +31,7 @@ from pathlib import Path
 from timm_ll.app.reporting import (
     append_result,
     budget_of,
+    error_points,
     format_reading,
     machine,
     machines_of,
@@ -246,7 +247,7 @@ def table(rows: list[dict]) -> list[str]:
             cells = []
             for d in depths:
                 row = by.get((family, d, budget))
-                text = "-" if row is None else f"{100 * (1 - row['test_acc']):.2f}%"
+                text = "-" if row is None else f"{error_points(row):.2f}%"
                 cells.append(text if row is None or budget == "equal-steps" else f"{text} ({row['steps']} steps)")
             label = f"{family} (test error)" if budget == "equal-steps" else f"{family}, LL's wall-clock"
             lines.append(f"| {label} | " + " | ".join(cells) + " |")

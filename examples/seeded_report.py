@@ -23,6 +23,7 @@ from pathlib import Path
 from timm_ll.app.recipe import Recipe
 from timm_ll.app.reporting import (
     budget_of,
+    error_points,
     format_reading,
     input_statistic,
     machines_of,
@@ -75,7 +76,7 @@ def errors_by_cell(rows: list[dict]) -> dict[tuple[int, str], dict[int, float]]:
     cells: dict[tuple[int, str], dict[int, float]] = defaultdict(dict)
     for row in rows:
         if is_seed_run(row):
-            cells[(row["depth"], row["family"])][seed_of(row)] = 100 * (1 - row["test_acc"])
+            cells[(row["depth"], row["family"])][seed_of(row)] = error_points(row)
     return cells
 
 
@@ -172,9 +173,6 @@ def recipe_lines(rows: list[dict]) -> list[str]:
         return []
     cells = errors_by_cell(rows)
 
-    def error(row: dict) -> float:
-        return 100 * (1 - row["test_acc"])
-
     def points(value: float | None) -> str:
         return "-" if value is None else f"{value:+.2f}"
 
@@ -200,15 +198,16 @@ def recipe_lines(rows: list[dict]) -> list[str]:
                 None,
             )
             studied = cells.get((row["depth"], REFERENCE), {}).get(seed)
-            now = None if reference is None else error(row) - error(reference)
+            now = None if reference is None else error_points(row) - error_points(reference)
             before = None if same is None or studied is None else same - studied
             gap = f"{points(now)} ({points(before)})"
         lines.append(
             f"| {row['model']} | {seed} | {recipe.get('lr')} | {recipe.get('warmup_fraction')} "
-            f"| {error(row):.2f}% | {'-' if same is None else f'{same:.2f}%'} "
-            f"| {points(None if same is None else error(row) - same)} | {gap} |"
+            f"| {error_points(row):.2f}% | {'-' if same is None else f'{same:.2f}%'} "
+            f"| {points(None if same is None else error_points(row) - same)} | {gap} |"
         )
-    return [*lines, "", *other_recipe_curve_lines(rows, others)]
+    curve_lines = other_recipe_curve_lines(rows, others)
+    return [*lines, *([""] if curve_lines else []), *curve_lines]
 
 
 def other_recipe_curve_lines(rows: list[dict], others: list[dict]) -> list[str]:
@@ -221,17 +220,15 @@ def other_recipe_curve_lines(rows: list[dict], others: list[dict]) -> list[str]:
         if base is None or not row.get("curves"):
             continue
         ours, theirs = row["curves"], base["curves"]
-        theirs_at = dict(zip(theirs["step"], theirs["loss"]))
-        common = [(loss, theirs_at[step]) for step, loss in zip(ours["step"], ours["loss"]) if step in theirs_at]
-
+        common = _paired_losses(ours, theirs)
         monitor = ""
         if row.get("shattering") and base.get("shattering"):
             monitor = f"; the monitor at the end {monitor_summary(row).end:.3f} against {monitor_summary(base).end:.3f}"
         lines.append(
             f"- {row['model']} seed {seed_of(row)} at peak LR {(recipe_of(row) or {}).get('lr')} against the "
-            f"study's recipe: batch loss the lower one at {sum(a < b for a, b in common)} of {len(common)} logged "
-            f"steps; its last five logged losses average {statistics.fmean(ours['loss'][-5:]):.2f} against "
-            f"{statistics.fmean(theirs['loss'][-5:]):.2f}; highest logged loss {_highest_loss(ours)} against "
+            f"study's recipe: batch loss the lower one at {sum(a < b for _, a, b in common)} of {len(common)} logged "
+            f"steps; its last five logged losses average {_tail_mean(ours):.2f} against "
+            f"{_tail_mean(theirs):.2f}; highest logged loss {_highest_loss(ours)} against "
             f"{_highest_loss(theirs)}{monitor}."
         )
     return lines
@@ -271,17 +268,14 @@ def loss_comparison_lines(rows: list[dict]) -> list[str]:
         early, late, tails, reference_tails, spans, reference_spans = [], [], [], [], [], []
         for seed in seeds:
             ours, theirs = runs[(depth, family, seed)]["curves"], runs[(depth, REFERENCE, seed)]["curves"]
-            theirs_at = dict(zip(theirs["step"], theirs["loss"]))
             split = EARLY_FRACTION * runs[(depth, family, seed)]["steps"]
-            common = [
-                (step, loss, theirs_at[step]) for step, loss in zip(ours["step"], ours["loss"]) if step in theirs_at
-            ]
+            common = _paired_losses(ours, theirs)
             first = [c for c in common if c[0] < split]
             rest = [c for c in common if c[0] >= split]
             early.append(f"{sum(a < b for _, a, b in first)} of {len(first)}")
             late.append(f"{sum(a < b for _, a, b in rest)} of {len(rest)}")
-            tails.append(f"{statistics.fmean(ours['loss'][-5:]):.2f}")
-            reference_tails.append(f"{statistics.fmean(theirs['loss'][-5:]):.2f}")
+            tails.append(f"{_tail_mean(ours):.2f}")
+            reference_tails.append(f"{_tail_mean(theirs):.2f}")
             spans.append(_loss_span(ours))
             reference_spans.append(_loss_span(theirs))
             last_early = first[-1][0] if first else None
@@ -293,6 +287,17 @@ def loss_comparison_lines(rows: list[dict]) -> list[str]:
             f"{' / '.join(reference_spans)}."
         )
     return lines
+
+
+def _paired_losses(ours: dict, theirs: dict) -> list[tuple[int, float, float]]:
+    """Two runs' logged batch losses at the steps both logged, as (step, ours, theirs)."""
+    theirs_at = dict(zip(theirs["step"], theirs["loss"]))
+    return [(step, loss, theirs_at[step]) for step, loss in zip(ours["step"], ours["loss"]) if step in theirs_at]
+
+
+def _tail_mean(curves: dict) -> float:
+    """The mean of a run's last five logged batch losses."""
+    return statistics.fmean(curves["loss"][-5:])
 
 
 def _loss_span(curves: dict) -> str:
@@ -385,7 +390,7 @@ def plot_curves(rows: list[dict]):
             group = sorted((r for r in runs if r["depth"] == depth and r["family"] == family), key=seed_of)
             if not group:
                 continue
-            errors = [100 * (1 - r["test_acc"]) for r in group]
+            errors = [error_points(r) for r in group]
             at_chance = min(errors) >= CHANCE_ERROR
             seeds = f"{len(group)} seed{'s' if len(group) > 1 else ''}"
             label = f"{family}{depth}, {seeds}: " + " / ".join(f"{e:.1f}%" for e in errors) + " test error"

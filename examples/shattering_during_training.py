@@ -24,7 +24,7 @@ import math
 import tempfile
 from pathlib import Path
 
-from timm_ll.app.reporting import format_reading, input_statistic, monitor_summary
+from timm_ll.app.reporting import error_points, format_reading, input_statistic, monitor_summary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def table(runs: list[dict]) -> list[str]:
         extremes = " / ".join(format_reading(r) for r in (summary.lowest, summary.highest))
         deep = " / ".join(f"{block_mean(e):.3f}" for e in entries)
         rank = " / ".join(f"{input_statistic(e, 'effective_rank'):.1f}" for e in entries)
-        lines.append(f"| {run['model']} | {100 * (1 - run['test_acc']):.1f}% | {corr} | {extremes} | {deep} | {rank} |")
+        lines.append(f"| {run['model']} | {error_points(run):.1f}% | {corr} | {extremes} | {deep} | {rank} |")
     return lines
 
 
@@ -98,7 +98,7 @@ def plot_heatmaps(runs: list[dict], depths: list[int]):
             if run is None:
                 ax.set_axis_off()
                 continue
-            error = 100 * (1 - run["test_acc"])
+            error = error_points(run)
             plot_block_heatmap(
                 run["shattering"],
                 ax=ax,
@@ -153,7 +153,7 @@ def plot_early_vs_final(runs: list[dict], rho: float, pvalue: float):
     markers = dict(zip(depths, ("o", "s", "^", "D", "v", "P")))
     for index, family in enumerate(families):
         for r in (r for r in runs if r["family"] == family):
-            x, y = input_statistic(reading(r, 0.1)), 100 * (1 - r["test_acc"])
+            x, y = input_statistic(reading(r, 0.1)), error_points(r)
             ax.scatter([x], [y], color=f"C{index}", marker=markers[r["depth"]], s=46, edgecolor="black", lw=0.5)
     ax.set_xlabel("input-level neighbor correlation at 10% of training")
     ax.set_ylabel("final test error (%)")

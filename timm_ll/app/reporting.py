@@ -26,6 +26,7 @@ __all__ = [
     "append_result",
     "budget_of",
     "seed_of",
+    "error_points",
     "recipe_of",
     "input_statistic",
     "monitor_summary",
@@ -61,6 +62,11 @@ def machines_of(rows: list[dict]) -> str:
         first, last = min(days), max(days)
         parts.append(name if not first else f"{name}; {first}" if first == last else f"{name}; {first} to {last}")
     return " / ".join(parts)
+
+
+def error_points(row: dict) -> float:
+    """A results row's test error in percentage points (rows record ``test_acc`` as a fraction)."""
+    return 100 * (1 - row["test_acc"])
 
 
 def read_results(path: Path | str) -> list[dict]:
