@@ -40,8 +40,9 @@ except ImportError as error:  # an optional extra: say which
         "pip install 'timm-ll[hf]'"
     ) from error
 
+from lightning_callbacks.deprecations import check_keywords
 from lightning_callbacks.measure import ShatteringMeasurer
-from lightning_callbacks.options import ShatteringOptions
+from lightning_callbacks.options import OPTION_DEFAULTS, ShatteringOptions, option_names
 from lightning_callbacks.plotting.runs import FigureSink, RunFigures, writer_sink
 from lightning_callbacks.reporting import ResultReport
 from lightning_callbacks.results import ShatteringResult
@@ -62,6 +63,9 @@ class ShatteringCallback(TrainerCallback):
     """
 
     def __init__(self, trainer: Any = None, **options: Any) -> None:
+        # LightningCLI reads this get() as an accepted option: a config's old `layers:` is renamed below, with a warning
+        options["layers"] = options.get("layers", "auto")
+        check_keywords(options, option_names(), type(self).__name__, defaults=OPTION_DEFAULTS)  # in place
         self.options = ShatteringOptions(**options)
         self.trainer = trainer
         self.measurer: ShatteringMeasurer | None = None

@@ -52,8 +52,9 @@ import torch
 from torch import nn
 
 from lightning_callbacks import functional as F
+from lightning_callbacks.deprecations import check_keywords
 from lightning_callbacks.distributed import any_process, broadcast_from_rank_zero, process_group, rank_share
-from lightning_callbacks.options import ShatteringOptions
+from lightning_callbacks.options import ShatteringOptions, option_names
 from lightning_callbacks.replay import CallRecorder, RecordedCall, call_of, embeddings_run
 from lightning_callbacks.results import KERNEL, BlockReading, ShatteringResult
 
@@ -167,6 +168,7 @@ class ShatteringMeasurer:
         if not isinstance(model, nn.Module):
             raise TypeError(f"ShatteringMeasurer measures an nn.Module, got {type(model).__name__}")
         base = options if options is not None else ShatteringOptions()
+        overrides = check_keywords(overrides, option_names(), type(self).__name__)  # renamed options warn
         self.options = replace(base, **overrides) if overrides else base
         self.model = model
         self.readout = self.options.readout or F.random_projection_readout()

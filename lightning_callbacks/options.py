@@ -8,6 +8,7 @@ built, before any training, with an error that names the option and the fix.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -16,8 +17,9 @@ import torch
 from torch import nn
 
 from lightning_callbacks import functional as F
+from lightning_callbacks.deprecations import check_keywords
 
-__all__ = ["ShatteringOptions", "ForwardFn", "option_names"]
+__all__ = ["ShatteringOptions", "ForwardFn", "option_names", "OPTION_DEFAULTS"]
 
 ForwardFn = Callable[[nn.Module, torch.Tensor], Any]
 
@@ -96,3 +98,21 @@ class ShatteringOptions:
 def option_names() -> list[str]:
     """The names :class:`ShatteringOptions` takes (an adapter's keyword arguments are checked against them)."""
     return [f.name for f in fields(ShatteringOptions)]
+
+
+def _refusing_misspelt_options(init: Callable[..., None]) -> Callable[..., None]:
+    """The dataclass's ``__init__``, which names the closest valid option for a misspelt one (the generated one
+    only says "unexpected keyword"); ``functools.wraps`` keeps its signature for ``inspect`` and LightningCLI."""
+
+    @functools.wraps(init)
+    def checked(self: ShatteringOptions, *args: Any, **kwargs: Any) -> None:
+        check_keywords(kwargs, option_names(), type(self).__name__, allow_renamed=False)
+        init(self, *args, **kwargs)
+
+    return checked
+
+
+ShatteringOptions.__init__ = _refusing_misspelt_options(ShatteringOptions.__init__)  # type: ignore[method-assign]
+
+# each option's default, for telling a LightningCLI default (it passes every accepted option) from a given value
+OPTION_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(ShatteringOptions)}

@@ -13,8 +13,9 @@ from lightning.pytorch import LightningModule as _LightningModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
+from lightning_callbacks.deprecations import check_keywords
 from lightning_callbacks.measure import ShatteringMeasurer
-from lightning_callbacks.options import ShatteringOptions
+from lightning_callbacks.options import OPTION_DEFAULTS, ShatteringOptions, option_names
 from lightning_callbacks.plotting.runs import RunFigures, figure_sinks
 from lightning_callbacks.reporting import ResultReport
 from lightning_callbacks.results import ShatteringResult
@@ -94,6 +95,9 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
     """
 
     def __init__(self, module: nn.Module | str | None = None, **options: Any) -> None:
+        # LightningCLI reads this get() as an accepted option: a config's old `layers:` is renamed below, with a warning
+        options["layers"] = options.get("layers", "auto")
+        check_keywords(options, option_names(), type(self).__name__, defaults=OPTION_DEFAULTS)  # in place
         self.options = ShatteringOptions(**options)
         self.module = module
         self.measurer: ShatteringMeasurer | None = None

@@ -83,3 +83,10 @@ __all__ = [
     "auto_blocks",
     "unwrap_compiled",
 ]
+
+
+def __getattr__(name: str):
+    """Renamed functions keep working with a warning (``lightning_callbacks.deprecations``)."""
+    from lightning_callbacks.deprecations import renamed_attribute
+
+    return renamed_attribute(__name__, name)

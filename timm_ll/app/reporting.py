@@ -187,3 +187,12 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, list):
         return [_json_safe(v) for v in value]
     return value
+
+
+def __getattr__(name: str) -> Any:
+    """``median_time`` (removed in 670fe3a) still works, with a warning (``timm_ll.deprecations``)."""
+    if name == "median_time":
+        from timm_ll.deprecations import median_time
+
+        return median_time
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
