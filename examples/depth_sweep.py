@@ -24,6 +24,7 @@ monitor's measurements.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -35,7 +36,9 @@ from timm_ll.app.reporting import (
     format_reading,
     machine,
     machines_of,
+    model_kwargs_of,
     monitor_summary,
+    provenance,
     read_results,
     recipe_of,
     seed_of,
@@ -65,6 +68,10 @@ PRESETS = {
     "gpu-tat": dict(
         train_subset=None, epochs=10, steps=None, families="tat_slim,tat_plain,cifar_resnet", depths="200,110"
     ),
+    # all 50k training images for 10 epochs (3,900 steps of 128: the gpu-seeded and gpu-tat budget) on the CPU,
+    # with the study's recipe, fixed before any run: does a skip-free net gain from depth where a ResNet does?
+    # tat_slim (the depth-200 winner) is the family the targets are about, ll_slim beside it (examples/long_study.sh)
+    "cpu-long": dict(train_subset=None, epochs=10, steps=None, families="cifar_resnet,tat_slim", depths="20,110"),
     "gpu-budget": dict(
         train_subset=None, epochs=6, steps=None, families="ll_plain,plain,cifar_resnet,crelu_plain", depths="20,56,110"
     ),
@@ -106,6 +113,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="0",
         help="comma-separated seeds; a seed varies the init, the data order and the monitor's lines (the "
         "training subset stays fixed); rows of older sweeps, which name none, are seed 0",
+    )
+    parser.add_argument(
+        "--model-kwargs",
+        type=json.loads,
+        default={},
+        help='JSON of extra timm.create_model keywords, e.g. \'{"orthogonal": "delta"}\'; part of a run\'s identity',
     )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=Recipe.lr, help="peak learning rate")
@@ -179,9 +192,16 @@ def _run_once(args, rows, results_path, train, test, family, depth, steps, budge
     name = f"{family}{depth}"
     recipe = Recipe(lr=args.lr, warmup_fraction=args.warmup)
     recipe_key = dict(lr=recipe.lr, warmup_fraction=recipe.warmup_fraction)
-    # the recipe is part of a run's identity: a doubled-LR run of the same model and seed is not done yet
+    kwargs = args.model_kwargs
+    # a run is its model, budget, seed, recipe and create_model keywords: a doubled-LR run, or ll_slim200 with
+    # orthogonal="delta", is not the run already done
     if any(
-        r["model"] == name and budget_of(r) == budget and seed_of(r) == seed and recipe_of(r) == recipe_key
+        r["model"] == name
+        and budget_of(r) == budget
+        and seed_of(r) == seed
+        and recipe_of(r) == recipe_key
+        and model_kwargs_of(r) == kwargs
+        and r.get("preset", args.preset) == args.preset
         for r in rows
     ):
         return  # resumed: done in an earlier run of the sweep
@@ -200,6 +220,11 @@ def _run_once(args, rows, results_path, train, test, family, depth, steps, budge
         progress=False,
         compile=args.compile,
         seed=seed,
+        model_kwargs=kwargs or None,
+        # the run's folder says what it is (never a version_N that another day's run reuses), and a run cut off
+        # (a session's end) resumes from its last end-of-epoch checkpoint there
+        run_name=run_folder(seed, recipe_key, kwargs, budget, steps),
+        resume=True,
     )
     # paths relative to --out: a committed results file names no folder of the machine
     paths = {
@@ -218,7 +243,9 @@ def _run_once(args, rows, results_path, train, test, family, depth, steps, budge
         train_images=len(train),
         batch_size=args.batch_size,
         compiled=args.compile,
+        model_kwargs=kwargs,
         machine=machine(),
+        provenance=provenance(result.precision),
     )
     rows.append(append_result(results_path, row))
     print(
@@ -226,6 +253,15 @@ def _run_once(args, rows, results_path, train, test, family, depth, steps, budge
         f"test accuracy {100 * result.test_acc:.2f}% in {result.seconds:.0f} s",
         flush=True,
     )
+
+
+def run_folder(seed: int, recipe: dict, kwargs: dict, budget: str, steps: int) -> str:
+    """A run's folder name under ``<out>/<preset>/<model>/``: its seed, recipe, keywords and (equal-time) steps."""
+    parts = [f"seed{seed}", f"lr{recipe['lr']:g}", f"warmup{recipe['warmup_fraction']:g}"]
+    parts += [f"{key}={value}" for key, value in sorted(kwargs.items())]
+    if budget != "equal-steps":
+        parts.append(f"{budget}-{steps}steps")
+    return "-".join(parts)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -238,9 +274,9 @@ def main(argv: list[str] | None = None) -> None:
 def table(rows: list[dict]) -> list[str]:
     """Test error per family (rows) and depth (columns), equal-step runs; equal-time runs below their family."""
     depths = sorted({r["depth"] for r in rows})
-    by = {(r["family"], r["depth"], budget_of(r)): r for r in rows}
+    by = {(family_label(r), r["depth"], budget_of(r)): r for r in rows}
     lines = ["| family | " + " | ".join(f"depth {d}" for d in depths) + " |", "|---|" + "---|" * len(depths)]
-    for family in dict.fromkeys(r["family"] for r in rows):
+    for family in dict.fromkeys(family_label(r) for r in rows):
         for budget in ("equal-steps", "equal-time"):
             if not any((family, d, budget) in by for d in depths):
                 continue
@@ -252,6 +288,12 @@ def table(rows: list[dict]) -> list[str]:
             label = f"{family} (test error)" if budget == "equal-steps" else f"{family}, LL's wall-clock"
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
+
+
+def family_label(row: dict) -> str:
+    """A row's family, with its extra create_model keywords where it has any (``ll_slim (orthogonal=delta)``)."""
+    kwargs = model_kwargs_of(row)
+    return row["family"] + (f" ({', '.join(f'{k}={v}' for k, v in sorted(kwargs.items()))})" if kwargs else "")
 
 
 def section(rows: list[dict], preset: str) -> str:

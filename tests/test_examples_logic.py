@@ -465,3 +465,69 @@ def test_a_results_file_resumed_over_days_is_dated_by_its_span_not_its_first_row
         machines_of([*rows, gpu]) == f"{cpu}; 2026-11-30 to 2026-12-03 / x86_64; NVIDIA H200; torch 2.14.1; 2026-12-04"
     )
     assert machines_of([{"machine": "m"}]) == "m"  # a line without a date is kept whole
+
+
+def test_a_runs_identity_includes_its_create_model_keywords_and_names_its_folder(tmp_path, monkeypatch):
+    """ll_slim200 with orthogonal="delta" is a run of its own, not "already done"; its folder says what it is."""
+    import timm_ll.app.training as training
+
+    sweep = _load("depth_sweep")
+    calls = []
+
+    def fake_fit(name, train, test, **kwargs):
+        calls.append((name, kwargs["model_kwargs"], kwargs["run_name"], kwargs["resume"]))
+        log_dir = tmp_path / "tiny" / name / kwargs["run_name"]
+        log_dir.mkdir(parents=True, exist_ok=True)
+        return training.TrainResult(
+            model=name, architecture=name, test_acc=0.5, test_loss=1.0, steps=10, seconds=1.0, params=1,
+            log_dir=str(log_dir), checkpoint=None, precision="32-true",
+        )  # fmt: skip
+
+    monkeypatch.setattr(training, "fit_and_test", fake_fit)
+    argv = ["--preset", "tiny", "--data", "digits", "--out", str(tmp_path), "--families", "ll_slim", "--depths", "8"]
+    sweep.run_sweep(sweep.parse_args(argv))
+    sweep.run_sweep(sweep.parse_args([*argv, "--model-kwargs", '{"orthogonal": "delta"}']))
+    rows = sweep.run_sweep(sweep.parse_args([*argv, "--model-kwargs", '{"orthogonal": "delta"}']))  # resumed
+    assert calls == [
+        ("ll_slim8", None, "seed0-lr0.02-warmup0.3", True),
+        ("ll_slim8", {"orthogonal": "delta"}, "seed0-lr0.02-warmup0.3-orthogonal=delta", True),
+    ]
+    assert [r["model_kwargs"] for r in rows] == [{}, {"orthogonal": "delta"}]
+    assert rows[1]["log_dir"] == "tiny/ll_slim8/seed0-lr0.02-warmup0.3-orthogonal=delta"  # relative to --out
+    provenance = rows[0]["provenance"]
+    assert set(provenance) >= {"commit", "dirty", "versions", "cpu", "cpu_capability", "threads", "precision"}
+    assert provenance["versions"]["torch"] == torch.__version__.split("+")[0] and provenance["precision"] == "32-true"
+    assert [line.split("|")[1].strip() for line in sweep.table(rows)[2:]] == [
+        "ll_slim (test error)",
+        "ll_slim (orthogonal=delta) (test error)",
+    ]
+
+
+def test_cpu_long_is_ten_epochs_of_all_the_training_images():
+    preset = _load("depth_sweep").PRESETS["cpu-long"]
+    assert preset["train_subset"] is None and preset["epochs"] == 10 and preset["steps"] is None
+    assert preset["families"].split(",") == ["cifar_resnet", "tat_slim"]
+    assert round(preset["epochs"] * (50_000 // 128)) == 3_900  # the gpu-seeded and gpu-tat budget
+
+
+def test_long_study_script_runs_its_plan_in_order(tmp_path):
+    """examples/long_study.sh with `python` shimmed for depth_sweep.py: the issue's order, first answers first."""
+    shim, log = tmp_path / "bin", tmp_path / "sweeps.log"
+    shim.mkdir()
+    (shim / "python").write_text(
+        f'#!/usr/bin/env bash\nif [ "$1" = examples/depth_sweep.py ]; then shift; echo "$*" >> {log}; fi\n'
+    )
+    (shim / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run([shutil.which("bash"), "examples/long_study.sh", "D", "R", "O"], cwd=REPO, env=env, check=True)
+    common = "--data D --results R --out O --preset"
+    pair = "--families cifar_resnet,tat_slim"
+    assert log.read_text().splitlines() == [
+        f"{common} cpu-long --depths 20 {pair} --seeds 0",
+        f"{common} cpu-long --depths 110 {pair} --seeds 0",
+        f"{common} cpu-long --depths 20 {pair} --seeds 1",
+        f"{common} cpu-long --depths 110 {pair} --seeds 1",
+        f'{common} cpu-600 --depths 200 --families ll_slim --seeds 0,1 --model-kwargs {{"orthogonal": "delta"}}',
+        f"{common} cpu-long --depths 110 {pair} --seeds 2",
+        f"{common} cpu-long --depths 20,110 --families ll_slim --seeds 0",
+    ]

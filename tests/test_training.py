@@ -126,3 +126,41 @@ def test_runs_log_csv_alone_where_tensorboard_is_not_installed(tmp_path, monkeyp
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if "tensorboard" in name else real(name, *a))
     assert [type(x).__name__ for x in run_loggers(str(tmp_path), "b")] == ["CSVLogger"]  # the lean install
+
+
+class _PowerCut(L.Callback):
+    """Ends the process's run at a given step, as a session's end or a reboot would (after the epoch-end checkpoint
+    before it was written)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise SystemExit("power cut")
+
+
+@pytest.mark.slow  # three short trainings with the monitor on
+def test_a_cut_off_run_resumes_from_its_last_checkpoint_bitwise(tmp_path):
+    from safetensors.torch import load_file
+
+    data = load_source("digits", "test")  # 360 images: 11 steps of 32 an epoch
+    kwargs = dict(
+        max_steps=30, batch_size=32, progress=False, run_name="seed3", seed=3,
+        monitor_every=5, monitor_options=dict(num_lines=2, num_points=8),
+    )  # fmt: skip
+    whole = fit_and_test("cifar_resnet8", data, data, out_dir=str(tmp_path / "whole"), **kwargs)
+    cut = tmp_path / "cut"
+    with pytest.raises(SystemExit):
+        fit_and_test("cifar_resnet8", data, data, out_dir=str(cut), callbacks=[_PowerCut(17)], **kwargs)
+    assert (cut / "cifar_resnet8" / "seed3" / "checkpoints" / "last.ckpt").exists()  # from the end of epoch 1
+    resumed = fit_and_test("cifar_resnet8", data, data, out_dir=str(cut), resume=True, **kwargs)
+    assert resumed.resumed_from == 11 and whole.resumed_from is None
+    assert resumed.log_dir.endswith("cifar_resnet8/seed3")  # the run's own folder, not version_N
+    assert (resumed.test_acc, resumed.test_loss, resumed.steps) == (whole.test_acc, whole.test_loss, whole.steps)
+    first, second = (load_file(f"{r.export}/model.safetensors") for r in (whole, resumed))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert resumed.curves == whole.curves  # the earlier part's logged steps are kept
+    assert [e["step"] for e in resumed.shattering] == [e["step"] for e in whole.shattering]
+    assert resumed.shattering == whole.shattering  # the monitor's readings too
+    assert resumed.seconds > 0

@@ -21,6 +21,7 @@ import torch
 
 __all__ = [
     "machine",
+    "provenance",
     "machines_of",
     "read_results",
     "append_result",
@@ -28,6 +29,7 @@ __all__ = [
     "seed_of",
     "error_points",
     "recipe_of",
+    "model_kwargs_of",
     "input_statistic",
     "monitor_summary",
     "MonitorSummary",
@@ -46,6 +48,57 @@ def machine() -> str:
     else:
         device = f"CPU only, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
     return f"{platform.processor() or platform.machine()}; {device}; torch {torch.__version__}; {date.today()}"
+
+
+def _git(*args: str) -> str | None:
+    """A git command's output in the checkout this package runs from (None outside one, or without git)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _cpu_model() -> str:
+    """The processor's model name (Linux's /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(precision: str | None = None) -> dict[str, Any]:
+    """What produced a result, for a results row or a benchmark block: the commit the code ran at (and whether
+    its tracked files had uncommitted changes), the library versions, the processor and the instruction set
+    torch's CPU kernels dispatch to (``torch.backends.cpu.get_cpu_capability()``: two processors that differ
+    here may round differently), the thread count, and the GPU and precision where one was used."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return dict(
+        commit=commit,
+        dirty=None if status is None else bool(status),
+        versions={name: installed(name) for name in ("torch", "timm", "lightning", "torchmetrics")},
+        cpu=_cpu_model(),
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        threads=torch.get_num_threads(),
+        device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        precision=precision,
+    )
 
 
 def machines_of(rows: list[dict]) -> str:
@@ -101,6 +154,12 @@ def recipe_of(row: dict) -> dict | None:
     """A study row's recipe (peak LR and warm-up), part of what makes a run: a doubled-LR run of the same
     model and seed is another run. Rows of the oldest sweep do not say (None: they match no recipe given now)."""
     return row.get("recipe")
+
+
+def model_kwargs_of(row: dict) -> dict:
+    """A study row's extra ``timm.create_model`` keywords, part of what makes a run (rows from before they were
+    recorded had none)."""
+    return row.get("model_kwargs") or {}
 
 
 def step_ratio(step_times: dict, model: str, reference: str) -> float:

@@ -8,6 +8,7 @@ in memory, optional label smoothing. Used by ``timm-ll train`` and ``examples/de
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = [
     "balanced_subset",
     "balanced_split",
     "fit_and_test",
+    "ResumableRun",
     "validation_run",
     "training_curves",
 ]
@@ -342,6 +344,47 @@ class TrainResult:
     seed: int = 0
     # the trained network in timm's sharing format (``timm.create_model("local-dir:<export>", pretrained=True)``)
     export: str | None = None
+    # the Trainer's precision ("32-true", "bf16-mixed"...)
+    precision: str | None = None
+    # the step an interrupted run was resumed from (None: it ran in one go); ``seconds`` counts both parts
+    resumed_from: int | None = None
+
+
+class ResumableRun(L.Callback):
+    """What a cut-off run needs to end as an uninterrupted one would, kept in its checkpoints: the global torch
+    RNG state (the next epoch's shuffle and the on-device augmentation draw from it) and the training time so
+    far. Checkpoints are written at the end of each training epoch, where the data order of the next epoch has
+    not been drawn yet, so a run resumed from one continues bitwise (``tests/test_training.py``)."""
+
+    def __init__(self) -> None:
+        self.seconds_before = 0.0  # training time of the earlier parts of a resumed run
+        self.resumed_from: int | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        state = dict(cpu_rng=torch.get_rng_state(), seconds=self.seconds_before + self._elapsed())
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["cpu_rng"])
+        if "cuda_rng" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda_rng"])
+        self.seconds_before = float(state_dict["seconds"])
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # here, not in on_fit_start: the loops' counters (global_step) are restored between the two
+        self._start = time.perf_counter()
+        if self.seconds_before:
+            self.resumed_from = trainer.global_step
+
+    def _elapsed(self) -> float:
+        start = getattr(self, "_start", None)
+        return 0.0 if start is None else time.perf_counter() - start
+
+    def seconds(self) -> float:
+        """Training time over every part of the run."""
+        return self.seconds_before + self._elapsed()
 
 
 def training_curves(log_dir: str | Path) -> dict[str, list[float]]:
@@ -350,16 +393,13 @@ def training_curves(log_dir: str | Path) -> dict[str, list[float]]:
     at every logged step, as parallel lists (a compact form for a results file)."""
     import csv
 
-    with (Path(log_dir) / "metrics.csv").open() as handle:
-        records = list(csv.DictReader(handle))
-    lr_key = next((key for key in (records[0] if records else {}) if key.startswith("lr-")), None)
-    # Lightning writes one CSV row per logging call site and step: merge them by step
+    # a resumed run's earlier parts first (see :func:`keep_earlier_metrics`): a step that a later part logged
+    # again (after the checkpoint it resumed from) takes the later part's values
+    files = sorted(Path(log_dir).glob("metrics.part*.csv"), key=lambda f: int(f.stem.removeprefix("metrics.part")))
     by_step: dict[int, dict[str, float]] = {}
-    for record in records:
-        entry = by_step.setdefault(int(record["step"]), {})
-        for name, key in (("loss", "train/loss"), ("acc", "train/acc"), ("lr", lr_key)):
-            if key and record.get(key):
-                entry[name] = float(record[key])
+    for path in [*files, Path(log_dir) / "metrics.csv"]:
+        with path.open() as handle:
+            _merge_records(list(csv.DictReader(handle)), by_step)
     steps = [step for step in sorted(by_step) if "loss" in by_step[step]]
     return dict(
         step=steps,
@@ -367,14 +407,34 @@ def training_curves(log_dir: str | Path) -> dict[str, list[float]]:
     )
 
 
-def run_loggers(out_dir: str, name: str) -> list[Any]:
+def _merge_records(records: list[dict[str, str]], by_step: dict[int, dict[str, float]]) -> None:
+    """Lightning writes one CSV row per logging call site and step: merge them by step into ``by_step``."""
+    lr_key = next((key for key in (records[0] if records else {}) if key.startswith("lr-")), None)
+    for record in records:
+        entry = by_step.setdefault(int(record["step"]), {})
+        for name, key in (("loss", "train/loss"), ("acc", "train/acc"), ("lr", lr_key)):
+            if key and record.get(key):
+                entry[name] = float(record[key])
+
+
+def keep_earlier_metrics(log_dir: Path) -> None:
+    """Lightning's CSV logger deletes a folder's ``metrics.csv`` when it starts: before a run resumes into its
+    folder, keep the earlier part's file as ``metrics.part<N>.csv`` (read back by :func:`training_curves`)."""
+    current = log_dir / "metrics.csv"
+    if current.exists():
+        parts = len(list(log_dir.glob("metrics.part*.csv")))
+        current.rename(log_dir / f"metrics.part{parts}.csv")
+
+
+def run_loggers(out_dir: str, name: str, version: str | None = None) -> list[Any]:
     """CSV and (where tensorboard is installed) TensorBoard loggers writing into one ``out_dir/name/version_N``
-    folder. TensorBoard is not a dependency of the lean install: without it the run logs CSV only."""
+    folder (``out_dir/name/<version>`` where the run is named). TensorBoard is not a dependency of the lean
+    install: without it the run logs CSV only."""
     from importlib.util import find_spec
 
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    csv = CSVLogger(out_dir, name=name)
+    csv = CSVLogger(out_dir, name=name, version=version)
     csv.experiment  # noqa: B018  (creates the folder while it is empty: no "not empty" warning from CSV)
     if find_spec("tensorboard") is None and find_spec("tensorboardX") is None:
         return [csv]
@@ -402,6 +462,9 @@ def fit_and_test(
     resident_data: bool | None = None,
     compile: bool = False,
     data_name: str | None = None,
+    run_name: str | None = None,
+    resume: bool = False,
+    callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Train the registered timm model ``model_name`` for ``max_steps`` with the recipe, then test it.
 
@@ -415,8 +478,13 @@ def fit_and_test(
     held on the GPU unless ``resident_data`` is False (see :class:`InMemoryImages`).
     ``compile`` compiles the network (see :class:`ImageClassifier`); ``seconds`` then includes
     the compilation. ``data_name`` names the data in the exported model card.
+
+    ``run_name`` names the run's folder ``out_dir/<model_name>/<run_name>`` instead of the next
+    ``version_N`` (a study names it by what the run is, so that runs of different days never share a
+    folder). With ``resume``, a run whose folder holds ``checkpoints/last.ckpt`` (written at the end of
+    every training epoch) continues from it and ends as the uninterrupted run would; ``seconds`` then
+    counts every part. ``callbacks`` are added to the Trainer's.
     """
-    import time
 
     from lightning_callbacks import ShatteringMonitor
 
@@ -431,7 +499,12 @@ def fit_and_test(
         model_kwargs=model_kwargs,
         compile=compile,
     )
-    loggers = run_loggers(out_dir, model_name)
+    last = Path(out_dir) / model_name / run_name / "checkpoints" / "last.ckpt" if run_name else None
+    resume_from = str(last) if resume and last is not None and last.exists() else None
+    if resume_from:
+        keep_earlier_metrics(last.parent.parent)
+    loggers = run_loggers(out_dir, model_name, version=run_name)
+    clock = ResumableRun()
     trainer = _trainer(
         loggers,
         max_steps=max_steps,
@@ -443,6 +516,7 @@ def fit_and_test(
         val_every_steps=val_every_steps,
         progress=progress,
         benchmark=on_gpu,  # cuDNN picks the fastest conv algorithms: fixed shapes, so it pays after step one
+        extra_callbacks=[clock, *(callbacks or [])],
     )
     cfg = module.model.pretrained_cfg
     data = InMemoryImages(
@@ -453,11 +527,11 @@ def fit_and_test(
         std=cfg.get("std"),
         resident=on_gpu if resident_data is None else resident_data,
     )
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=data)
-    seconds = time.perf_counter() - start
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    seconds = clock.seconds()
     metrics = trainer.test(module, datamodule=data, verbose=False)[0]
-    checkpoint = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+    checkpoint = f"{loggers[0].log_dir}/checkpoints/last.ckpt"
+    trainer.save_checkpoint(checkpoint)  # the trained network, also where the run ended between two epochs
     monitor = next((c for c in trainer.callbacks if isinstance(c, ShatteringMonitor)), None)
     for logger in loggers:
         logger.save()  # the CSV file holds every logged step before it is read back
@@ -471,11 +545,13 @@ def fit_and_test(
         seconds=round(seconds, 1),
         params=sum(p.numel() for p in module.model.parameters()),
         log_dir=loggers[0].log_dir,
-        checkpoint=f"{loggers[0].log_dir}/checkpoints/{Path(checkpoint).name}" if checkpoint else None,
+        checkpoint=checkpoint,
         shattering=[result.entry() for result in monitor.history] if monitor is not None else [],
         curves=training_curves(loggers[0].log_dir),
         seed=seed,
         export=export,
+        precision=trainer.precision,
+        resumed_from=clock.resumed_from,
     )
 
 
@@ -511,7 +587,6 @@ def validation_run(
     """Train on ``train`` and score on ``val``, held-out *training* images (a recipe is chosen without
     the test set); the monitor is off. Returns a study's row fields: ``val_error``, ``steps``,
     ``train_images``, ``val_images``, ``seconds`` (training and scoring) and ``machine``."""
-    import time
 
     from timm_ll.app.reporting import machine
 
@@ -549,6 +624,7 @@ def _trainer(
     progress: bool,
     monitor_options: dict[str, Any] | None = None,
     benchmark: bool = False,
+    extra_callbacks: list[Any] | None = None,
 ) -> L.Trainer:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
@@ -556,11 +632,22 @@ def _trainer(
 
     log_dir = loggers[0].log_dir
     callbacks: list[Any] = [
-        ModelCheckpoint(dirpath=f"{log_dir}/checkpoints", save_last=True, save_top_k=0),
+        # one file, last.ckpt, rewritten after the last batch of every epoch: what a cut-off run resumes from. Saved
+        # on that batch's end, not on the epoch's end, because Lightning resumes a checkpoint of the last batch as
+        # a finished epoch, and one of the epoch's end as an unfinished one (it would train one batch too many)
+        ModelCheckpoint(
+            dirpath=f"{log_dir}/checkpoints",
+            filename="last",
+            save_top_k=1,
+            every_n_train_steps=steps_per_epoch,
+            save_on_train_epoch_end=False,
+            enable_version_counter=False,
+        ),
         LearningRateMonitor(logging_interval="step"),
     ]
     if monitor_every:
         callbacks.append(ShatteringMonitor(every_n_steps=monitor_every, module="model", **(monitor_options or {})))
+    callbacks += extra_callbacks or []
     return L.Trainer(
         max_steps=max_steps,
         # a real epoch count for the progress bar ("Epoch 3/12"); max_steps still ends the run
