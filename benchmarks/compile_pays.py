@@ -26,7 +26,7 @@ import timm
 import torch
 
 import timm_ll  # noqa: F401  (registers the LL models)
-from timm_ll.app.reporting import machine, write_json, write_section
+from timm_ll.app.reporting import machine, machine_of, provenance, write_json, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         run_steps=args.run_steps,
         models=rows,
         machine=machine(),
+        provenance=provenance(),
         backend=args.backend,
         device=args.device,
         batch_size=args.batch_size,
@@ -133,7 +134,7 @@ def section(run: dict) -> str:
     """The block from a run's numbers (what ``--json`` writes; ``docs/results/compile.json`` for the docs)."""
     lines = [
         f"`benchmarks/compile_pays.py`: torch.compile ({run['backend']}) for a {run['run_steps']}-step run on "
-        f"{run['device']}, batch {run['batch_size']}, median of {run['steps']} steps; {run['machine']}",
+        f"{run['device']}, batch {run['batch_size']}, median of {run['steps']} steps; {machine_of(run)}",
         "",
         "| model | eager ms/step | compiled ms/step | step speed-up | compile s | run eager s | run compiled s "
         "| pays |",

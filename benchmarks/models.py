@@ -35,7 +35,7 @@ import timm
 import torch
 
 import timm_ll  # noqa: F401
-from timm_ll.app.reporting import machine, publish
+from timm_ll.app.reporting import machine, machine_of, publish
 from timm_ll.layers import crelu_recompute
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,7 +190,7 @@ def section(numbers: Path) -> str:
     lines = [
         f"## {title}, batch {run['batch_size']} ({run['device']})",
         "",
-        f"Machine: {run['machine']}. `python benchmarks/models.py {'--imagenet ' if run['imagenet'] else ''}"
+        f"Machine: {machine_of(run)}. `python benchmarks/models.py {'--imagenet ' if run['imagenet'] else ''}"
         f"--device {run['device']} --repeats {repeats}`; step time is the median of {repeats} SGD steps "
         f"(forward, backward, update) after one warm-up, the models alternated step by step; ratios are against "
         f"`{base_name}` from the same run. *(before)*: the same model with the CReLU concatenation kept for "

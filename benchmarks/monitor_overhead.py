@@ -45,7 +45,7 @@ import timm_ll  # noqa: F401
 from lightning_callbacks import ShatteringMeasurer, ShatteringMonitor
 from lightning_callbacks import functional as F
 from lightning_callbacks.measure import MIN_CHUNK, early_steps
-from timm_ll.app.reporting import machine, publish
+from timm_ll.app.reporting import machine, machine_of, publish
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -277,7 +277,7 @@ def section(numbers: Path) -> str:
     lines = [
         "## ShatteringMonitor cost",
         "",
-        f"Machine: {run['machine']}. `python benchmarks/monitor_overhead.py --repeats {repeats} "
+        f"Machine: {machine_of(run)}. `python benchmarks/monitor_overhead.py --repeats {repeats} "
         + (f"--kernel-rounds {run['kernel_rounds']} " if "kernel_rounds" in run else "")
         + f"--fit-repeats {fit_repeats} --steps {steps}`.",
         "",

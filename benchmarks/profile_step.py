@@ -17,7 +17,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import timm_ll  # noqa: F401
-from timm_ll.app.reporting import machine, publish
+from timm_ll.app.reporting import machine, machine_of, publish
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ def section(numbers: Path) -> str:
     lines = [
         "## Where the step time goes (CPU profile, batch 128)",
         "",
-        f"Machine: {run['machine']}. `python benchmarks/profile_step.py`: self CPU time per step from torch.profiler, "
+        f"Machine: {machine_of(run)}. `python benchmarks/profile_step.py`: self CPU time per step from torch.profiler, "
         f"mean of {run['steps']} steps after a warm-up.",
         "",
         "| model | convolutions (ms) | activation fwd+bwd (ms) | everything else (ms) | total (ms) |",

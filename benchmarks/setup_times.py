@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from timm_ll.app.reporting import machine, publish  # noqa: E402
+from timm_ll.app.reporting import machine, machine_of, publish  # noqa: E402
 
 NUMBERS = REPO / "docs" / "results" / "setup_times.json"
 # the targets set for the two test tiers on this project's machine (seconds)
@@ -106,7 +106,7 @@ def section(numbers: Path) -> str:
     lines = [
         "## The README's commands on this machine",
         "",
-        f"Machine: {run['machine']}. `python benchmarks/setup_times.py`, nothing else running.",
+        f"Machine: {machine_of(run)}. `python benchmarks/setup_times.py`, nothing else running.",
         "",
         "| what | command | wall time | result |",
         "|---|---|---|---|",

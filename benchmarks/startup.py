@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from timm_ll.app.reporting import machine, publish
+from timm_ll.app.reporting import machine, machine_of, publish
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def section(numbers: Path) -> str:
     lines = [
         "## Start-up cost of the zero-import hook",
         "",
-        f"Machine: {run['machine']}. `python benchmarks/startup.py`: `python -X importtime -c pass`, median of "
+        f"Machine: {machine_of(run)}. `python benchmarks/startup.py`: `python -X importtime -c pass`, median of "
         f"{run['runs']} runs. The hook module `_timm_ll_autoregister` (imported by its `.pth` file) takes "
         f"**{hook:.0f} µs**, against {total / 1000:.1f} ms for all the imports of a bare start-up "
         f"({100 * hook / total:.1f}%). It imports only `os` and `sys`, both already loaded.",

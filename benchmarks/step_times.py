@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # loaded by examples/regenerate_docs.py as well as run as a script
 
-from timm_ll.app.reporting import machine, publish, step_ratio  # noqa: E402
+from timm_ll.app.reporting import machine, machine_of, publish, step_ratio  # noqa: E402
 
 MODELS = (
     "cifar_resnet110,ll_slim110,ll_plain110,tat_plain110,tat_slim110,"
@@ -54,7 +54,7 @@ def section(numbers: Path) -> str:
     lines = [
         f"## Train-step time of the seeded study's models (batch {run['batch_size']})",
         "",
-        f"Machine: {run['machine']}. `python benchmarks/step_times.py --repeats {run['repeats']}` with nothing else "
+        f"Machine: {machine_of(run)}. `python benchmarks/step_times.py --repeats {run['repeats']}` with nothing else "
         f"running: median of {run['repeats']} SGD steps (forward, backward, update) after one warm-up, the models "
         "alternated step by step. The ratio is against the ResNet of the same depth, from the same run: a ResNet "
         "takes that many steps in the time of one step of the model.",

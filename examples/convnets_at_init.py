@@ -16,7 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from timm_ll.app.reporting import machine, write_section  # noqa: E402
+from timm_ll.app.reporting import machine, provenance, write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,6 +42,7 @@ def _finish_report(path: Path) -> dict:
     repository (no machine path in docs)."""
     report = json.loads(path.read_text())
     report["machine"] = machine()
+    report["provenance"] = provenance()
     report["figures"] = [
         str(Path(f).resolve().relative_to(REPO)) if Path(f).resolve().is_relative_to(REPO) else Path(f).name
         for f in report["figures"]

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from lightning_callbacks import functional as F  # noqa: E402
 from lightning_callbacks.plotting import plot_covariance, plot_gradient_traces  # noqa: E402
-from timm_ll.app.reporting import machine, write_json, write_section  # noqa: E402
+from timm_ll.app.reporting import machine, provenance, write_json, write_section  # noqa: E402
 from timm_ll.models.toy import toy_net  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,6 +108,7 @@ def main() -> None:
         results,
         dict(
             machine=machine(),
+            provenance=provenance(),
             points=256,
             seeds=SEEDS,
             depths=list(DEPTHS),

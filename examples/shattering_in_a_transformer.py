@@ -30,7 +30,7 @@ from torch import nn
 
 from lightning_callbacks import functional as F
 from lightning_callbacks.plotting import describe_fit, fit_curve_entry, plot_depth_curves, plot_depth_profile
-from timm_ll.app.reporting import machine, write_json, write_section
+from timm_ll.app.reporting import machine, provenance, write_json, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 DEPTHS = (2, 4, 8, 16, 32, 48)
@@ -114,7 +114,8 @@ def main() -> None:
                 profiles[name] = asdict(runs[0][1])
             print(f"{name} depth {depth}: neighbor correlation {results[name][-1]:.3f}", flush=True)
     numbers = out / "results" / "transformer_at_init.json"
-    data = dict(machine=machine(), seeds=args.seeds, depths=list(DEPTHS), neighbor_corr=results, profiles=profiles)
+    data = dict(machine=machine(), provenance=provenance(), seeds=args.seeds, depths=list(DEPTHS))
+    data.update(neighbor_corr=results, profiles=profiles)
     write_json(numbers, data)
     draw(numbers, out / "figures" / "transformer_at_init")
     text = section(numbers)

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from lightning_callbacks.plotting import plot_model_bars
-from timm_ll.app.reporting import append_result, machine, machines_of, read_results, write_section
+from timm_ll.app.reporting import append_result, machine, machines_of, provenance, read_results, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = (
@@ -97,7 +97,8 @@ def survey(args: argparse.Namespace) -> list[dict]:
             kwargs = {"num_classes": 0} if zero_head(name) else {}
             row, _ = measure_at_init(name, data, **options, **kwargs)
             row["readout"] = "pre-logits" if kwargs else "logits"
-            row = dict(row, bn_mode=bn_mode, seconds=round(time.perf_counter() - start, 1), machine=machine())
+            seconds = round(time.perf_counter() - start, 1)
+            row = dict(row, bn_mode=bn_mode, seconds=seconds, machine=machine(), provenance=provenance())
             rows.append(append_result(results_path, row))
             print(f"{name} ({bn_mode}): neighbor correlation {row['neighbor_corr']:.3f}", flush=True)
     return rows

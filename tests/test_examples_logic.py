@@ -531,3 +531,29 @@ def test_long_study_script_runs_its_plan_in_order(tmp_path):
         f"{common} cpu-long --depths 110 {pair} --seeds 2",
         f"{common} cpu-long --depths 20,110 --families ll_slim --seeds 0",
     ]
+
+
+@pytest.mark.slow  # a tiny run, then its rerun in a fresh process
+def test_reproduce_reruns_a_tiny_row_bitwise_and_says_so(tmp_path, capsys):
+    sweep = _load("depth_sweep")
+    argv = ["--preset", "tiny", "--data", "digits", "--out", str(tmp_path / "runs"), "--families", "ll_plain"]
+    (row,) = sweep.run_sweep(sweep.parse_args(argv))
+    assert row["provenance"]["commit"]  # the row names the code it ran at
+    reproduce = _load("reproduce")
+    results = tmp_path / "runs" / "tiny.jsonl"
+    measured = reproduce.main(
+        [str(results), "--model", "ll_plain8", "--data", "digits", "--save", str(tmp_path / "r.json")]
+    )
+    comparison = measured["comparison"]
+    assert comparison["bitwise"] and comparison["first_divergence"] is None and comparison["full"]
+    assert comparison["test"][0] == comparison["test"][1] == row["test_acc"]
+    assert [step for step, _, _ in comparison["monitor"]] == [e["step"] for e in row["shattering"]]
+    printed = capsys.readouterr().out
+    assert "bitwise equal: yes" in printed and "batch loss: equal at all" in printed
+    assert json.loads((tmp_path / "r.json").read_text())["comparison"]["bitwise"] is True
+    # a row edited by hand (a loss the code did not produce) is reported as a divergence, not as equal
+    edited = dict(row, curves=dict(row["curves"], loss=[v + 1e-3 for v in row["curves"]["loss"]]))
+    again = reproduce.compare(edited, measured["rerun"])
+    assert not again["bitwise"] and again["first_divergence"] == row["curves"]["step"][0]
+    with pytest.raises(SystemExit, match="0 rows match"):
+        reproduce.main([str(results), "--model", "ll_plain20", "--data", "digits"])

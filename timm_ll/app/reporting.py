@@ -22,6 +22,7 @@ import torch
 __all__ = [
     "machine",
     "provenance",
+    "machine_of",
     "machines_of",
     "read_results",
     "append_result",
@@ -98,6 +99,22 @@ def provenance(precision: str | None = None) -> dict[str, Any]:
         threads=torch.get_num_threads(),
         device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         precision=precision,
+    )
+
+
+def machine_of(run: dict) -> str:
+    """A benchmark block's machine line: :func:`machine`'s, and where the run recorded its :func:`provenance`
+    (runs from 2b0b3c1 on), the commit, the libraries and the processor's kernels."""
+    prov = run.get("provenance")
+    if not prov:
+        return run["machine"]
+    commit = "no commit" if prov["commit"] is None else f"commit {prov['commit'][:7]}"
+    if prov.get("dirty"):
+        commit += " with uncommitted changes"
+    versions = ", ".join(f"{name} {version}" for name, version in prov["versions"].items() if version)
+    return (
+        f"{run['machine']} ({commit}; {versions}; {prov['cpu']}, {prov['cpu_capability']} kernels, "
+        f"{prov['threads']} threads{'' if prov['device'] == 'cpu' else ', ' + prov['device']})"
     )
 
 
@@ -232,7 +249,7 @@ def write_json(path: Path, report: dict[str, Any]) -> None:
 def publish(numbers: Path, measured: dict[str, Any], render: Callable[[Path], str], page: Path, block: str) -> str:
     """Write a measurement's numbers (``docs/results/...``), then the page's ``block`` rendered from that file
     (never from memory: the committed block is exactly what the committed numbers give); return the block."""
-    write_json(numbers, measured)
+    write_json(numbers, {**measured, "provenance": measured.get("provenance") or provenance()})
     text = render(numbers)
     write_section(page, block, text)
     return text

@@ -588,7 +588,7 @@ def validation_run(
     the test set); the monitor is off. Returns a study's row fields: ``val_error``, ``steps``,
     ``train_images``, ``val_images``, ``seconds`` (training and scoring) and ``machine``."""
 
-    from timm_ll.app.reporting import machine
+    from timm_ll.app.reporting import machine, provenance
 
     start = time.perf_counter()
     result = fit_and_test(
@@ -609,6 +609,7 @@ def validation_run(
         val_images=len(val),
         seconds=round(time.perf_counter() - start, 1),
         machine=machine(),
+        provenance=provenance(),
     )
 
 
