@@ -42,8 +42,8 @@ TEST_ONLY = ("pytest", "transformers", "accelerate", "scipy", "dks", "tensorboar
 
 
 def readme_commands() -> list[str]:
-    """The README's two set-up commands: the first two ``bash`` blocks of its Commands section."""
-    commands = (REPO / "README.md").read_text().split("## Commands", 1)[1].split("\n## ", 1)[0]
+    """The README's two set-up commands: the first two ``bash`` blocks of its Install section."""
+    commands = (REPO / "README.md").read_text().split("## Install", 1)[1].split("\n## ", 1)[0]
     return [block.strip() for block in re.findall(r"```bash\n(.*?)```", commands, flags=re.S)[:2]]
 
 

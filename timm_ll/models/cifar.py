@@ -29,7 +29,7 @@ post-activation is He et al.'s 2016 CIFAR ResNet, the baseline of the paper.
 
 Filter counts are kept: a CReLU net has the same 16/32/64 pre-activation channels as the
 ReLU nets, so every conv after a CReLU sees twice the input channels and the LL/CReLU
-families have ~2x the parameters and conv FLOPs of ``plain`` (see the README).
+families have ~2x the parameters and conv FLOPs of ``plain`` (see docs/MODELS.md).
 
 ``ll_slim`` is the equal-compute looks-linear family: pre-activation widths 11/23/45, near
 1/sqrt(2) of 16/32/64, so that a conv reading a CReLU output (2x the channels) costs what the
