@@ -56,7 +56,7 @@ from lightning_callbacks.deprecations import check_keywords
 from lightning_callbacks.distributed import any_process, broadcast_from_rank_zero, process_group, rank_share
 from lightning_callbacks.options import ShatteringOptions, option_names
 from lightning_callbacks.replay import CallRecorder, RecordedCall, call_of, embeddings_run
-from lightning_callbacks.results import KERNEL, BlockReading, ShatteringResult
+from lightning_callbacks.results import KERNEL, TOKEN_KERNEL, TOKEN_RANK, BlockReading, ShatteringResult
 
 __all__ = [
     "ShatteringMeasurer",
@@ -376,6 +376,7 @@ class ShatteringMeasurer:
             ]
             lines = self._line_gradients(measured, cast)[: len(mine)]
             tally = self._tally_for(device, sync=world > 1)
+            tally.tokens = self._token_options()
             for line in lines:
                 tally.add(line)
         except Exception as caught:  # noqa: BLE001 - whatever failed, the processes must agree on it first
@@ -387,6 +388,13 @@ class ShatteringMeasurer:
         result = tally.result(step, lines, len(probes))
         self._remember(result)
         return result
+
+    def _token_options(self) -> tuple[F.TokenLayout, torch.Tensor | None] | None:
+        """How the tally reads the token kernel (the layout, and the recorded call's attention mask), or None
+        where the option is off."""
+        if not self.options.token_kernel:
+            return None
+        return self.options.token_layout, self.call.token_mask() if self.call is not None else None
 
     def _tally_for(self, device: torch.device, sync: bool) -> _Tally:
         """This measurement's tally: the measurer's, emptied, unless the device or the world changed."""
@@ -534,7 +542,9 @@ class _Tally:
         self.metrics: dict[Any, Any] = {key: metric(cls) for key, cls in classes.items()}
         for name in blocks:
             self.metrics["corr", name] = metric(classes["neighbor_corr"])
-            self.metrics[KERNEL, name] = metric(classes[KERNEL])
+            for key in (KERNEL, TOKEN_KERNEL, TOKEN_RANK):  # each a mean over the lines
+                self.metrics[key, name] = metric(classes[KERNEL])
+        self.tokens: tuple[F.TokenLayout, torch.Tensor | None] | None = None  # (layout, mask); None: off
         self.start()
 
     def fits(self, blocks: list[str], device: torch.device, sync: bool) -> bool:
@@ -544,6 +554,7 @@ class _Tally:
         """Begin a measurement: no values, every state back to its default."""
         self.worst = [0] * (len(self.blocks) + 2)  # input, output, blocks
         self.values: dict[Any, list[float]] = {}
+        self.token_status: dict[str, str] = {}  # block -> why it has no token reading (the first line's cause)
         for metric in self.metrics.values():
             metric.reset()
 
@@ -571,11 +582,29 @@ class _Tally:
             self._note(("corr", name), corr)
             if name in line.activations:
                 self._note((KERNEL, name), F.endpoint_cosine(line.activations[name]))
+                if self.tokens is not None:
+                    self._add_tokens(name, F.token_readings(line.activations[name], *self.tokens))
+
+    def _add_tokens(self, name: str, reading: F.TokenReading) -> None:
+        if reading.status == "measured":
+            self._note((TOKEN_KERNEL, name), reading.kernel)
+            self._note((TOKEN_RANK, name), reading.rank)
+        else:
+            self.token_status.setdefault(name, reading.status)
 
     def _fill(self) -> None:
         """Every metric's states from this process's values: one update each."""
         for key, values in self.values.items():
             self.metrics[key].add(torch.tensor(values, dtype=torch.float64, device=self.device))
+
+    def _token_reading(self, name: str) -> tuple[float, float, str]:
+        """A block's token kernel and rank (means over the lines of every process) and its status."""
+        if self.tokens is None:
+            return math.nan, math.nan, "off"
+        kernel, _, count = self.metrics[TOKEN_KERNEL, name].mean_and_std()
+        if not count:
+            return math.nan, math.nan, self.token_status.get(name, "no token axis")
+        return kernel, self.metrics[TOKEN_RANK, name].mean_and_std()[0], "measured"
 
     def result(self, step: int, lines: list[F.InputGradients], total: int) -> ShatteringResult:
         """The synced result (a collective under a process group)."""
@@ -593,13 +622,14 @@ class _Tally:
                 statistics[key] = (mean, std)
         corr = {name: self.metrics["corr", name].mean_and_std()[0] for name in self.blocks}
         kernel = {name: self.metrics[KERNEL, name].mean_and_std()[:2] for name in self.blocks}
+        tokens = {name: self._token_reading(name) for name in self.blocks}
         # blocks in the order the forward pass ran them (this process's lines, else registration order)
         order = list(lines[0].blocks) if lines else self.blocks
         readings = []
         for name in order:
             status = _STATUS_ORDER[int(worst[2 + self.blocks.index(name)])]
             value = corr[name] if status in F.MEASURABLE else math.nan
-            readings.append(BlockReading(name, value, status, *kernel[name]))
+            readings.append(BlockReading(name, value, status, *kernel[name], *tokens[name]))
         first = lines[0] if lines else None
         gradients = None
         if first is not None:

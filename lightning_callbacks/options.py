@@ -47,6 +47,12 @@ class ShatteringOptions:
             (default: the first ``nn.Embedding`` the forward runs).
         chunk_size: most probe points per forward pass in eval mode (default: the first training
             call's batch size, and never below :data:`~lightning_callbacks.measure.MIN_CHUNK`).
+        token_kernel: also read each block's token kernel at the lines' endpoints (the mean cosine between the
+            tokens of one input, and the effective rank of its token matrix over ``min(T, D)``: rank collapse);
+            it reuses the outputs the forward kernel keeps, so it costs no extra forward pass.
+        token_layout: where a 3-d block output holds its tokens: ``"NTD"`` (batch, tokens, features: the
+            transformers and timm convention) or ``"NDT"`` (batch, features, tokens: a 1-d conv). A 4-d
+            ``(n, C, H, W)`` output's tokens are its ``H * W`` positions.
         measure_at_end: also measure the trained network when training ends (the schedule measures
             before an optimizer step, so the weights after the last step are otherwise never seen).
         log_figures: draw the figures (to figure-taking loggers, and PNGs under ``<log dir>/<prefix>/``).
@@ -64,6 +70,8 @@ class ShatteringOptions:
     forward_fn: ForwardFn | None = None
     embedding: str | None = None
     chunk_size: int | None = None
+    token_kernel: bool = True
+    token_layout: F.TokenLayout = "NTD"
     measure_at_end: bool = True
     log_figures: bool = True
     prefix: str = "shattering"
@@ -93,6 +101,8 @@ class ShatteringOptions:
         if not isinstance(self.prefix, str) or not self.prefix:
             raise ValueError(f"prefix={self.prefix!r}: use a non-empty string, the first part of every logged key")
         F.check_bn_mode(self.bn_mode)
+        if self.token_layout not in F.TOKEN_LAYOUTS:
+            raise ValueError(f"token_layout={self.token_layout!r}: use one of {F.TOKEN_LAYOUTS}")
 
 
 def option_names() -> list[str]:

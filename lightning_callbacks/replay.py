@@ -138,6 +138,14 @@ class RecordedCall:
             kwargs={k: crop(v) for k, v in self.kwargs.items()},
         )
 
+    def token_mask(self) -> torch.Tensor | None:
+        """The first sample's attention mask ``(T,)``, where the call passed one by keyword (``attention_mask``,
+        or any per-sample keyword whose name holds "mask"): the tokens the lines' token readings count."""
+        for name, entry in self.kwargs.items():
+            if "mask" in name and isinstance(entry, dict) and "sample" in entry and entry["sample"].dim() == 2:
+                return entry["sample"][0]
+        return None
+
     @property
     def discrete(self) -> bool:
         """Whether the probed input is integer (token ids): the probe then lives in embedding space."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from lightning_callbacks.results import KERNEL, ShatteringResult
+from lightning_callbacks.results import KERNEL, TOKEN_KERNEL, TOKEN_RANK, ShatteringResult
 
 __all__ = ["ResultReport", "NO_READING"]
 
@@ -35,12 +35,13 @@ class ResultReport:
 
     def __call__(self, result: ShatteringResult) -> tuple[dict[str, float], list[str]]:
         """``(values to log, new warnings)``: the input-level gradient statistics only where finite; every block
-        and the forward kernel (NaN for no reading, whose status says why); a failed measurement's NaN as they
+        the forward kernel and the token kernel (NaN for no reading, whose status says why: a block whose output has
+        no token axis reads NaN there by design, without a warning); a failed measurement's NaN as they
         are (the measurer warned with its cause)."""
         scalars = result.scalars(self.prefix)
         if result.failed is not None:
             return scalars, []
-        always = (f"{self.prefix}/neighbor_corr/", f"{self.prefix}/{KERNEL}")
+        always = tuple(f"{self.prefix}/{key}" for key in ("neighbor_corr/", KERNEL, TOKEN_KERNEL, TOKEN_RANK))
         notes = self._notes(result)
         bad = [k for k, v in scalars.items() if not math.isfinite(v) and not k.startswith(always)]
         bad = [k for k in bad if k not in self._warned]

@@ -11,10 +11,13 @@ import torch
 
 from lightning_callbacks import functional as F
 
-__all__ = ["BlockReading", "ShatteringResult", "KERNEL"]
+__all__ = ["BlockReading", "ShatteringResult", "KERNEL", "TOKEN_KERNEL", "TOKEN_RANK"]
 
 # the key family of the forward kernel (the cosine of a signal at each line's two endpoints)
 KERNEL = "kernel"
+# the token kernel's two readings (:mod:`lightning_callbacks.functional.tokens`), logged per block
+TOKEN_KERNEL = "token_kernel"
+TOKEN_RANK = "token_rank"
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,10 @@ class BlockReading:
         status: what its gradients allowed (see :func:`~lightning_callbacks.functional.gradient_status`).
         kernel, kernel_std: the forward kernel at the block's output, mean and spread over the lines
             (NaN where the output was zero, not finite, or has no row per probe point).
+        token_kernel, token_rank: the token kernel at the block's output (the mean cosine between one input's
+            distinct tokens, and its token matrix's effective rank over ``min(T, D)``), mean over the lines'
+            endpoints; NaN unless ``token_status`` is ``"measured"`` (else it says why: ``"no token axis"``,
+            ``"one token"``...; ``"off"`` where the option is off).
     """
 
     name: str
@@ -35,6 +42,9 @@ class BlockReading:
     status: F.Status
     kernel: float = math.nan
     kernel_std: float = math.nan
+    token_kernel: float = math.nan
+    token_rank: float = math.nan
+    token_status: str = "off"
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,9 @@ class ShatteringResult:
             out[f"{prefix}/neighbor_corr/{block.name}"] = block.neighbor_corr
             out[f"{prefix}/{KERNEL}/{block.name}"] = block.kernel
             out[f"{prefix}/{KERNEL}_std/{block.name}"] = block.kernel_std
+            if block.token_status != "off":
+                out[f"{prefix}/{TOKEN_KERNEL}/{block.name}"] = block.token_kernel
+                out[f"{prefix}/{TOKEN_RANK}/{block.name}"] = block.token_rank
         return out
 
     def without_gradients(self) -> ShatteringResult:
@@ -108,6 +121,9 @@ class ShatteringResult:
             "status": {b.name: b.status for b in self.blocks if b.status not in F.MEASURABLE},
             KERNEL: {b.name: (b.kernel, b.kernel_std) for b in self.blocks},
         }
+        tokens = [b for b in self.blocks if b.token_status != "off"]
+        if tokens:  # block -> [token kernel, token rank, status]
+            entry["tokens"] = {b.name: (b.token_kernel, b.token_rank, b.token_status) for b in tokens}
         if self.failed is not None:
             entry["failed"] = self.failed
         return entry
@@ -117,6 +133,7 @@ class ShatteringResult:
         """The result an :meth:`entry` (or an older one, without kernels or statuses) describes."""
         status = entry.get("status") or {}
         kernels = entry.get(KERNEL) or {}
+        tokens = entry.get("tokens") or {}
         nan = (math.nan, math.nan)
         blocks = [
             BlockReading(
@@ -124,6 +141,7 @@ class ShatteringResult:
                 float(corr),
                 status.get(name, "measured" if corr == corr else "non-finite"),
                 *map(float, kernels.get(name, nan)),
+                *((float(tokens[name][0]), float(tokens[name][1]), str(tokens[name][2])) if name in tokens else ()),
             )
             for name, corr in (entry.get("layers") or {}).items()
         ]

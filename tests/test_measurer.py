@@ -173,7 +173,7 @@ def test_activation_checkpointing_is_measured_as_without_it():
     checkpointed.load_state_dict(plain.state_dict())
     x = torch.randn(4, 6)
     results = [ShatteringMeasurer(m, num_lines=2, num_points=8).measure(0, x) for m in (plain, checkpointed)]
-    assert results[0].scalars() == pytest.approx(results[1].scalars(), rel=1e-12)
+    assert results[0].scalars() == pytest.approx(results[1].scalars(), rel=1e-12, nan_ok=True)
     # the last block's output is the network's: its gradient is the readout's, flat
     statuses = [b.status for b in results[1].blocks]
     assert statuses[-1] == "flat" and set(statuses[:-1]) == {"measured"} and len(statuses) == 6
@@ -189,7 +189,7 @@ def test_timm_grad_checkpointing_is_measured_as_without_it():
     first = ShatteringMeasurer(model, num_lines=2, num_points=8).measure(0, x).scalars()
     model.set_grad_checkpointing(True)
     second = ShatteringMeasurer(model, num_lines=2, num_points=8).measure(0, x).scalars()
-    assert second == pytest.approx(first, rel=1e-9)
+    assert second == pytest.approx(first, rel=1e-9, nan_ok=True)
 
 
 def test_state_dict_keeps_the_lines_the_call_and_the_schedule():
@@ -201,7 +201,8 @@ def test_state_dict_keeps_the_lines_the_call_and_the_schedule():
     resumed.load_state_dict(measurer.state_dict())
     assert resumed.ready and torch.equal(resumed.probes()[1], measurer.probes()[1])
     assert not resumed.due(0) and resumed.due(4)
-    assert resumed.measure(4).scalars() == measurer.measure(4).scalars()  # no batch needed: the call was kept
+    # no batch needed: the call was kept; equal exactly (NaN where a block has no token axis)
+    assert resumed.measure(4).scalars() == pytest.approx(measurer.measure(4).scalars(), rel=0, abs=0, nan_ok=True)
 
 
 def test_bad_options_and_a_measure_without_a_call_say_what_to_do():

@@ -163,12 +163,13 @@ def _step0(tmp_path, **kwargs):
 
 
 def test_bf16_mixed_is_measured_in_float32(tmp_path):
-    assert _step0(tmp_path / "bf16", precision="bf16-mixed") == _step0(tmp_path / "fp32")
+    fp32 = _step0(tmp_path / "fp32")  # exactly (NaN where a block has no token axis)
+    assert _step0(tmp_path / "bf16", precision="bf16-mixed") == pytest.approx(fp32, rel=0, abs=0, nan_ok=True)
 
 
 def test_compiled_model_is_measured_through_the_original_forward(tmp_path):
     compiled = _step0(tmp_path / "c", compile_model=True)
-    assert compiled == pytest.approx(_step0(tmp_path / "e"))
+    assert compiled == pytest.approx(_step0(tmp_path / "e"), nan_ok=True)  # a 2-d block has no token reading: NaN
     assert "shattering/neighbor_corr/0" in compiled  # layers found in the original module
 
 
@@ -298,7 +299,7 @@ def test_ddp_spawn_agrees_with_a_single_process_for_a_fixed_probe_and_for_lines_
         work[name] = sorted(tuple(map(int, line.split())) for line in record.read_text().splitlines())
     for prefix in prefixes:
         assert f"{prefix}/neighbor_corr" in results["ddp", prefix]
-        assert results["ddp", prefix] == pytest.approx(results["single", prefix], rel=1e-6)
+        assert results["ddp", prefix] == pytest.approx(results["single", prefix], rel=1e-6, nan_ok=True)
     assert {"shattering/neighbor_corr_std", "shattering/neighbor_corr/0"} <= set(results["ddp", "shattering"])
     # steps 0, 1 and the end measured; 4 lines of 8 points: 32 points, or 16 on each of the two ranks
     assert work["single"] == [(0, 32)] * 3 and work["ddp"] == [(0, 16)] * 3 + [(1, 16)] * 3
@@ -381,7 +382,10 @@ def test_the_readme_snippet_itself_gives_a_depth_profile_at_init(tmp_path):
     namespace: dict = {}
     exec(snippet.replace("trainer = L.Trainer(", "_unused = dict("), namespace)  # the module and the callback
     monitor = ShatteringMonitor()  # as the snippet: no argument
-    _trainer(tmp_path, [monitor], steps=1).fit(namespace["Classifier"](), _images(8, 32, classes=10))
+    # in float64: an LL net is exactly linear at init, but in float32 its cancelling halves leave round-off that
+    # reads as a slightly rough gradient at some blocks, depending on the kernels (the CLI measures LL in float64)
+    trainer = _trainer(tmp_path, [monitor], steps=1, precision="64-true")
+    trainer.fit(namespace["Classifier"](), _images(8, 32, classes=10))
     profile = monitor.history[0].entry()["layers"]  # step 0
     assert len(profile) >= 27 and all(v == 1.0 for v in profile.values())  # ll_plain56: 27 blocks, linear at init
 

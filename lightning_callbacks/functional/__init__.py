@@ -9,6 +9,7 @@ ReLU net decorrelate like white noise ("shatter"); a ResNet's or an LL net's do 
 - :mod:`~lightning_callbacks.functional.blocks`: the blocks of a depth profile;
 - :mod:`~lightning_callbacks.functional.gradients`: the gradient engine (invisible to training);
 - :mod:`~lightning_callbacks.functional.statistics`: correlation, ranks, spectrum, status;
+- :mod:`~lightning_callbacks.functional.tokens`: the token kernel (how alike one input's tokens are);
 - :mod:`~lightning_callbacks.functional.fits`: depth profiles and their decay laws.
 """
 
@@ -46,6 +47,14 @@ from lightning_callbacks.functional.statistics import (
     spectral_slope,
     stable_rank,
 )
+from lightning_callbacks.functional.tokens import (
+    TOKEN_LAYOUTS,
+    TokenLayout,
+    TokenReading,
+    token_matrix,
+    token_reading,
+    token_readings,
+)
 
 __all__ = [
     "BNMode",
@@ -82,6 +91,12 @@ __all__ = [
     "fit_decay",
     "auto_blocks",
     "unwrap_compiled",
+    "TOKEN_LAYOUTS",
+    "TokenLayout",
+    "TokenReading",
+    "token_matrix",
+    "token_reading",
+    "token_readings",
 ]
 
 
