@@ -204,10 +204,12 @@ def plot_depth_profile(
     title: str = "",
     status: Mapping[str, str] | None = None,
     kernel: Sequence[float] | None = None,
+    token_kernel: Sequence[float] | None = None,
 ) -> Figure:
     """Neighbor correlation per layer (symlog axis) with the fitted decay law where one fits, and, given
     ``kernel`` (one value per layer of the profile), the forward kernel beside it: the cosine of each
-    layer's outputs at a line's two endpoints.
+    layer's outputs at a line's two endpoints; given ``token_kernel``, the token kernel: the mean cosine
+    between the tokens of one input at each layer's output (1: the tokens collapsed to one direction).
 
     A layer without a reading (NaN: ``status`` names why, e.g. ``missing``, ``zero``) is marked with a
     cross on the axis, labelled; a flat profile says "flat"; no law is drawn below :data:`MIN_R2`.
@@ -216,6 +218,9 @@ def plot_depth_profile(
     ax.plot(profile.depths, profile.correlations, "o-", ms=3, label="neighbor correlation")
     if kernel is not None and any(k == k for k in kernel):
         ax.plot(profile.depths, list(kernel), "s:", ms=3, color="tab:green", label="forward kernel (endpoint cosine)")
+    if token_kernel is not None and any(k == k for k in token_kernel):
+        label = "token kernel (cosine between one input's tokens)"
+        ax.plot(profile.depths, list(token_kernel), "^-.", ms=3, color="tab:purple", label=label)
     unread = [(d, name) for d, name, c in zip(profile.depths, profile.blocks, profile.correlations) if not c == c]
     if unread:
         kinds = sorted({(status or {}).get(name, "NaN") for _, name in unread})

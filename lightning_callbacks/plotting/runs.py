@@ -73,8 +73,10 @@ def draw(
     depth_profile = _depth_profile(latest) if profile and latest is not None else None
     if depth_profile is not None:
         status = {b.name: b.status for b in latest.blocks if b.status not in F.MEASURABLE}
-        kernel = [b.kernel for b in latest.blocks]
-        figures["depth_profile"] = plotting.plot_depth_profile(depth_profile, status=status, kernel=kernel)
+        kernel, tokens = [b.kernel for b in latest.blocks], [b.token_kernel for b in latest.blocks]
+        figures["depth_profile"] = plotting.plot_depth_profile(
+            depth_profile, status=status, kernel=kernel, token_kernel=tokens
+        )
     if summary and history:
         figures["summary"] = plotting.plot_training_summary([result.entry() for result in history])
     return figures

@@ -199,17 +199,18 @@ def _print_table(console: Any, results: list[dict[str, Any]], args: argparse.Nam
         title=f"gradient shattering at init ({args.data}, {args.num_points}-point line probe, bn_mode={args.bn_mode})",
         caption="flat: the gradient is the same at every point (a linear net), so it has no spectrum; "
         "fwd kernel: the forward kernel, the cosine of the logits at the two images (1: mapped to one direction), "
-        f"beside the images' own ({results[0]['input_cosine']:.3f})"
+        f"beside the images' own ({results[0]['input_cosine']:.3f}); "
+        "tokens: the token kernel, the mean cosine between the last block's spatial positions (1: collapsed)"
         if results
         else None,
     )
     table.add_column("model", no_wrap=True)
-    for column in ("neighbor corr.", "eff. rank", "spectral slope", "fwd kernel"):
+    for column in ("neighbor corr.", "eff. rank", "spectral slope", "fwd kernel", "tokens"):
         table.add_column(column, justify="right")
     for r in results:
         slope = "flat" if math.isnan(r["spectral_slope"]) else f"{r['spectral_slope']:.2f}"
-        kernel = f"{r['kernel']:.3f}"
-        table.add_row(r["model"], f"{r['neighbor_corr']:.3f}", f"{r['effective_rank']:.1f}", slope, kernel)
+        kernel, tokens = f"{r['kernel']:.3f}", f"{r.get('token_kernel', math.nan):.3f}"
+        table.add_row(r["model"], f"{r['neighbor_corr']:.3f}", f"{r['effective_rank']:.1f}", slope, kernel, tokens)
     console.print(table)
 
 

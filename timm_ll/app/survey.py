@@ -59,7 +59,9 @@ def measure_at_init(
     The row has ``model``, ``architecture``, ``input_size``, ``dtype`` and the statistics
     ``neighbor_corr``, ``effective_rank``, ``stable_rank``, ``spectral_slope`` (NaN for a flat gradient,
     which has no spectrum) and ``kernel`` (the forward kernel: the cosine of the logits at the two images,
-    against ``input_cosine``, theirs). ``dtype="auto"`` measures looks-linear models in float64 (their exact
+    against ``input_cosine``, theirs) and ``token_kernel`` (the mean cosine between the spatial positions of
+    ``forward_features`` at the two images: how alike the last block's tokens are; NaN without a token axis).
+    ``dtype="auto"`` measures looks-linear models in float64 (their exact
     cancellation leaves ~1e-3 relative round-off in float32 at depth 56+), the rest in float32.
     """
     torch.manual_seed(seed)
@@ -82,8 +84,25 @@ def measure_at_init(
         dtype=str(resolved).removeprefix("torch."),
         **statistics,
         input_cosine=endpoint_cosine(ends).item(),
+        token_kernel=_features_token_kernel(model, ends),
     )
     return row, result.gradients
+
+
+def _features_token_kernel(model: torch.nn.Module, ends: torch.Tensor) -> float:
+    """The token kernel of the network's last block (its ``forward_features``) at the two images, in eval mode."""
+    from lightning_callbacks.functional import token_readings
+
+    features = getattr(model, "forward_features", None)
+    if features is None:
+        return float("nan")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return token_readings(features(ends)).kernel
+    finally:
+        model.train(was_training)
 
 
 _STATISTICS = ("neighbor_corr", "effective_rank", "stable_rank", "spectral_slope", "kernel")
