@@ -234,5 +234,33 @@ def main(argv: list[str] | None = None) -> dict:
     return measured
 
 
+RERUN = REPO / "docs" / "results" / "rerun_tat_slim200_seed0.json"
+
+
+def section(numbers: Path) -> str:
+    """The block of a saved rerun (``--save``): where it ran, and the row and the rerun side by side."""
+    from timm_ll.app.reporting import machine_of
+
+    measured = json.loads(numbers.read_text())
+    row, again, comparison = measured["row"], measured["rerun"], measured["comparison"]
+    stop = measured.get("stop_after")
+    command = f"`python examples/reproduce.py ... --model {row['model']} --seed {row.get('seed', 0)}"
+    command += f" --stop-after {stop}`" if stop else "`"
+    text = report(row, again, comparison, measured["where"]).splitlines()
+    bullets = [f"- {line.strip()}" for line in text[1:] if not line.strip().startswith(("row:", "rerun:"))]
+    return "\n".join(
+        [
+            f"{command}: {measured['where']}. The row's machine: {row.get('machine', 'not recorded')}"
+            + ("" if row.get("provenance") else " (it predates provenance)")
+            + f". The rerun's: {machine_of(dict(machine=again['provenance']['cpu'], provenance=again['provenance']))}.",
+            "",
+            *bullets,
+        ]
+    )
+
+
+DOC_BLOCKS = {"rerun-depth-200": lambda: section(RERUN)} if RERUN.exists() else {}
+
+
 if __name__ == "__main__":
     main()
