@@ -71,12 +71,16 @@ def _conv_flops(model: nn.Module) -> int:
 @pytest.mark.parametrize(
     "depth", [pytest.param(d, marks=pytest.mark.slow) if d == 200 else d for d in REGISTERED_DEPTHS if d >= 20]
 )
-def test_ll_slim_has_the_parameters_and_flops_of_plain_and_resnet(depth):
-    slim, plain, resnet = (timm.create_model(f"{f}{depth}") for f in ("ll_slim", "plain", "cifar_resnet"))
+@pytest.mark.parametrize("family", ["ll_slim", "tat_slim", "tat_plain"])
+def test_the_equal_compute_families_have_the_parameters_and_flops_of_plain_and_resnet(family, depth):
+    slim, plain, resnet = (timm.create_model(f"{f}{depth}") for f in (family, "plain", "cifar_resnet"))
     slim_params = sum(p.numel() for p in slim.parameters())
     for reference in (plain, resnet):  # option-A shortcuts are parameter- and conv-free: the same counts
         assert abs(slim_params / sum(p.numel() for p in reference.parameters()) - 1) < 0.05
         assert abs(_conv_flops(slim) / _conv_flops(reference) - 1) < 0.05
+    if family == "tat_plain":  # plain's widths with a Leaky ReLU: no CReLU doubling
+        assert [info["num_chs"] for info in slim.feature_info] == [16, 16, 32, 64]
+        return
     # the CReLU layout doubles the pre-activation widths: 11/23/45 -> 22/46/90 channels out of each stage
     assert [info["num_chs"] for info in slim.feature_info] == [22, 22, 46, 90]
 

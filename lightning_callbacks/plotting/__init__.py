@@ -175,7 +175,8 @@ def _style_correlation_axes(
         # nothing near 0: a linear axis over the data's own range (a 0-1 symlog axis would squeeze it flat)
         low, high = min(finite), max(finite)
         margin = max(0.1 * (high - low), 0.002)
-        ax.set_ylim(low - margin, high + 4 * margin)  # headroom for the legend above the data
+        # headroom for the legend above the data, but a correlation's axis ends just above 1
+        ax.set_ylim(low - margin, max(high + margin, min(high + 4 * margin, 1.02)))
         ax.grid(axis="y", lw=0.3, alpha=0.5)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("neighbor correlation (linear)")

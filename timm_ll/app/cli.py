@@ -23,7 +23,7 @@ DATA_HELP = (
     "train/<class>/*.jpg and test/<class>/*.jpg, or an ImageFolder directory (<class>/*.jpg)"
 )
 SHATTER_EXAMPLES = """examples:
-  timm-ll shatter                                   # 4 CIFAR families x depths 20, 56, 110 on digits
+  timm-ll shatter                                   # 7 CIFAR families x depths 20, 56, 110 on digits
   timm-ll shatter --depths 20,56,110,200 --json shatter.json --out figures/
   timm-ll shatter --models resnet50,vit_small_patch16_224 --num-points 64
   timm-ll shatter --data path/to/cifar10 --bn-mode batch   # your CIFAR-10 copy (folder or zip)
@@ -38,7 +38,8 @@ BN_MODE_HELP = (
     "is independent, as at inference); batch = with the probe's own statistics, held fixed in the backward "
     "pass (the paper's 'BN over the grid')"
 )
-DEFAULT_FAMILIES = ("ll_plain", "crelu_plain", "plain", "cifar_resnet")
+# the paper's four, and the equal-compute skip-free families: LL's and the tailored rectifiers' (the depth-200 result)
+DEFAULT_FAMILIES = ("ll_plain", "crelu_plain", "plain", "cifar_resnet", "ll_slim", "tat_plain", "tat_slim")
 
 
 class UsageError(Exception):

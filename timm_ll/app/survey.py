@@ -206,4 +206,6 @@ def depth_curves_figure(results: list[dict[str, Any]], fits: dict[str, Any]) -> 
         entry = fit_curve_entry(depths, values, fit["law"], fit["rate"], fit["r2"])
         if entry is not None:  # without a line where no law fits, but the legend says why
             fitted[family] = entry
-    return plot_depth_curves(curves, fits=fitted, title="neighbor correlation vs depth (dashed: fitted law)")
+    drawn = any(len(xs) for xs, _, _ in fitted.values())  # a title promises a dashed law only where one is drawn
+    title = "neighbor correlation vs depth" + (" (dashed: fitted law)" if drawn else "")
+    return plot_depth_curves(curves, fits=fitted, title=title)
