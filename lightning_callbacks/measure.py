@@ -42,7 +42,6 @@ gathered, cannot be rescued that way: the others are already in the gather.)
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
@@ -54,9 +53,11 @@ from torch import nn
 from lightning_callbacks import functional as F
 from lightning_callbacks.deprecations import check_keywords
 from lightning_callbacks.distributed import any_process, broadcast_from_rank_zero, process_group, rank_share
-from lightning_callbacks.options import ShatteringOptions, option_names
-from lightning_callbacks.replay import CallRecorder, RecordedCall, call_of, embeddings_run
-from lightning_callbacks.results import KERNEL, TOKEN_KERNEL, TOKEN_RANK, BlockReading, ShatteringResult
+from lightning_callbacks.lines import ProbeLines, line_gradients, line_pairs, second_endpoint
+from lightning_callbacks.options import Schedule, ShatteringOptions, early_steps, option_names
+from lightning_callbacks.replay import CallRecorder, RecordedCall, call_of, check_embedding, embeddings_run
+from lightning_callbacks.results import ShatteringResult
+from lightning_callbacks.tally import Tally
 
 __all__ = [
     "ShatteringMeasurer",
@@ -73,78 +74,8 @@ __all__ = [
 MIN_CHUNK = 8
 
 
-def _metric_classes() -> dict[str, type]:
-    """The torchmetrics classes of the statistics, imported on first use: importing torchmetrics imports
-    transformers where it is installed, which a plain loop's import of the measurer should not."""
-    from lightning_callbacks.metrics import (
-        EffectiveRank,
-        ForwardKernel,
-        GradientCorrelation,
-        SpectralSlope,
-        StableRank,
-    )
-
-    return {
-        "neighbor_corr": GradientCorrelation,
-        "effective_rank": EffectiveRank,
-        "stable_rank": StableRank,
-        "spectral_slope": SpectralSlope,
-        KERNEL: ForwardKernel,
-    }
-
-
-# the worse of two lines' statuses is the block's (and is what every process agrees on)
-_STATUS_ORDER: tuple[F.Status, ...] = ("flat", "measured", "zero", "non-finite", "missing")
-
-
 class MeasurementFailed(RuntimeError):
     """Another process's part of a measurement failed (that process's warning names the cause)."""
-
-
-def early_steps(every_n_steps: int) -> list[int]:
-    """The log-spaced steps measured before ``every_n_steps``: 0, 1, 2, 5, 10, 20, 50, 100, ..."""
-    steps, decade = [0], 1
-    while decade < every_n_steps:
-        steps += [s for s in (decade, 2 * decade, 5 * decade) if s < every_n_steps]
-        decade *= 10
-    return steps
-
-
-class Schedule:
-    """The measured steps: every multiple of ``every_n_steps`` and, with ``log_spaced_start``, the log-spaced
-    steps before it (:func:`early_steps`), where shattering changes most."""
-
-    def __init__(self, every_n_steps: int = 1000, log_spaced_start: bool = True) -> None:
-        self.every_n_steps = every_n_steps
-        self._early = set(early_steps(every_n_steps)) if log_spaced_start else {0}
-
-    def due(self, step: int) -> bool:
-        """Whether ``step`` is a measured step."""
-        return step % self.every_n_steps == 0 or step in self._early
-
-
-def line_pairs(num_samples: int, num_lines: int) -> list[tuple[int, int]]:
-    """Distinct sample pairs for ``num_lines`` probe lines: disjoint ``(0, 1), (2, 3), ...`` where the batch
-    allows, else neighbouring ``(0, 1), (1, 2), ...``; fewer when the batch has fewer distinct pairs."""
-    if num_samples >= 2 * num_lines:
-        return [(2 * i, 2 * i + 1) for i in range(num_lines)]
-    return [(i, i + 1) for i in range(min(num_lines, num_samples - 1))]
-
-
-def second_endpoint(sample: torch.Tensor) -> torch.Tensor:
-    """The other end of a line that has a single sample, at a typical distance between samples (never an
-    epsilon away, which would measure a point, not a line):
-
-    - token ids ``(T, ...)``: the same tokens, the second half first (``roll`` by ``T // 2``): another
-      stretch of text at every position, with the same length and mask;
-    - anything else (an image ``(C, H, W)``, features ``(D,)``): mirrored along its last axis (an image
-      flipped left to right).
-    """
-    if sample.dim() == 0:
-        raise ValueError("a line needs samples with at least one axis, got a scalar")
-    if not (sample.is_floating_point() or sample.is_complex()):
-        return sample.roll(sample.shape[0] // 2, dims=0)
-    return sample.flip(-1)
 
 
 class ShatteringMeasurer:
@@ -177,15 +108,14 @@ class ShatteringMeasurer:
         names = F.auto_blocks(measured) if self.options.blocks == "auto" else list(self.options.blocks or [])
         self.block_names: list[str] = list(F.resolve_blocks(measured, names))
         self.call: RecordedCall | None = None
-        self._fixed_probe = None if self.options.probe is None else self.options.probe.detach().clone()
-        self._endpoints: torch.Tensor | None = None  # (lines, 2, ...): each line's two samples
+        self.lines = ProbeLines(self.options.probe)
         self.batch_size: int | None = None
         self.last_step = -1
         self.history: list[ShatteringResult] = []
         self._recorder: CallRecorder | None = None
         self._init_buffers: list[tuple[nn.Module, str, torch.Tensor]] | None = None
         self._warned: set[str] = set()
-        self._tally: _Tally | None = None
+        self._tally: Tally | None = None
         self._unusable: str | None = None  # why the recorded call cannot be used (warned), if it cannot
 
     # ---- schedule ------------------------------------------------------------------------
@@ -196,7 +126,7 @@ class ShatteringMeasurer:
     @property
     def ready(self) -> bool:
         """Whether it knows how to call the network and along which lines."""
-        has_probe = self._fixed_probe is not None or self._endpoints is not None
+        has_probe = self.lines.ready
         return has_probe and (self.options.forward_fn is not None or self.call is not None)
 
     # ---- the protocol: what a training loop (or an adapter) tells the measurer -----------
@@ -266,7 +196,7 @@ class ShatteringMeasurer:
         self.call = call
         if self.batch_size is None:
             self.batch_size = call.batch_size or int(call.inputs.shape[0])
-        if self._fixed_probe is None and self._endpoints is None:
+        if not self.lines.ready:
             self.set_lines(call.inputs, broadcast=False)
 
     def _use_arguments(self, args: tuple, kwargs: dict) -> None:
@@ -282,7 +212,7 @@ class ShatteringMeasurer:
 
     def set_lines(self, inputs: torch.Tensor, broadcast: bool = True) -> None:
         """Fix the lines between pairs of samples of ``inputs`` (rank 0's, on every process). With a single
-        sample the line runs to :func:`second_endpoint` of it (warned once)."""
+        sample the line runs to :func:`~lightning_callbacks.lines.second_endpoint` of it (warned once)."""
         if not (inputs.is_floating_point() or self.call is not None):
             raise TypeError(
                 f"the lines run between inputs, but the batch holds {inputs.dtype} inputs and forward_fn is given: "
@@ -291,44 +221,13 @@ class ShatteringMeasurer:
             )
         if self.batch_size is None:
             self.batch_size = int(inputs.shape[0])
-        num_lines = self.options.num_lines
-        if inputs.shape[0] < 2:
-            inputs = torch.stack([inputs[0], second_endpoint(inputs[0])])
-            how = "the same tokens, the second half first" if not inputs.is_floating_point() else "it mirrored"
-            self._warn(
-                "the network saw a single sample before the first optimizer step: the probe line runs from it to "
-                f"{how} (a typical distance between samples), fixed for the run; measuring 1 of the {num_lines} "
-                "lines (more samples per step, or micro-batches before the step, give more lines)"
-            )
-        pairs = line_pairs(inputs.shape[0], num_lines)
-        if len(pairs) < num_lines and inputs.shape[0] >= 2 and len(pairs) > 1:
-            self._warn(
-                f"the first training calls had {inputs.shape[0]} samples, enough for {len(pairs)} of the "
-                f"{num_lines} probe lines; measuring {len(pairs)}"
-            )
-        endpoints = torch.stack([inputs[[a, b]] for a, b in pairs]).detach().cpu()
-        self._endpoints = broadcast_from_rank_zero({"ends": endpoints})["ends"] if broadcast else endpoints
+        self.lines.fix(inputs, self.options.num_lines, self._warn, broadcast)
 
     def probes(self) -> list[torch.Tensor]:
-        """The probes in use: the fixed one, or one line per stored pair of samples.
-
-        For token-id inputs each line runs between the two samples' embedding outputs, taken with the
-        embedding's current weights (cropped to the shorter sequence).
-        """
-        if self._fixed_probe is not None:
-            return [self._fixed_probe]
-        if self._endpoints is None:
-            raise RuntimeError("the probe lines are built from the first call; no call has been seen yet")
-        num_points = self.options.num_points
-        if self.call is not None and self.call.discrete and self.options.forward_fn is None:
-            lines, network = [], F.unwrap_compiled(self.model)
-            for ends in self._endpoints:
-                with F.measurement_context(network, "eval"):
-                    embedded = self.call.embed(network, ends).double().cpu()
-                length = min(embedded[0].shape[0], embedded[1].shape[0])
-                lines.append(F.line_probe(embedded[0][:length], embedded[1][:length], num_points))
-            return lines
-        return [F.line_probe(ends[0].double(), ends[1].double(), num_points) for ends in self._endpoints]
+        """The probes in use: the fixed one, or one line per stored pair of samples (for token ids, between the
+        two samples' embedding outputs, with the embedding's current weights)."""
+        embed = self.call is not None and self.call.discrete and self.options.forward_fn is None
+        return self.lines.probes(self.options.num_points, self.model, self.call, embed)
 
     # ---- measurement ---------------------------------------------------------------------
     def measure(
@@ -396,10 +295,10 @@ class ShatteringMeasurer:
             return None
         return self.options.token_layout, self.call.token_mask() if self.call is not None else None
 
-    def _tally_for(self, device: torch.device, sync: bool) -> _Tally:
+    def _tally_for(self, device: torch.device, sync: bool) -> Tally:
         """This measurement's tally: the measurer's, emptied, unless the device or the world changed."""
         if self._tally is None or not self._tally.fits(self.block_names, device, sync):
-            self._tally = _Tally(self.block_names, device, sync)
+            self._tally = Tally(self.block_names, device, sync)
         else:
             self._tally.start()
         return self._tally
@@ -445,50 +344,11 @@ class ShatteringMeasurer:
         self.last_step = result.step
 
     def _line_gradients(self, measured: nn.Module, probes: list[torch.Tensor]) -> list[F.InputGradients]:
-        """Input and block gradients along each probe (this process's share, padded), with the block outputs
-        and the network output at each probe's two endpoints."""
-        if self.options.bn_mode == "batch":  # each line normalizes with its own statistics: one batch per line
-            return [self._gradients(measured, probe, None, [0, probe.shape[0] - 1]) for probe in probes]
-        # eval mode: lines are independent; run them together, in chunks of at most a training batch
-        sizes = [p.shape[0] for p in probes]
-        starts = [sum(sizes[:i]) for i in range(len(sizes))]
-        ends = [index for start, size in zip(starts, sizes) for index in (start, start + size - 1)]
-        chunk = self.options.chunk_size or max(self.batch_size or 1, MIN_CHUNK)
-        whole = self._gradients(measured, torch.cat(probes), chunk, ends)
-
-        def split(tensor: torch.Tensor | None, parts: list[int]) -> list[Any]:
-            return list(tensor.split(parts)) if tensor is not None else [None] * len(parts)
-
-        inputs, outputs = split(whole.input, sizes), split(whole.output, sizes)
-        finals = split(whole.final_activations, [2] * len(probes))
-        blocks = {name: g.split(sizes) for name, g in whole.blocks.items()}
-        activations = {name: a.split(2) for name, a in whole.activations.items()}
-        return [
-            F.InputGradients(
-                input=inputs[i],
-                blocks={name: parts[i] for name, parts in blocks.items()},
-                output=outputs[i],
-                unreached=whole.unreached,
-                activations={name: parts[i] for name, parts in activations.items()},
-                final_activations=finals[i],
-            )
-            for i in range(len(probes))
-        ]
-
-    def _gradients(
-        self, measured: nn.Module, probe: torch.Tensor, chunk: int | None, keep: list[int]
-    ) -> F.InputGradients:
         forward_fn = self.options.forward_fn or (self.call.forward_fn(measured) if self.call is not None else None)
+        chunk = self.options.chunk_size or max(self.batch_size or 1, MIN_CHUNK)
         try:
-            return F.input_gradients(
-                measured,
-                probe,
-                readout=self.readout,
-                bn_mode=self.options.bn_mode,
-                blocks=self.block_names,
-                chunk_size=chunk,
-                forward_fn=forward_fn,
-                keep=keep,
+            return line_gradients(
+                measured, probes, self.readout, self.options.bn_mode, self.block_names, chunk, forward_fn
             )
         except (ValueError, TypeError) as error:
             if self.options.forward_fn is None:
@@ -500,8 +360,7 @@ class ShatteringMeasurer:
         """The lines, the recorded call, the schedule's position and the history, as tensors and plain values
         (a checkpoint loads with ``torch.load(..., weights_only=True)``)."""
         return {
-            "endpoints": self._endpoints,
-            "fixed_probe": self._fixed_probe,
+            **self.lines.state(),
             "last_step": self.last_step,
             "batch_size": self.batch_size,
             "history": [result.entry() for result in self.history],
@@ -511,152 +370,9 @@ class ShatteringMeasurer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (or an older monitor's checkpoint): a resumed run measures the
         same lines on the same schedule."""
-        self._endpoints = state.get("endpoints")
-        if self._endpoints is not None and self._endpoints.dim() > 0 and state.get("history") is None:
-            self._endpoints = self._endpoints.unsqueeze(0)  # a checkpoint of the one-line monitor: (2, ...)
-        if state.get("fixed_probe") is not None and self._fixed_probe is None:
-            self._fixed_probe = state["fixed_probe"]
+        self.lines.load(state)
         self.last_step = int(state.get("last_step", -1))
         self.batch_size = state.get("batch_size")
         self.history = [ShatteringResult.from_entry(entry) for entry in state.get("history") or []]
         if state.get("call") is not None:
             self.call = RecordedCall.from_state(state["call"])
-
-
-class _Tally:
-    """One measurement's statistics: each line's values kept as plain numbers while the lines are read, then
-    added to torchmetrics states at once and summed across processes in one all-reduce when the result is
-    read (two collectives a measurement, the other for the blocks' status). The metric objects live as long as
-    the measurer (made once per device and world: building two dozen of them cost a fifth of a small net's
-    measurement)."""
-
-    def __init__(self, blocks: list[str], device: torch.device, sync: bool) -> None:
-        classes = _metric_classes()
-
-        def metric(cls: type) -> Any:
-            # float64 states: Metric.to(device) puts a metric back to the default dtype, float32; synced by result()
-            return cls(sync_on_compute=False).to(device).set_dtype(torch.float64)
-
-        self.blocks, self.device, self.sync = blocks, device, sync
-        # one metric per key a line's values are noted under: a statistic's name, ("corr", block), (KERNEL, block)
-        self.metrics: dict[Any, Any] = {key: metric(cls) for key, cls in classes.items()}
-        for name in blocks:
-            self.metrics["corr", name] = metric(classes["neighbor_corr"])
-            for key in (KERNEL, TOKEN_KERNEL, TOKEN_RANK):  # each a mean over the lines
-                self.metrics[key, name] = metric(classes[KERNEL])
-        self.tokens: tuple[F.TokenLayout, torch.Tensor | None] | None = None  # (layout, mask); None: off
-        self.start()
-
-    def fits(self, blocks: list[str], device: torch.device, sync: bool) -> bool:
-        return (self.blocks, self.device, self.sync) == (blocks, device, sync)
-
-    def start(self) -> None:
-        """Begin a measurement: no values, every state back to its default."""
-        self.worst = [0] * (len(self.blocks) + 2)  # input, output, blocks
-        self.values: dict[Any, list[float]] = {}
-        self.token_status: dict[str, str] = {}  # block -> why it has no token reading (the first line's cause)
-        for metric in self.metrics.values():
-            metric.reset()
-
-    def _note(self, key: Any, value: float | torch.Tensor) -> None:
-        self.values.setdefault(key, []).append(float(value))
-
-    def add(self, line: F.InputGradients) -> None:
-        """Add one line's readings (local)."""
-        main = line.input if line.input is not None else next(iter(line.blocks.values()))
-        status, corr = F.block_reading(main)  # the status and the neighbour correlation in one pass
-        worst = self.worst
-        worst[0] = max(worst[0], _STATUS_ORDER.index(status))
-        worst[1] = max(worst[1], int(line.output is not None and not torch.isfinite(line.output).all()))
-        singular = F.singular_values(main)  # one decomposition for both ranks
-        self._note("neighbor_corr", corr)
-        self._note("effective_rank", F.effective_rank(main, singular=singular))
-        self._note("stable_rank", F.stable_rank(main, singular=singular))
-        if status != "flat":  # a flat gradient has no spectrum: left out
-            self._note("spectral_slope", F.spectral_slope(main))
-        if line.final_activations is not None:
-            self._note(KERNEL, F.endpoint_cosine(line.final_activations))
-        for index, name in enumerate(self.blocks, start=2):
-            block_status, corr = F.block_reading(line.blocks[name], reached=name not in line.unreached)
-            worst[index] = max(worst[index], _STATUS_ORDER.index(block_status))
-            self._note(("corr", name), corr)
-            if name in line.activations:
-                self._note((KERNEL, name), F.endpoint_cosine(line.activations[name]))
-                if self.tokens is not None:
-                    self._add_tokens(name, F.token_readings(line.activations[name], *self.tokens))
-
-    def _add_tokens(self, name: str, reading: F.TokenReading) -> None:
-        if reading.status == "measured":
-            self._note((TOKEN_KERNEL, name), reading.kernel)
-            self._note((TOKEN_RANK, name), reading.rank)
-        else:
-            self.token_status.setdefault(name, reading.status)
-
-    def _fill(self) -> None:
-        """Every metric's states from this process's values: one update each."""
-        for key, values in self.values.items():
-            self.metrics[key].add(torch.tensor(values, dtype=torch.float64, device=self.device))
-
-    def _token_reading(self, name: str) -> tuple[float, float, str]:
-        """A block's token kernel and rank (means over the lines of every process) and its status."""
-        if self.tokens is None:
-            return math.nan, math.nan, "off"
-        kernel, _, count = self.metrics[TOKEN_KERNEL, name].mean_and_std()
-        if not count:
-            return math.nan, math.nan, self.token_status.get(name, "no token axis")
-        return kernel, self.metrics[TOKEN_RANK, name].mean_and_std()[0], "measured"
-
-    def result(self, step: int, lines: list[F.InputGradients], total: int) -> ShatteringResult:
-        """The synced result (a collective under a process group)."""
-        self._fill()
-        worst = torch.tensor(self.worst, dtype=torch.int64, device=self.device)
-        if self.sync:  # every process labels each block by the worst line of all processes
-            torch.distributed.all_reduce(worst, op=torch.distributed.ReduceOp.MAX)
-            from lightning_callbacks.metrics import sum_across_processes  # imported with the metrics (lazily)
-
-            sum_across_processes(list(self.metrics.values()))  # the metrics in one order on every process
-        statistics = {}
-        for key in _metric_classes():
-            mean, std, count = self.metrics[key].mean_and_std()
-            if count:
-                statistics[key] = (mean, std)
-        corr = {name: self.metrics["corr", name].mean_and_std()[0] for name in self.blocks}
-        kernel = {name: self.metrics[KERNEL, name].mean_and_std()[:2] for name in self.blocks}
-        tokens = {name: self._token_reading(name) for name in self.blocks}
-        # blocks in the order the forward pass ran them (this process's lines, else registration order)
-        order = list(lines[0].blocks) if lines else self.blocks
-        readings = []
-        for name in order:
-            status = _STATUS_ORDER[int(worst[2 + self.blocks.index(name)])]
-            value = corr[name] if status in F.MEASURABLE else math.nan
-            readings.append(BlockReading(name, value, status, *kernel[name], *tokens[name]))
-        first = lines[0] if lines else None
-        gradients = None
-        if first is not None:
-            gradients = first.input if first.input is not None else next(iter(first.blocks.values()), None)
-        return ShatteringResult(
-            step=step,
-            statistics=statistics,
-            input_status=_STATUS_ORDER[int(worst[0])],
-            blocks=readings,
-            lines=total,
-            gradients=gradients,
-            output_finite=not bool(worst[1]),
-        )
-
-
-def check_embedding(network: nn.Module, call: RecordedCall) -> None:
-    """A token-id call needs an embedding to probe: refuse one without, naming what ran."""
-    found = ", ".join(call.embeddings_seen) or "none"
-    if call.embedding is None:
-        raise TypeError(
-            f"the probed input holds {call.inputs.dtype} values (token ids?) but no nn.Embedding ran in the "
-            "network's forward; pass embedding=<the module that embeds them> or forward_fn=<callable(module, probe)>"
-        )
-    try:
-        network.get_submodule(call.embedding)
-    except AttributeError:
-        raise ValueError(
-            f"embedding={call.embedding!r}: no such module in {type(network).__name__}; the nn.Embedding modules "
-            f"that ran: {found}"
-        ) from None

@@ -19,7 +19,7 @@ from torch import nn
 from lightning_callbacks import functional as F
 from lightning_callbacks.deprecations import check_keywords
 
-__all__ = ["ShatteringOptions", "ForwardFn", "option_names", "OPTION_DEFAULTS"]
+__all__ = ["ShatteringOptions", "ForwardFn", "option_names", "OPTION_DEFAULTS", "Schedule", "early_steps"]
 
 ForwardFn = Callable[[nn.Module, torch.Tensor], Any]
 
@@ -126,3 +126,25 @@ ShatteringOptions.__init__ = _refusing_misspelt_options(ShatteringOptions.__init
 
 # each option's default, for telling a LightningCLI default (it passes every accepted option) from a given value
 OPTION_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(ShatteringOptions)}
+
+
+def early_steps(every_n_steps: int) -> list[int]:
+    """The log-spaced steps measured before ``every_n_steps``: 0, 1, 2, 5, 10, 20, 50, 100, ..."""
+    steps, decade = [0], 1
+    while decade < every_n_steps:
+        steps += [s for s in (decade, 2 * decade, 5 * decade) if s < every_n_steps]
+        decade *= 10
+    return steps
+
+
+class Schedule:
+    """The measured steps: every multiple of ``every_n_steps`` and, with ``log_spaced_start``, the log-spaced
+    steps before it (:func:`early_steps`), where shattering changes most."""
+
+    def __init__(self, every_n_steps: int = 1000, log_spaced_start: bool = True) -> None:
+        self.every_n_steps = every_n_steps
+        self._early = set(early_steps(every_n_steps)) if log_spaced_start else {0}
+
+    def due(self, step: int) -> bool:
+        """Whether ``step`` is a measured step."""
+        return step % self.every_n_steps == 0 or step in self._early

@@ -332,3 +332,20 @@ def _probed_slot(args: tuple, kwargs: dict) -> tuple[str, Any]:
     raise ValueError(
         "ShatteringMonitor found no tensor argument in the network's call: pass forward_fn=<callable(module, probe)>"
     )
+
+
+def check_embedding(network: nn.Module, call: RecordedCall) -> None:
+    """A token-id call needs an embedding to probe: refuse one without, naming what ran."""
+    found = ", ".join(call.embeddings_seen) or "none"
+    if call.embedding is None:
+        raise TypeError(
+            f"the probed input holds {call.inputs.dtype} values (token ids?) but no nn.Embedding ran in the "
+            "network's forward; pass embedding=<the module that embeds them> or forward_fn=<callable(module, probe)>"
+        )
+    try:
+        network.get_submodule(call.embedding)
+    except AttributeError:
+        raise ValueError(
+            f"embedding={call.embedding!r}: no such module in {type(network).__name__}; the nn.Embedding modules "
+            f"that ran: {found}"
+        ) from None
