@@ -173,35 +173,35 @@ assert not any(m.startswith(("timm", "torch")) for m in sys.modules), "the hook 
 """
 
 
+def _check_with_the_source_hook(*lines: str) -> None:
+    """Run ``lines`` in a fresh interpreter after the hook of hook/ (the start-up copy off); they print 'ok'."""
+    result = _run(sys.executable, _SOURCE_HOOK + "\n".join([*lines, "print('ok')"]), TIMM_LL_AUTOREGISTER="0")
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+
+
 def test_probes_before_import_timm_keep_the_registration():
     """The cheap check of the fast tier (one fresh interpreter, about as long as importing torch): two find_spec
     probes, then `import timm` registers the models."""
-    code = _SOURCE_HOOK + (
-        "importlib.util.find_spec('timm'); importlib.util.find_spec('timm')\n"
-        "assert sum(type(f).__name__ == '_RegisterAfterTimm' for f in sys.meta_path) == 1  # still waiting\n"
-        "import timm\n"
-        "timm.create_model('ll_plain8')\n"
-        "assert not any(type(f).__name__ == '_RegisterAfterTimm' for f in sys.meta_path)\n"
-        "print('ok')"
+    _check_with_the_source_hook(
+        "importlib.util.find_spec('timm'); importlib.util.find_spec('timm')",
+        "assert sum(type(f).__name__ == '_RegisterAfterTimm' for f in sys.meta_path) == 1  # still waiting",
+        "import timm",
+        "timm.create_model('ll_plain8')",
+        "assert not any(type(f).__name__ == '_RegisterAfterTimm' for f in sys.meta_path)",
     )
-    result = _run(sys.executable, code, TIMM_LL_AUTOREGISTER="0")
-    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
 
 
 @pytest.mark.slow  # a fresh interpreter that imports timm
 def test_a_failing_plugin_leaves_timm_working_with_a_warning():
-    code = _SOURCE_HOOK + (
-        "sys.modules['timm_ll'] = None  # makes `import timm_ll` fail\n"
-        "import warnings\n"
-        "with warnings.catch_warnings(record=True) as caught:\n"
-        "    warnings.simplefilter('always')\n"
-        "    import timm\n"
-        "timm.create_model('resnet18')\n"
-        "assert any('could not register' in str(w.message) for w in caught), caught\n"
-        "print('ok')"
+    _check_with_the_source_hook(
+        "sys.modules['timm_ll'] = None  # makes `import timm_ll` fail",
+        "import warnings",
+        "with warnings.catch_warnings(record=True) as caught:",
+        "    warnings.simplefilter('always')",
+        "    import timm",
+        "timm.create_model('resnet18')",
+        "assert any('could not register' in str(w.message) for w in caught), caught",
     )
-    result = _run(sys.executable, code, TIMM_LL_AUTOREGISTER="0")
-    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
 
 
 def test_hook_is_not_installed_twice_and_skips_when_timm_is_loaded():
