@@ -39,6 +39,7 @@ from timm_ll.app.reporting import provenance
 from timm_ll.app.training import Recipe, balanced_subset, fit_and_test
 
 spec = json.loads(sys.argv[1])
+code = provenance()  # at the start: the code that is imported now is the code that runs
 
 
 class StopAfter(L.Callback):
@@ -60,7 +61,7 @@ result = fit_and_test(
 )
 print("RERUN " + json.dumps(dict(
     test_acc=result.test_acc, test_loss=result.test_loss, steps=result.steps, curves=result.curves,
-    shattering=result.shattering, provenance=provenance(result.precision),
+    shattering=result.shattering, provenance=dict(code, precision=result.precision),
 )))
 """
 
