@@ -1,12 +1,12 @@
 """Do the zoo's training steps depend on the processor's instruction set? One step, four kernel choices.
 
-    python benchmarks/cpu_kernels.py [--models cifar_resnet20,tat_slim20,ll_slim20]
+    python benchmarks/cpu_kernels.py [--models cifar_resnet20,tat_slim20,ll_slim20,tat_slim200]
 
 A run is reproducible bitwise on one processor (``tests/test_examples_logic.py`` reruns a row and gets every
 number back), but torch's CPU kernels are chosen by the instruction set the processor offers: ATen's own
-vectorized kernels (``ATEN_CPU_CAPABILITY``) and oneDNN's convolutions (``ONEDNN_MAX_CPU_ISA``). Two
+vectorized kernels (``ATEN_CPU_CAPABILITY``) and oneDNN's convolutions (``ONEDNN_MAX_CPU_ISA``), and MKL's, which does the QR of the orthogonal inits (``MKL_CBWR``). Two
 processors with different instruction sets can sum in another order and round differently. This script
-imitates a smaller processor on this one: for each model, one seeded SGD step (batch 32 of fixed random
+imitates a smaller processor on this one: for each model, its seeded initial weights and one seeded SGD step (batch 32 of fixed random
 images, the study's loss) in a fresh process with each kernel choice capped, and compares the loss and every
 parameter's gradient with the uncapped run's, bitwise and by the largest relative difference. Writes
 ``docs/results/cpu_kernels.json`` and the ``cpu-kernels`` block of ``docs/REPRODUCTION.md``.
@@ -32,17 +32,20 @@ SETTINGS = [
     ("ATen AVX2", {"ATEN_CPU_CAPABILITY": "avx2"}),
     ("oneDNN AVX2", {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
     ("both AVX2", {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}),
+    # MKL's LAPACK (the QR of the orthogonal inits) and BLAS with the AVX2 code path: the init itself
+    ("MKL AVX2", {"MKL_CBWR": "AVX2"}),
 ]
 
 _STEP = r"""
 import sys, torch, timm, timm_ll
 torch.manual_seed(0)
 model = timm.create_model(sys.argv[1], num_classes=10)
+init = {name: p.detach().clone() for name, p in model.named_parameters()}
 images, labels = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
 loss = torch.nn.functional.cross_entropy(model(images), labels)
 loss.backward()
 grads = {name: p.grad for name, p in model.named_parameters()}
-torch.save(dict(loss=loss.detach(), grads=grads, capability=torch.backends.cpu.get_cpu_capability()), sys.argv[2])
+torch.save(dict(loss=loss.detach(), grads=grads, init=init, capability=torch.backends.cpu.get_cpu_capability()), sys.argv[2])
 """
 
 
@@ -59,8 +62,11 @@ def compare(reference: dict, other: dict) -> dict:
     relative = max(
         float((other["grads"][k] - g).abs().max() / g.abs().max().clamp_min(1e-30)) for k, g in grads.items()
     )
+    init = reference["init"]
     return dict(
         capability=other["capability"],
+        init_equal=all(bool((other["init"][k] == w).all()) for k, w in init.items()),
+        largest_init_difference=max(float((other["init"][k] - w).abs().max()) for k, w in init.items()),
         loss_equal=bool(reference["loss"] == other["loss"]),
         grads_equal=all(bool((other["grads"][k] == g).all()) for k, g in grads.items()),
         loss_difference=float((other["loss"] - reference["loss"]).abs()),
@@ -72,7 +78,7 @@ def main() -> None:
     import tempfile
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="cifar_resnet20,tat_slim20,ll_slim20")
+    parser.add_argument("--models", default="cifar_resnet20,tat_slim20,ll_slim20,tat_slim200")
     args = parser.parse_args()
     rows = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -99,15 +105,19 @@ def section(numbers: Path) -> str:
         "model in a fresh process per kernel choice, against the processor's own choice "
         f"({run['provenance']['cpu_capability']}).",
         "",
-        "| model | kernels | ATen dispatch | loss | gradients | largest relative gradient difference |",
-        "|---|---|---|---|---|---|",
+        "| model | kernels | ATen dispatch | initial weights | loss | gradients | largest relative gradient difference |",
+        "|---|---|---|---|---|---|---|",
     ]
     for model, settings in run["rows"].items():
         for label, row in settings.items():
             loss = "equal" if row["loss_equal"] else f"differs by {row['loss_difference']:.1e}"
             grads = "bitwise equal" if row["grads_equal"] else "differ"
+            if "init_equal" not in row:
+                init = "not compared"
+            else:
+                init = "equal" if row["init_equal"] else f"differ by up to {row['largest_init_difference']:.1e}"
             lines.append(
-                f"| {model} | {label} | {row['capability']} | {loss} | {grads} | "
+                f"| {model} | {label} | {row['capability']} | {init} | {loss} | {grads} | "
                 f"{row['largest_relative_grad_difference']:.1e} |"
             )
     return "\n".join(lines)
