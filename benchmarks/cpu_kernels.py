@@ -1,14 +1,15 @@
-"""Do the zoo's training steps depend on the processor's instruction set? One step, four kernel choices.
+"""Do the zoo's initial weights and training steps depend on the processor's instruction set?
 
     python benchmarks/cpu_kernels.py [--models cifar_resnet20,tat_slim20,ll_slim20,tat_slim200]
 
 A run is reproducible bitwise on one processor (``tests/test_examples_logic.py`` reruns a row and gets every
 number back), but torch's CPU kernels are chosen by the instruction set the processor offers: ATen's own
-vectorized kernels (``ATEN_CPU_CAPABILITY``) and oneDNN's convolutions (``ONEDNN_MAX_CPU_ISA``), and MKL's, which does the QR of the orthogonal inits (``MKL_CBWR``). Two
-processors with different instruction sets can sum in another order and round differently. This script
-imitates a smaller processor on this one: for each model, its seeded initial weights and one seeded SGD step (batch 32 of fixed random
-images, the study's loss) in a fresh process with each kernel choice capped, and compares the loss and every
-parameter's gradient with the uncapped run's, bitwise and by the largest relative difference. Writes
+vectorized kernels (``ATEN_CPU_CAPABILITY``), oneDNN's convolutions (``ONEDNN_MAX_CPU_ISA``) and MKL's BLAS
+and LAPACK, which does the QR of the orthogonal inits (``MKL_CBWR``). Two processors with different
+instruction sets can sum in another order and round differently. This script imitates a smaller processor
+on this one: for each model, its seeded initial weights and one seeded SGD step (batch 32 of fixed random
+images, the study's loss) in a fresh process with each kernel choice capped, compared with the uncapped
+run's: the weights, the loss and every parameter's gradient, bitwise and by the largest difference. Writes
 ``docs/results/cpu_kernels.json`` and the ``cpu-kernels`` block of ``docs/REPRODUCTION.md``.
 """
 
@@ -45,7 +46,8 @@ images, labels = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
 loss = torch.nn.functional.cross_entropy(model(images), labels)
 loss.backward()
 grads = {name: p.grad for name, p in model.named_parameters()}
-torch.save(dict(loss=loss.detach(), grads=grads, init=init, capability=torch.backends.cpu.get_cpu_capability()), sys.argv[2])
+capability = torch.backends.cpu.get_cpu_capability()
+torch.save(dict(loss=loss.detach(), grads=grads, init=init, capability=capability), sys.argv[2])
 """
 
 
@@ -101,11 +103,12 @@ def section(numbers: Path) -> str:
     """The block from the committed comparison (``docs/results/cpu_kernels.json``)."""
     run = json.loads(numbers.read_text())
     lines = [
-        f"Machine: {machine_of(run)}. `python benchmarks/cpu_kernels.py`: one seeded SGD step (batch 32) of each "
-        "model in a fresh process per kernel choice, against the processor's own choice "
-        f"({run['provenance']['cpu_capability']}).",
+        f"Machine: {machine_of(run)}. `python benchmarks/cpu_kernels.py`: the seeded initial weights and one "
+        "seeded SGD step (batch 32) of each model in a fresh process per kernel choice, against the processor's "
+        f"own choice ({run['provenance']['cpu_capability']}).",
         "",
-        "| model | kernels | ATen dispatch | initial weights | loss | gradients | largest relative gradient difference |",
+        "| model | kernels | ATen dispatch | initial weights | loss | gradients | largest relative gradient "
+        "difference |",
         "|---|---|---|---|---|---|---|",
     ]
     for model, settings in run["rows"].items():
