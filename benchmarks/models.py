@@ -242,8 +242,8 @@ def _legacy_section(raw: Path, imagenet: bool) -> str:
     )
     predates = (
         f"*Measured on 2026-11-27, before the CReLU recomputation (the CReLU -> conv pair keeps only the CReLU's "
-        f"input for backward): {_LEGACY_NOTES[imagenet]}. Not measured again since: no GPU session has run "
-        "`benchmarks/device_run.sh` with `BENCH=1` since.*"
+        f"input for backward): {_LEGACY_NOTES[imagenet]}. Not measured again: `benchmarks/device_run.sh` has not "
+        "been run with `BENCH=1` on a GPU since.*"
     )
     return "\n".join([*lines[:table_end], "", peak_note, *lines[table_end:], "", predates])
 
