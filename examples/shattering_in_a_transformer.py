@@ -76,7 +76,9 @@ class Encoder(nn.Module):
         return self.head(self.norm(hidden).mean(1))
 
 
-def measure(depth: int, kind: str, seed: int) -> tuple[float, F.DepthProfile]:
+def measure(depth: int, kind: str, seed: int) -> tuple[float, F.DepthProfile, list[float]]:
+    """The input gradient's neighbour correlation, the per-block profile, and each block's token kernel at the
+    line's two ends (the mean cosine between the sequence's tokens)."""
     torch.manual_seed(seed)
     embedding = nn.Embedding(VOCAB, WIDTH)
     model = Encoder(depth, kind)
@@ -85,8 +87,9 @@ def measure(depth: int, kind: str, seed: int) -> tuple[float, F.DepthProfile]:
         ends = embedding(tokens).double()
     probe = F.line_probe(ends[0], ends[1], POINTS)
     layers = [f"blocks.{i}" for i in range(depth)]
-    grads = F.input_gradients(model.double(), probe, blocks=layers)
-    return F.neighbor_correlation(grads.input).item(), F.depth_profile(grads.blocks)
+    grads = F.input_gradients(model.double(), probe, blocks=layers, keep=[0, POINTS - 1])
+    tokens = [F.token_readings(grads.activations[name]).kernel for name in layers]
+    return F.neighbor_correlation(grads.input).item(), F.depth_profile(grads.blocks), tokens
 
 
 def _spread(values: list[float]) -> float:
@@ -105,17 +108,21 @@ def main() -> None:
     out = REPO / "docs" if args.doc else Path(tempfile.mkdtemp())
     results: dict[str, list[float]] = {}
     profiles: dict[str, dict] = {}
+    tokens: dict[str, list[float]] = {}  # the last block's token kernel (median over seeds), per depth
+    token_profiles: dict[str, list[float]] = {}  # the deepest net's token kernel per block (seed 0)
     for name in KINDS:
-        results[name] = []
+        results[name], tokens[name] = [], []
         for depth in DEPTHS:
             runs = [measure(depth, name, seed) for seed in range(args.seeds)]
-            results[name].append(statistics.median(c for c, _ in runs))
+            results[name].append(statistics.median(c for c, _, _ in runs))
+            tokens[name].append(statistics.median(t[-1] for _, _, t in runs))
             if depth == DEPTHS[-1]:
                 profiles[name] = asdict(runs[0][1])
+                token_profiles[name] = runs[0][2]
             print(f"{name} depth {depth}: neighbor correlation {results[name][-1]:.3f}", flush=True)
     numbers = out / "results" / "transformer_at_init.json"
     data = dict(machine=machine(), provenance=provenance(), seeds=args.seeds, depths=list(DEPTHS))
-    data.update(neighbor_corr=results, profiles=profiles)
+    data.update(neighbor_corr=results, profiles=profiles, token_kernel=tokens, token_profiles=token_profiles)
     write_json(numbers, data)
     draw(numbers, out / "figures" / "transformer_at_init")
     text = section(numbers)
@@ -150,7 +157,9 @@ def draw(numbers: Path, folder: Path) -> None:
     fig.savefig(folder / "neighbor_corr_vs_depth.png", dpi=110)
     for name, profile in data["profiles"].items():
         fig = plot_depth_profile(
-            F.DepthProfile(**profile), title=f"{name}, depth {depths[-1]}: neighbor correlation per block"
+            F.DepthProfile(**profile),
+            title=f"{name}, depth {depths[-1]}, per block",
+            token_kernel=data.get("token_profiles", {}).get(name),
         )
         fig.savefig(folder / f"profile_{_slug(name)}{depths[-1]}.png", dpi=110)
 
@@ -171,6 +180,17 @@ def section(numbers: Path) -> str:
     ]
     for name, values in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + f" | {describe_fit(*fits[name])} |")
+    token_rows = data.get("token_kernel", {})  # runs from before the token kernel have none
+    if token_rows:
+        lines += [
+            "",
+            "The token kernel of the last block at the line's two ends (the mean cosine between the 16 tokens of "
+            "one sequence; 1: every token points the same way), median over the seeds:",
+            "",
+            "| network | " + " | ".join(f"depth {d}" for d in depths) + " |",
+            "|---|" + "---|" * len(depths),
+            *[f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + " |" for name, row in token_rows.items()],
+        ]
     deepest = {name: values[-1] for name, values in results.items()}
     lines += [
         "",

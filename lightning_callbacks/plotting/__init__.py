@@ -220,8 +220,12 @@ def plot_depth_profile(
     if kernel is not None and any(k == k for k in kernel):
         ax.plot(profile.depths, list(kernel), "s:", ms=3, color="tab:green", label="forward kernel (endpoint cosine)")
     if token_kernel is not None and any(k == k for k in token_kernel):
-        label = "token kernel (cosine between one input's tokens)"
-        ax.plot(profile.depths, list(token_kernel), "^-.", ms=3, color="tab:purple", label=label)
+        # another quantity on another scale: its own linear 0-1 axis on the right, whatever the left one shows
+        tokens = ax.twinx()
+        tokens.plot(profile.depths, list(token_kernel), "^-.", ms=3, color="tab:purple")
+        tokens.set_ylim(min(0.0, *(k for k in token_kernel if k == k)) - 0.02, 1.02)
+        tokens.set_ylabel("token kernel (tokens' mean cosine)", color="tab:purple", fontsize="small")
+        tokens.tick_params(axis="y", colors="tab:purple")
     unread = [(d, name) for d, name, c in zip(profile.depths, profile.blocks, profile.correlations) if not c == c]
     if unread:
         kinds = sorted({(status or {}).get(name, "NaN") for _, name in unread})
