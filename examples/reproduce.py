@@ -235,9 +235,6 @@ def main(argv: list[str] | None = None) -> dict:
     return measured
 
 
-RERUN = REPO / "docs" / "results" / "rerun_tat_slim200_seed0.json"
-
-
 def section(numbers: Path) -> str:
     """The block of a saved rerun (``--save``): where it ran, and the row and the rerun side by side."""
     from timm_ll.app.reporting import machine_of
@@ -260,7 +257,11 @@ def section(numbers: Path) -> str:
     )
 
 
-DOC_BLOCKS = {"rerun-depth-200": lambda: section(RERUN)} if RERUN.exists() else {}
+# a saved rerun of a committed row, docs/results/rerun_<model>_seed<S>.json, is the block rerun-<model>-seed<S>
+DOC_BLOCKS = {
+    "rerun-" + path.stem.removeprefix("rerun_").replace("_", "-"): (lambda path=path: section(path))
+    for path in sorted((REPO / "docs" / "results").glob("rerun_*.json"))
+}
 
 
 if __name__ == "__main__":
