@@ -43,8 +43,8 @@ except ImportError as error:  # an optional extra: say which
 from lightning_callbacks.deprecations import check_keywords
 from lightning_callbacks.measure import ShatteringMeasurer
 from lightning_callbacks.options import OPTION_DEFAULTS, ShatteringOptions, option_names
-from lightning_callbacks.plotting.runs import FigureSink, RunFigures, writer_sink
-from lightning_callbacks.reporting import ResultReport
+from lightning_callbacks.plotting.runs import FigureSink, writer_sink
+from lightning_callbacks.publish import Publisher
 from lightning_callbacks.results import ShatteringResult
 
 __all__ = ["ShatteringCallback", "STATE_FILE"]
@@ -69,8 +69,7 @@ class ShatteringCallback(TrainerCallback):
         self.options = ShatteringOptions(**options)
         self.trainer = trainer
         self.measurer: ShatteringMeasurer | None = None
-        self._report = ResultReport(self.options.prefix, self.options.bn_mode, "ShatteringCallback")
-        self._figures = RunFigures()
+        self._publisher = Publisher(self.options, "ShatteringCallback")
         self._sinks: list[FigureSink] = []
 
     @classmethod
@@ -112,8 +111,7 @@ class ShatteringCallback(TrainerCallback):
         if self.measurer is None:
             return
         self._publish(args, state, self.measurer.end(state.global_step))
-        if self.options.log_figures and state.is_world_process_zero:
-            self._figures.ended(state.global_step, self.measurer.history, self._sinks, self._png_dir(args))
+        self._publisher.ended(state.global_step, self.measurer.history, **self._figure_places(args, state))
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.measurer is not None and state.is_world_process_zero:
@@ -123,19 +121,20 @@ class ShatteringCallback(TrainerCallback):
 
     # ---- the results, onto the Trainer's reporting ---------------------------------------
     def _publish(self, args: Any, state: Any, result: ShatteringResult | None) -> None:
-        if result is None:
-            return
-        logged, notes = self._report(result)
-        if state.is_world_process_zero:
-            for note in notes:
-                warnings.warn(note, stacklevel=2)
-        if self.trainer is not None:
-            self.trainer.log(dict(logged))  # the Trainer's own reporting, at state.global_step == result.step
-        else:
-            state.log_history.append({**logged, "step": result.step})
-        if self.options.log_figures and state.is_world_process_zero:
-            history, png_dir = self.measurer.history, self._png_dir(args)
-            self._figures.measured(result.step, history, result.gradients, self._sinks, png_dir)
+        def log(logged: dict[str, float]) -> None:
+            if self.trainer is not None:
+                self.trainer.log(dict(logged))  # the Trainer's own reporting, at state.global_step == result.step
+            else:
+                state.log_history.append({**logged, "step": result.step})
+
+        def warn(note: str) -> None:
+            warnings.warn(note, stacklevel=4)
+
+        places = self._figure_places(args, state)
+        self._publisher.measured(result, self.measurer.history, log=log, warn=warn, **places)
+
+    def _figure_places(self, args: Any, state: Any) -> dict[str, Any]:
+        return dict(main_process=state.is_world_process_zero, sinks=lambda: self._sinks, png_dir=self._png_dir(args))
 
     def _tensorboard_sinks(self) -> list[FigureSink]:
         """The attached Trainer's TensorBoard writer as a figure sink (its reporting callback opened it)."""

@@ -16,8 +16,8 @@ from torch import nn
 from lightning_callbacks.deprecations import check_keywords
 from lightning_callbacks.measure import ShatteringMeasurer
 from lightning_callbacks.options import OPTION_DEFAULTS, ShatteringOptions, option_names
-from lightning_callbacks.plotting.runs import RunFigures, figure_sinks
-from lightning_callbacks.reporting import ResultReport
+from lightning_callbacks.plotting.runs import figure_sinks
+from lightning_callbacks.publish import Publisher
 from lightning_callbacks.results import ShatteringResult
 
 try:  # one class serves both namespaces: each Trainer checks isinstance(callback, <its own> Callback)
@@ -103,8 +103,7 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
         self.measurer: ShatteringMeasurer | None = None
         self._restored: dict[str, Any] | None = None  # a checkpoint's state, loaded before setup()
         self._model: nn.Module | None = None
-        self._report = ResultReport(self.options.prefix, self.options.bn_mode, "ShatteringMonitor")
-        self._figures = RunFigures()
+        self._publisher = Publisher(self.options, "ShatteringMonitor")
 
     # ---- configuration -------------------------------------------------------------------
     def _resolve_module(self, pl_module: nn.Module) -> nn.Module:
@@ -165,25 +164,22 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
 
     # ---- the results, onto the Trainer's loggers -----------------------------------------
     def _publish(self, trainer: Any, result: ShatteringResult | None) -> None:
-        if result is None:
-            return
-        logged, notes = self._report(result)
-        for note in notes:
-            rank_zero_warn(note)
-        for logger in trainer.loggers:
-            logger.log_metrics(logged, step=trainer.global_step)
-        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in logged.items()})
-        if self.options.log_figures and trainer.is_global_zero:
-            sinks = figure_sinks(trainer.loggers, self.options.prefix)
-            self._figures.measured(result.step, self.history, result.gradients, sinks, self._png_dir(trainer))
+        def log(logged: dict[str, float]) -> None:
+            for logger in trainer.loggers:
+                logger.log_metrics(logged, step=trainer.global_step)
+            trainer.callback_metrics.update({k: torch.tensor(v) for k, v in logged.items()})
 
-    def _png_dir(self, trainer: Any) -> Path:
-        return _log_dir(trainer) / self.options.prefix
+        self._publisher.measured(result, self.history, log=log, warn=rank_zero_warn, **self._figure_places(trainer))
+
+    def _figure_places(self, trainer: Any) -> dict[str, Any]:
+        return dict(
+            main_process=trainer.is_global_zero,
+            sinks=lambda: figure_sinks(trainer.loggers, self.options.prefix),
+            png_dir=_log_dir(trainer) / self.options.prefix,
+        )
 
     def _write_final_figures(self, trainer: Any) -> None:
-        if self.options.log_figures and trainer.is_global_zero:
-            sinks = figure_sinks(trainer.loggers, self.options.prefix)
-            self._figures.ended(trainer.global_step, self.history, sinks, self._png_dir(trainer))
+        self._publisher.ended(trainer.global_step, self.history, **self._figure_places(trainer))
 
     # ---- checkpointing -------------------------------------------------------------------
     @property

@@ -120,8 +120,8 @@ def test_resuming_from_a_trainer_checkpoint_keeps_the_lines_and_the_schedule(tmp
     trainer = Trainer(model=build(), args=_args(tmp_path, 6), train_dataset=Tokens("lm"))
     resumed = ShatteringCallback.attach(trainer, every_n_steps=2, num_lines=2, num_points=8)
     trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
-    assert resumed.measurer._endpoints is not None
-    assert torch.equal(resumed.measurer._endpoints, first.measurer._endpoints)  # the same lines
+    assert resumed.measurer.lines.endpoints is not None
+    assert torch.equal(resumed.measurer.lines.endpoints, first.measurer.lines.endpoints)  # the same lines
     # 0, 1, 2 were measured before the checkpoint at step 3 (saved before the first run's end reading);
     # then 4 and the end (6): nothing repeated, nothing of the schedule lost
     assert [entry.step for entry in resumed.history] == [0, 1, 2, 4, 6]
