@@ -1,3 +1,4 @@
+import json
 import shutil
 
 import lightning.pytorch as L
@@ -162,5 +163,6 @@ def test_a_cut_off_run_resumes_from_its_last_checkpoint_bitwise(tmp_path):
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert resumed.curves == whole.curves  # the earlier part's logged steps are kept
     assert [e["step"] for e in resumed.shattering] == [e["step"] for e in whole.shattering]
-    assert resumed.shattering == whole.shattering  # the monitor's readings too
+    # the monitor's readings too, exactly (as JSON: NaN where a block has no token axis compares equal)
+    assert json.dumps(resumed.shattering) == json.dumps(whole.shattering)
     assert resumed.seconds > 0
