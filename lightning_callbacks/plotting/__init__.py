@@ -217,15 +217,24 @@ def plot_depth_profile(
     """
     fig, ax = _new_axes(ax)
     ax.plot(profile.depths, profile.correlations, "o-", ms=3, label="neighbor correlation")
-    if kernel is not None and any(k == k for k in kernel):
-        ax.plot(profile.depths, list(kernel), "s:", ms=3, color="tab:green", label="forward kernel (endpoint cosine)")
-    if token_kernel is not None and any(k == k for k in token_kernel):
-        # another quantity on another scale: its own linear 0-1 axis on the right, whatever the left one shows
-        tokens = ax.twinx()
-        tokens.plot(profile.depths, list(token_kernel), "^-.", ms=3, color="tab:purple")
-        tokens.set_ylim(min(0.0, *(k for k in token_kernel if k == k)) - 0.02, 1.02)
-        tokens.set_ylabel("token kernel (tokens' mean cosine)", color="tab:purple", fontsize="small")
-        tokens.tick_params(axis="y", colors="tab:purple")
+    # the kernels are cosines on their own scale: a linear axis on the right (the left one may be zoomed on the
+    # correlations, or symlog), so that every drawn value is on the figure
+    cosines = {
+        label: (list(values), style, color)
+        for label, values, style, color in (
+            ("forward kernel (endpoint cosine)", kernel, "s:", "tab:green"),
+            ("token kernel (tokens' mean cosine)", token_kernel, "^-.", "tab:purple"),
+        )
+        if values is not None and any(v == v for v in values)
+    }
+    if cosines:
+        right = ax.twinx()
+        for label, (values, style, color) in cosines.items():
+            right.plot(profile.depths, values, style, ms=3, color=color, label=label)
+        low = min(v for values, _, _ in cosines.values() for v in values if v == v)
+        right.set_ylim(min(0.0, low) - 0.02, 1.02)
+        right.set_ylabel("cosine (the kernels)", fontsize="small")
+        right.legend(fontsize="small", loc="lower right")
     unread = [(d, name) for d, name, c in zip(profile.depths, profile.blocks, profile.correlations) if not c == c]
     if unread:
         kinds = sorted({(status or {}).get(name, "NaN") for _, name in unread})
