@@ -1,9 +1,13 @@
-"""Where a train step of plain56 vs ll_plain56 spends its time (torch.profiler, CPU).
+"""Where a train step spends its time (torch.profiler, CPU).
 
-    python benchmarks/profile_step.py [--steps 3]
+    python benchmarks/profile_step.py [--steps 3]                 # plain56 vs ll_plain56: block "profile"
+    python benchmarks/profile_step.py --by-operator               # ll_plain56, tat_slim110, cifar_resnet110
 
-Writes docs/results/profile.json and the "profile" block of docs/PERFORMANCE.md: per-step self time of the convolutions,
-of the activation (ReLU or CReLU and their backward), and of everything else.
+The first writes docs/results/profile.json and the "profile" block of docs/PERFORMANCE.md: per-step self time
+of the convolutions, of the activation (ReLU or CReLU and their backward), and of everything else.
+``--by-operator`` profiles the models the CReLU-convolution work is about (``--models`` to choose) and
+writes docs/results/profile_by_operator.json and the "profile-by-operator" block: the same split, and each
+model's operators with the most self time.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -34,7 +39,7 @@ ACTIVATION = (
 )
 
 
-def breakdown(name: str, steps: int) -> dict[str, float]:
+def breakdown(name: str, steps: int, top: int = 0) -> dict[str, Any]:
     model = timm.create_model(name).train()
     x, y = torch.randn(128, 3, 32, 32), torch.randint(0, 10, (128,))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -52,16 +57,27 @@ def breakdown(name: str, steps: int) -> dict[str, float]:
     conv = sum(v for k, v in self_ms.items() if k in CONV)
     act = sum(v for k, v in self_ms.items() if any(a in k for a in ACTIVATION))
     total = sum(self_ms.values())
-    return dict(conv=conv, act=act, other=total - conv - act, total=total)
+    row: dict[str, Any] = dict(conv=conv, act=act, other=total - conv - act, total=total)
+    if top:  # the operators with the most self time, ms per step
+        row["ops"] = dict(sorted(self_ms.items(), key=lambda item: -item[1])[:top])
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--by-operator", action="store_true", help="the operator table of --models")
+    parser.add_argument("--models", default="ll_plain56,tat_slim110,cifar_resnet110")
     args = parser.parse_args()
+    page = REPO / "docs" / "PERFORMANCE.md"
+    if args.by_operator:
+        rows = {name: breakdown(name, args.steps, top=8) for name in args.models.split(",")}
+        measured = dict(machine=machine(), steps=args.steps, rows=rows)
+        print(publish(BY_OPERATOR, measured, operator_section, page, "profile-by-operator"))
+        return
     rows = {name: breakdown(name, args.steps) for name in ("plain56", "ll_plain56")}
     measured = dict(machine=machine(), steps=args.steps, rows=rows)
-    print(publish(NUMBERS, measured, section, REPO / "docs" / "PERFORMANCE.md", "profile"))
+    print(publish(NUMBERS, measured, section, page, "profile"))
 
 
 def section(numbers: Path) -> str:
@@ -86,9 +102,35 @@ def section(numbers: Path) -> str:
     return "\n".join(lines)
 
 
+def operator_section(numbers: Path) -> str:
+    """The by-operator block (``docs/results/profile_by_operator.json``)."""
+    run = json.loads(numbers.read_text())
+    lines = [
+        "## Where the step time goes, by operator (CPU profile, batch 128)",
+        "",
+        f"Machine: {machine_of(run)}. `python benchmarks/profile_step.py --by-operator`: self CPU time per step "
+        f"from torch.profiler, mean of {run['steps']} steps after a warm-up, nothing else running.",
+        "",
+        "| model | convolutions (ms) | activation fwd+bwd (ms) | everything else (ms) | total (ms) |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {n} | {r['conv']:.0f} | {r['act']:.0f} | {r['other']:.0f} | {r['total']:.0f} |"
+            for n, r in run["rows"].items()
+        ],
+        "",
+    ]
+    for name, row in run["rows"].items():
+        ops = ", ".join(f"`{op}` {ms:.0f}" for op, ms in row["ops"].items())
+        lines.append(f"- {name}, the operators with the most self time (ms per step): {ops}.")
+    return "\n".join(lines)
+
+
 NUMBERS = REPO / "docs" / "results" / "profile.json"
+BY_OPERATOR = REPO / "docs" / "results" / "profile_by_operator.json"
 # docs blocks this script writes, regenerated from the committed results (tests/test_docs_drift.py)
 DOC_BLOCKS = {"profile": lambda: section(NUMBERS)}
+if BY_OPERATOR.exists():
+    DOC_BLOCKS["profile-by-operator"] = lambda: operator_section(BY_OPERATOR)
 
 
 if __name__ == "__main__":
