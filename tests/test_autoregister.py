@@ -87,18 +87,12 @@ def _families() -> dict[str, str]:
 IMPORT_ORDERS = {
     "lightning": ("import lightning", "lightning"),
     "lightning.pytorch": ("import lightning.pytorch", "lightning"),
-    "pytorch_lightning": ("import pytorch_lightning", "pytorch_lightning"),
     "torchmetrics": ("import torchmetrics", "torchmetrics"),
     "transformers": ("import transformers", "transformers"),
     "peft": ("import peft", "peft"),
     "find_spec once": ("import importlib.util; importlib.util.find_spec('timm')", None),
     "find_spec twice": (
         "import importlib.util; importlib.util.find_spec('timm'); importlib.util.find_spec('timm')",
-        None,
-    ),
-    "pkgutil and metadata": (
-        "import pkgutil, importlib.metadata; pkgutil.get_importer('.'); importlib.metadata.version('timm'); "
-        "import importlib.util; importlib.util.find_spec('timm')",
         None,
     ),
     "from timm import create_model": ("from timm import create_model", None),

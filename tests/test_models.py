@@ -67,11 +67,17 @@ def _conv_flops(model: nn.Module) -> int:
     return counter.get_total_flops()
 
 
-# depth 200 (three nets of 200 layers counted) in the full suite only
+# depth 200 (three nets of 200 layers counted) in the full suite only, and for ll_slim only: the TAT families
+# share its widths (tat_slim) or plain's (tat_plain), which depths 20-110 already check
 @pytest.mark.parametrize(
-    "depth", [pytest.param(d, marks=pytest.mark.slow) if d == 200 else d for d in REGISTERED_DEPTHS if d >= 20]
+    ("family", "depth"),
+    [
+        pytest.param(family, d, marks=pytest.mark.slow) if d == 200 else (family, d)
+        for family in ("ll_slim", "tat_slim", "tat_plain")
+        for d in REGISTERED_DEPTHS
+        if d >= 20 and (d < 200 or family == "ll_slim")
+    ],
 )
-@pytest.mark.parametrize("family", ["ll_slim", "tat_slim", "tat_plain"])
 def test_the_equal_compute_families_have_the_parameters_and_flops_of_plain_and_resnet(family, depth):
     slim, plain, resnet = (timm.create_model(f"{f}{depth}") for f in (family, "plain", "cifar_resnet"))
     slim_params = sum(p.numel() for p in slim.parameters())
