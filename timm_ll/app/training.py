@@ -359,6 +359,7 @@ class ResumableRun(L.Callback):
     def __init__(self) -> None:
         self.seconds_before = 0.0  # training time of the earlier parts of a resumed run
         self.resumed_from: int | None = None
+        self._start: float | None = None  # when this part's training began
 
     def state_dict(self) -> dict[str, Any]:
         state = dict(cpu_rng=torch.get_rng_state(), seconds=self.seconds_before + self._elapsed())
@@ -379,8 +380,7 @@ class ResumableRun(L.Callback):
             self.resumed_from = trainer.global_step
 
     def _elapsed(self) -> float:
-        start = getattr(self, "_start", None)
-        return 0.0 if start is None else time.perf_counter() - start
+        return 0.0 if self._start is None else time.perf_counter() - self._start
 
     def seconds(self) -> float:
         """Training time over every part of the run."""
