@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from timm_ll.app.reporting import append_result, machines_of, read_results, write_section
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the study's validation run, beside it
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -45,8 +48,10 @@ VARIANTS = {
 
 def run(args: argparse.Namespace) -> list[dict]:
     """Train every variant x seed (resuming from the results file); return all rows."""
+    from validation import validation_run
+
     from timm_ll.app.data import load_source
-    from timm_ll.app.training import Recipe, balanced_split, validation_run
+    from timm_ll.app.training import Recipe, balanced_split
     from timm_ll.layers import crelu_recompute
 
     preset = PRESETS[args.preset]

@@ -15,10 +15,13 @@ and the winner of each family into docs/REPRODUCTION.md.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
 from timm_ll.app.reporting import append_result, machines_of, read_results, write_section
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the study's validation run, beside it
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -29,8 +32,10 @@ PRESETS = {
 
 
 def run_sweep(args: argparse.Namespace) -> list[dict]:
+    from validation import validation_run
+
     from timm_ll.app.data import load_source
-    from timm_ll.app.training import Recipe, balanced_split, validation_run
+    from timm_ll.app.training import Recipe, balanced_split
 
     preset = PRESETS[args.preset]
     results_path = args.results or args.out / f"recipe_sweep_{args.preset}.jsonl"

@@ -164,6 +164,8 @@ def test_lightning_cli_example_selects_ll_plain56_by_name(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     config = next(tmp_path.rglob("config.yaml")).read_text()
     assert "model_name: ll_plain56" in config and "ShatteringMonitor" in config and "num_points: 8" in config
+    # ImageSourceDataModule forwards its loader arguments to InMemoryImages: the CLI still sees each of them
+    assert "source: digits" in config and "batch_size: 128" in config and "resident: false" in config
 
 
 @pytest.mark.slow

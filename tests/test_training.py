@@ -61,6 +61,39 @@ def test_resident_data_refuses_loader_workers():
         InMemoryImages(data, data, resident=True).train_dataloader()
 
 
+def test_the_datamodule_takes_splits_or_a_source_and_says_so_otherwise():
+    data = ImageData(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.arange(4) % 2, ["a", "b"])
+    for wrong in (dict(), dict(train=data, test=data, source="digits"), dict(train=data, test=None)):
+        with pytest.raises(ValueError, match="train= and test=, or a data source as source="):
+            InMemoryImages(**wrong)
+    module = InMemoryImages(source="digits", train_subset=100, batch_size=16)
+    module.setup("fit")  # the source is read when the Trainer sets the module up
+    assert len(module.train_data) == 100 and len(module.test_data) > 0 and len(module.mean) == 3
+
+
+def test_the_moved_validation_run_still_runs_under_its_old_name_with_a_warning(monkeypatch):
+    import timm_ll.app.run as run
+    import timm_ll.app.training as training
+    from timm_ll.app.run import TrainResult
+
+    calls = []
+
+    def fake_fit(name, train, val, **kwargs):
+        calls.append((name, kwargs["monitor_every"], kwargs["max_steps"]))
+        return TrainResult(
+            model=name, architecture=name, test_acc=0.75, test_loss=1.0, steps=3, seconds=1.0, params=1, log_dir="x",
+            checkpoint=None,
+        )  # fmt: skip
+
+    monkeypatch.setattr(run, "fit_and_test", fake_fit)
+    data = ImageData(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.arange(4) % 2, ["a", "b"])
+    with pytest.warns(DeprecationWarning, match="examples/validation.py"):
+        row = training.validation_run("ll_plain8", data, data, max_steps=3, out_dir="unused")
+    assert calls == [("ll_plain8", None, 3)] and row["val_error"] == 0.25 and row["train_images"] == 4
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        training.nothing  # noqa: B018
+
+
 class _Batches(L.Callback):
     """Records the type of the training loader and the device and dtype of every training batch."""
 

@@ -4,7 +4,8 @@ The training app moved from ``timm_ll.<module>`` to ``timm_ll.app.<module>`` (b1
 plugin never imports Lightning: the old module names are files of two lines that call
 :func:`moved_module`, and keep working with a ``DeprecationWarning`` that names the new module.
 ``timm_ll.app.reporting.median_time`` (removed in 670fe3a) is back as a deprecated function that
-names its replacement. ``lightning_callbacks.deprecations`` does the same for the measurer's names;
+names its replacement. ``timm_ll.app.training.validation_run`` (moved to ``examples/validation.py``)
+still runs, with a warning. ``lightning_callbacks.deprecations`` does the same for the measurer's names;
 the two are kept apart so that the plugin imports nothing of the measurer.
 """
 
@@ -16,8 +17,9 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from typing import Any
 
-__all__ = ["moved_module", "median_time"]
+__all__ = ["moved_module", "median_time", "validation_run"]
 
 
 def _warn(old: str, new: str, stacklevel: int) -> None:
@@ -55,3 +57,24 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> floa
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def validation_run(model_name: str, train: Any, val: Any, **run: Any) -> dict[str, Any]:
+    """Deprecated: train on ``train``, score on ``val`` (held-out training images), monitor off; a study's row
+    fields. Moved beside the recipe studies that use it (``examples/validation.py``); kept here, whole, while
+    the old name is deprecated, because the package cannot import the repository's examples."""
+    _warn("timm_ll.app.training.validation_run", "examples/validation.py's validation_run", stacklevel=3)
+    from timm_ll.app.reporting import machine, provenance
+    from timm_ll.app.run import fit_and_test
+
+    start = time.perf_counter()
+    result = fit_and_test(model_name, train, val, monitor_every=None, progress=False, **run)
+    return dict(
+        val_error=1 - result.test_acc,
+        steps=result.steps,
+        train_images=len(train),
+        val_images=len(val),
+        seconds=round(time.perf_counter() - start, 1),
+        machine=machine(),
+        provenance=provenance(),
+    )

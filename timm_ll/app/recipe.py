@@ -1,15 +1,20 @@
-"""The training recipe's settings, written once: ``Recipe``'s defaults are ``timm-ll train``'s.
+"""The training recipe, written once: its settings (``Recipe``'s defaults are ``timm-ll train``'s) and the
+optimizer and LR schedule they make.
 
-A module of its own, without Lightning, so that the command line can show them in ``--help``
-without importing the training loop.
+A module of its own, without Lightning (torch is imported when an optimizer is made), so that the command
+line can show the settings in ``--help`` without importing the training loop.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-__all__ = ["Recipe"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Recipe", "optimizer_and_schedule"]
 
 
 @dataclass
@@ -37,3 +42,35 @@ class Recipe:
             raise ValueError(f"schedule={self.schedule!r}: use 'onecycle' or 'cosine'")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing={self.label_smoothing}: use a value in [0, 1)")
+
+
+def optimizer_and_schedule(
+    recipe: Recipe, parameters: Iterable[torch.nn.Parameter], max_steps: int
+) -> tuple[torch.optim.SGD, Any]:
+    """SGD with the recipe's momentum and weight decay (norm scales and biases, the 1-d parameters, get none
+    unless ``decay_norm_and_bias``), and its LR schedule over ``max_steps`` steps, to be stepped every step."""
+    import torch
+
+    parameters = list(parameters)
+    decay = [p for p in parameters if p.ndim > 1 or recipe.decay_norm_and_bias]
+    no_decay = [p for p in parameters if p.ndim <= 1 and not recipe.decay_norm_and_bias]
+    optimizer = torch.optim.SGD(
+        [dict(params=decay, weight_decay=recipe.weight_decay), dict(params=no_decay, weight_decay=0.0)],
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        nesterov=recipe.nesterov,
+    )
+    if recipe.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=recipe.lr,
+            total_steps=max_steps + 1,
+            pct_start=recipe.warmup_fraction,
+            anneal_strategy="cos",
+            div_factor=10.0,
+            final_div_factor=100.0,
+            cycle_momentum=False,
+        )
+    else:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_steps)
+    return optimizer, scheduler
