@@ -1,5 +1,15 @@
 """What the measurer needs of ``torch.distributed``: who is who, rank 0's state everywhere, each process's
-share of the lines, and one verdict on a failure."""
+share of the lines, and one verdict on a failure.
+
+Under ``torch.distributed`` (DDP, FSDP) every process calls the measurer's protocol at the same steps: the lines
+are rank 0's, each process measures its share, and the statistics (torchmetrics states) are summed across
+processes in one all-reduce, so every process gets the single-process result. Every process runs the same number
+of probe passes, padding its share with a repeat of a line whose result it drops (a sharded network gathers its
+parameters in every forward). Before any statistic is synced the processes agree, by a reduced flag, whether any
+of them failed, so that none waits in a collective the others left. (A failure inside a sharded forward on one
+process only, before its parameters are gathered, cannot be rescued that way: the others are already in the
+gather.)
+"""
 
 from __future__ import annotations
 

@@ -17,10 +17,15 @@ import torch
 from torch import nn
 
 from lightning_callbacks import functional as F
-from lightning_callbacks.distributed import broadcast_from_rank_zero
+from lightning_callbacks.distributed import broadcast_from_rank_zero, process_group, rank_share
 from lightning_callbacks.replay import RecordedCall
 
-__all__ = ["ProbeLines", "line_gradients", "line_pairs", "second_endpoint"]
+__all__ = ["ProbeLines", "line_gradients", "share_gradients", "line_pairs", "second_endpoint", "MIN_CHUNK"]
+
+
+# the fewest probe points per eval-mode forward pass by default: a batch of one must not make the probe run
+# point by point (64 passes of one sample cost several times 8 passes of 8), and 8 stays a small memory budget
+MIN_CHUNK = 8
 
 
 def line_pairs(num_samples: int, num_lines: int) -> list[tuple[int, int]]:
@@ -60,9 +65,23 @@ class ProbeLines:
         """Whether there is a probe to measure along."""
         return self.fixed is not None or self.endpoints is not None
 
-    def fix(self, inputs: torch.Tensor, num_lines: int, warn: Callable[[str], None], broadcast: bool = True) -> None:
+    def fix(
+        self,
+        inputs: torch.Tensor,
+        num_lines: int,
+        warn: Callable[[str], None],
+        broadcast: bool = True,
+        embedded: bool = False,
+    ) -> None:
         """Fix the lines between pairs of samples of ``inputs`` (rank 0's, on every process). With a single
-        sample the line runs to :func:`second_endpoint` of it (``warn`` says so)."""
+        sample the line runs to :func:`second_endpoint` of it (``warn`` says so). Token ids (``embedded``: the
+        lines run between their embedding outputs) are the only inputs that need not be floating point."""
+        if not (inputs.is_floating_point() or embedded):
+            raise TypeError(
+                f"the lines run between inputs, but the batch holds {inputs.dtype} inputs and forward_fn is given: "
+                "pass probe=<(n, ...) inputs ordered along a path>, or leave forward_fn out to probe the "
+                "embedding's output"
+            )
         if inputs.shape[0] < 2:
             inputs = torch.stack([inputs[0], second_endpoint(inputs[0])])
             how = "the same tokens, the second half first" if not inputs.is_floating_point() else "it mirrored"
@@ -153,3 +172,19 @@ def line_gradients(
         )
         for i in range(len(probes))
     ]
+
+
+def share_gradients(network: nn.Module, probes: list[torch.Tensor], **gradient_options: Any) -> list[F.InputGradients]:
+    """:func:`line_gradients` of this process's share of the probes (all of them without a process group), on
+    the network's device and in its floating dtype. Every process runs as many probe passes (a sharded network
+    gathers its parameters in every forward): a short share is padded with a repeat of the first probe, whose
+    result is dropped."""
+    param = next((p for p in network.parameters() if p.is_floating_point()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    share, pads = rank_share(len(probes), *process_group())
+    mine = [probes[i] for i in share]
+    cast = [
+        p.to(device=device, dtype=param.dtype if param is not None and p.is_floating_point() else p.dtype)
+        for p in mine + [probes[0]] * pads
+    ]
+    return line_gradients(network, cast, **gradient_options)[: len(mine)]

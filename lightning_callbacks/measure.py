@@ -25,25 +25,14 @@ with those buffers, before any update. With a single sample the second endpoint 
 derived from it (:func:`second_endpoint`), fixed for the run, with one warning. Later readings are
 taken just before the due optimizer steps: the weights after ``step`` updates.
 
-**Never a killed run.** Bad options fail when the measurer (or an adapter) is built, before any
-training. A measurement that fails once training runs warns once per cause, is kept in the history
-as a failed result (NaN everywhere, ``failed`` names the cause) and training goes on; the next due
-step tries again. :meth:`~ShatteringMeasurer.measure`, the direct call, raises instead.
-
-**Distributed.** Under ``torch.distributed`` (DDP, FSDP) every process calls the protocol at the same
-steps: the lines are rank 0's, each process measures its share, and the statistics (torchmetrics states)
-are summed across processes in one all-reduce, so every process gets the single-process result. Every
-process runs the same number of probe passes, padding its share with a repeat of a line whose result it
-drops (a sharded network gathers its parameters in every forward). Before any statistic is synced the
-processes agree, by a reduced flag, whether any of them failed, so that none waits in a collective the
-others left. (A failure inside a sharded forward on one process only, before its parameters are
-gathered, cannot be rescued that way: the others are already in the gather.)
+How it fails without ending a run: :mod:`~lightning_callbacks.failures`; how it measures under
+``torch.distributed``: :mod:`~lightning_callbacks.distributed`.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -52,30 +41,17 @@ from torch import nn
 
 from lightning_callbacks import functional as F
 from lightning_callbacks.deprecations import check_keywords
-from lightning_callbacks.distributed import any_process, broadcast_from_rank_zero, process_group, rank_share
-from lightning_callbacks.lines import ProbeLines, line_gradients, line_pairs, second_endpoint
+from lightning_callbacks.distributed import any_process, broadcast_from_rank_zero, process_group
+from lightning_callbacks.failures import FailureWarnings, MeasurementFailed, cause_of
+from lightning_callbacks.lines import MIN_CHUNK, ProbeLines, line_pairs, second_endpoint, share_gradients
 from lightning_callbacks.options import Schedule, ShatteringOptions, early_steps, option_names
-from lightning_callbacks.replay import CallRecorder, RecordedCall, call_of, check_embedding, embeddings_run
+from lightning_callbacks.replay import CallRecorder, RecordedCall, call_from_arguments, call_of, check_embedding
 from lightning_callbacks.results import ShatteringResult
 from lightning_callbacks.tally import Tally
 
-__all__ = [
-    "ShatteringMeasurer",
-    "MeasurementFailed",
-    "Schedule",
-    "early_steps",
-    "line_pairs",
-    "second_endpoint",
-    "MIN_CHUNK",
-]
-
-# the fewest probe points per eval-mode forward pass by default: a batch of one must not make the probe run
-# point by point (64 passes of one sample cost several times 8 passes of 8), and 8 stays a small memory budget
-MIN_CHUNK = 8
-
-
-class MeasurementFailed(RuntimeError):
-    """Another process's part of a measurement failed (that process's warning names the cause)."""
+# the names besides the measurer are where they were before their modules were split out (tests, benchmarks)
+__all__ = ["ShatteringMeasurer", "MeasurementFailed", "Schedule", "early_steps", "line_pairs", "second_endpoint"]
+__all__ += ["MIN_CHUNK"]
 
 
 class ShatteringMeasurer:
@@ -114,7 +90,7 @@ class ShatteringMeasurer:
         self.history: list[ShatteringResult] = []
         self._recorder: CallRecorder | None = None
         self._init_buffers: list[tuple[nn.Module, str, torch.Tensor]] | None = None
-        self._warned: set[str] = set()
+        self._failures = FailureWarnings(type(self).__name__)
         self._tally: Tally | None = None
         self._unusable: str | None = None  # why the recorded call cannot be used (warned), if it cannot
 
@@ -126,8 +102,7 @@ class ShatteringMeasurer:
     @property
     def ready(self) -> bool:
         """Whether it knows how to call the network and along which lines."""
-        has_probe = self.lines.ready
-        return has_probe and (self.options.forward_fn is not None or self.call is not None)
+        return self.lines.ready and (self.options.forward_fn is not None or self.call is not None)
 
     # ---- the protocol: what a training loop (or an adapter) tells the measurer -----------
     def watch(self) -> None:
@@ -143,45 +118,45 @@ class ShatteringMeasurer:
         """An optimizer step is about to be taken; the weights are those after ``step`` updates. Measure if
         ``step`` is due (the first time: fix the lines and take the init reading) and return the result,
         a failed one rather than an exception; None when nothing was due."""
-        buffers, self._init_buffers = self._init_buffers, None  # the init reading's, good for this step only
-        if self._recorder is not None:
-            self._unusable = self._safely(self._stop_watching)
-        if not self.due(step):
-            return None
-        if not self.ready:
-            return self._failed(step, self._unusable or self._not_run())
-        return self._measure_safely(step, buffers)
+        buffers = self._end_watch()
+        return self._reading(step, buffers) if self.due(step) else None
 
     def end(self, step: int) -> ShatteringResult | None:
         """Training ended after ``step`` optimizer steps: with ``measure_at_end``, the trained network's reading
         (the init reading, if no optimizer step was ever taken); None when there is nothing to add."""
-        buffers, self._init_buffers = self._init_buffers, None
-        if self._recorder is not None:
-            self._unusable = self._safely(self._stop_watching)
+        buffers = self._end_watch()
         if not self.options.measure_at_end or step == self.last_step or not (self.history or buffers is not None):
             return None
-        if not self.ready:
-            return self._failed(step, self._unusable or self._not_run())
-        return self._measure_safely(step, buffers)
+        return self._reading(step, buffers)
 
-    def _not_run(self) -> str:
-        cause = (
-            f"the measured network ({type(F.unwrap_compiled(self.model)).__name__}) has not run in training; "
-            "tell the monitor which one does (module=...), or pass probe= and forward_fn="
-        )
-        self._warn(cause)
-        return cause
+    def _end_watch(self) -> list[tuple[nn.Module, str, torch.Tensor]] | None:
+        """Stop watching once a call was seen; hand over the init reading's buffers (good for this step only)."""
+        buffers, self._init_buffers = self._init_buffers, None
+        if self._recorder is not None:
+            self._unusable = self._failures.guard(self._stop_watching)
+        return buffers
+
+    def _reading(self, step: int, buffers: Sequence[tuple[nn.Module, str, torch.Tensor]] | None) -> ShatteringResult:
+        """The protocol's measurement: a failed result, warned once per cause, instead of an exception."""
+        if not self.ready:
+            cause = self._unusable or (
+                f"the measured network ({type(F.unwrap_compiled(self.model)).__name__}) has not run in training; "
+                "tell the monitor which one does (module=...), or pass probe= and forward_fn="
+            )
+            self._failures.warn(cause)
+            return self._failed(step, cause)
+        try:
+            return self.measure(step, buffers=buffers)
+        except Exception as error:  # noqa: BLE001 - a monitor never ends a run: warn, keep a NaN reading, go on
+            if not isinstance(error, MeasurementFailed) or process_group()[0] == 0:
+                self._failures.warn(cause_of(error))
+            return self._failed(step, cause_of(error))
 
     def _stop_watching(self) -> None:
         """Use the call the watch recorded (rank 0's, on every process); keep watching while none was seen."""
-        recorder = self._recorder
-        if recorder is None:
-            return
-        seen = broadcast_from_rank_zero(recorder.call is not None)
-        if not seen:
-            return
-        self._recorder = None
-        self.use_call(recorder.remove())
+        if broadcast_from_rank_zero(self._recorder.call is not None):  # called only while watching
+            recorder, self._recorder = self._recorder, None
+            self.use_call(recorder.remove())
 
     # ---- how the network is called -------------------------------------------------------
     def use_call(self, call: RecordedCall | None) -> None:
@@ -199,29 +174,12 @@ class ShatteringMeasurer:
         if not self.lines.ready:
             self.set_lines(call.inputs, broadcast=False)
 
-    def _use_arguments(self, args: tuple, kwargs: dict) -> None:
-        """The direct path (:meth:`measure` with the network's arguments): keep that call."""
-        call = call_of(args, kwargs, keep=2 * self.options.num_lines)
-        if call.discrete and self.options.forward_fn is None:
-            # token ids: which embedding consumes them shows only in a run (one sample, measured invisibly)
-            network = F.unwrap_compiled(self.model)
-            with F.measurement_context(network, "eval"):
-                call.embeddings_seen = embeddings_run(network, call)
-            call.embedding = self.options.embedding or (call.embeddings_seen[0] if call.embeddings_seen else None)
-        self.use_call(call)
-
     def set_lines(self, inputs: torch.Tensor, broadcast: bool = True) -> None:
         """Fix the lines between pairs of samples of ``inputs`` (rank 0's, on every process). With a single
         sample the line runs to :func:`~lightning_callbacks.lines.second_endpoint` of it (warned once)."""
-        if not (inputs.is_floating_point() or self.call is not None):
-            raise TypeError(
-                f"the lines run between inputs, but the batch holds {inputs.dtype} inputs and forward_fn is given: "
-                "pass probe=<(n, ...) inputs ordered along a path>, or leave forward_fn out to probe the "
-                "embedding's output"
-            )
+        self.lines.fix(inputs, self.options.num_lines, self._failures.warn, broadcast, embedded=self.call is not None)
         if self.batch_size is None:
             self.batch_size = int(inputs.shape[0])
-        self.lines.fix(inputs, self.options.num_lines, self._warn, broadcast)
 
     def probes(self) -> list[torch.Tensor]:
         """The probes in use: the fixed one, or one line per stored pair of samples (for token ids, between the
@@ -250,34 +208,29 @@ class ShatteringMeasurer:
         Raises:
             MeasurementFailed: another process's part failed (this process's own error is raised as is).
         """
-        if (args or kwargs) and not self.ready:
-            self._use_arguments(args, kwargs)
+        if (args or kwargs) and not self.ready:  # the direct path: keep that call
+            network, keep = F.unwrap_compiled(self.model), 2 * self.options.num_lines
+            if self.options.forward_fn is None:
+                self.use_call(call_from_arguments(network, args, kwargs, keep, self.options.embedding))
+            else:  # only the lines are taken from the call
+                self.use_call(call_of(args, kwargs, keep=keep))
         if not self.ready:
             raise RuntimeError(
                 "ShatteringMeasurer.measure() needs the arguments the network is called with the first time "
                 "(measure(step, inputs) or measure(step, **batch)), or a probe= and forward_fn="
             )
-        if buffers is not None:
-            with F.buffers_swapped(buffers):
-                return self.measure(step)
         measured = F.unwrap_compiled(self.model)
-        param = next((p for p in measured.parameters() if p.is_floating_point()), None)
-        device = param.device if param is not None else torch.device("cpu")
-        rank, world = process_group()
+        device = next((p.device for p in measured.parameters()), torch.device("cpu"))
         error: Exception | None = None
         try:  # this process's part: no collective but a sharded forward's own
             probes = self.probes()
-            share, pads = rank_share(len(probes), rank, world)
-            mine = [probes[i] for i in share]
-            cast = [
-                p.to(device=device, dtype=param.dtype if param is not None and p.is_floating_point() else p.dtype)
-                for p in mine + [probes[0]] * pads
-            ]
-            lines = self._line_gradients(measured, cast)[: len(mine)]
-            tally = self._tally_for(device, sync=world > 1)
-            tally.tokens = self._token_options()
+            with F.buffers_swapped(buffers) if buffers is not None else nullcontext():
+                lines = share_gradients(measured, probes, **self._gradient_options(measured))
+            tally = self._tally_for(device, sync=process_group()[1] > 1)
             for line in lines:
                 tally.add(line)
+        except (ValueError, TypeError) as failed:  # say so where the user's forward_fn is what failed
+            error = failed if self.options.forward_fn is None else type(failed)(f"forward_fn=...: {failed}")
         except Exception as caught:  # noqa: BLE001 - whatever failed, the processes must agree on it first
             error = caught
         if any_process(error is not None, device):
@@ -288,54 +241,20 @@ class ShatteringMeasurer:
         self._remember(result)
         return result
 
-    def _token_options(self) -> tuple[F.TokenLayout, torch.Tensor | None] | None:
-        """How the tally reads the token kernel (the layout, and the recorded call's attention mask), or None
-        where the option is off."""
-        if not self.options.token_kernel:
-            return None
-        return self.options.token_layout, self.call.token_mask() if self.call is not None else None
-
     def _tally_for(self, device: torch.device, sync: bool) -> Tally:
         """This measurement's tally: the measurer's, emptied, unless the device or the world changed."""
+        tokens = None  # how the token kernel is read: the layout, and the recorded call's attention mask
+        if self.options.token_kernel:
+            tokens = self.options.token_layout, self.call.token_mask() if self.call is not None else None
         if self._tally is None or not self._tally.fits(self.block_names, device, sync):
             self._tally = Tally(self.block_names, device, sync)
-        else:
-            self._tally.start()
+        self._tally.start(tokens)
         return self._tally
-
-    def _measure_safely(self, step: int, buffers: Any) -> ShatteringResult:
-        try:
-            return self.measure(step, buffers=buffers)
-        except Exception as error:  # noqa: BLE001 - a monitor never ends a run: warn, keep a NaN reading, go on
-            cause = f"{type(error).__name__}: {error}"
-            if not isinstance(error, MeasurementFailed) or process_group()[0] == 0:
-                self._warn(cause)
-            return self._failed(step, cause)
-
-    def _safely(self, action: Any) -> str | None:
-        """Run ``action()``; on an exception, warn once with its cause and return the cause."""
-        try:
-            action()
-        except Exception as error:  # noqa: BLE001 - see _measure_safely
-            cause = f"{type(error).__name__}: {error}"
-            self._warn(cause)
-            return cause
-        return None
 
     def _failed(self, step: int, cause: str) -> ShatteringResult:
         result = ShatteringResult.failure(step, self.block_names, cause)
         self._remember(result)
         return result
-
-    def _warn(self, cause: str) -> None:
-        if cause in self._warned:
-            return
-        self._warned.add(cause)
-        warnings.warn(
-            f"ShatteringMeasurer: {cause}. Training goes on: a failed measurement is logged as NaN and the next due "
-            "step tries again (this warning is given once per cause)",
-            stacklevel=3,
-        )
 
     def _remember(self, result: ShatteringResult) -> None:
         """Append ``result`` to the history (replacing one of the same step); only the latest keeps gradients."""
@@ -343,17 +262,14 @@ class ShatteringMeasurer:
         self.history = kept + [result]
         self.last_step = result.step
 
-    def _line_gradients(self, measured: nn.Module, probes: list[torch.Tensor]) -> list[F.InputGradients]:
+    def _gradient_options(self, measured: nn.Module) -> dict[str, Any]:
+        """:func:`~lightning_callbacks.lines.line_gradients`' settings for this measurement."""
         forward_fn = self.options.forward_fn or (self.call.forward_fn(measured) if self.call is not None else None)
         chunk = self.options.chunk_size or max(self.batch_size or 1, MIN_CHUNK)
-        try:
-            return line_gradients(
-                measured, probes, self.readout, self.options.bn_mode, self.block_names, chunk, forward_fn
-            )
-        except (ValueError, TypeError) as error:
-            if self.options.forward_fn is None:
-                raise
-            raise type(error)(f"forward_fn=...: {error}") from error
+        return dict(
+            readout=self.readout, bn_mode=self.options.bn_mode, blocks=self.block_names, chunk=chunk,
+            forward_fn=forward_fn,
+        )  # fmt: skip
 
     # ---- checkpointing -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -46,7 +46,7 @@ class ShatteringOptions:
         embedding: for token-id inputs, the name of the embedding module whose output is probed
             (default: the first ``nn.Embedding`` the forward runs).
         chunk_size: most probe points per forward pass in eval mode (default: the first training
-            call's batch size, and never below :data:`~lightning_callbacks.measure.MIN_CHUNK`).
+            call's batch size, and never below :data:`~lightning_callbacks.lines.MIN_CHUNK`).
         token_kernel: also read each block's token kernel at the lines' endpoints (the mean cosine between the
             tokens of one input, and the effective rank of its token matrix over ``min(T, D)``: rank collapse);
             it reuses the outputs the forward kernel keeps, so it costs no extra forward pass.

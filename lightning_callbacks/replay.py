@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from lightning_callbacks.functional import measurement_context
+
 __all__ = ["CallRecorder", "RecordedCall", "ForwardFn", "INPUT_NAMES", "call_of", "embeddings_run"]
 
 ForwardFn = Callable[[nn.Module, torch.Tensor], Any]
@@ -296,6 +298,20 @@ def call_of(args: tuple, kwargs: dict, keep: int | None = None) -> RecordedCall:
         inputs=inputs[:keep].detach().cpu().clone(),
         batch_size=int(batch_size),
     )
+
+
+def call_from_arguments(
+    network: nn.Module, args: tuple, kwargs: dict, keep: int, embedding: str | None = None
+) -> RecordedCall:
+    """The call of the network with ``args`` and ``kwargs`` (the measurer's direct path), keeping ``keep``
+    samples. For token ids, which embedding consumes them shows only in a run: one sample, measured invisibly;
+    ``embedding`` names the one to probe instead of the first seen."""
+    call = call_of(args, kwargs, keep=keep)
+    if call.discrete:
+        with measurement_context(network, "eval"):
+            call.embeddings_seen = embeddings_run(network, call)
+        call.embedding = embedding or (call.embeddings_seen[0] if call.embeddings_seen else None)
+    return call
 
 
 def embeddings_run(network: nn.Module, call: RecordedCall) -> list[str]:

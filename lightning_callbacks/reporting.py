@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from lightning_callbacks.failures import Once
 from lightning_callbacks.results import KERNEL, TOKEN_KERNEL, TOKEN_RANK, ShatteringResult
 
 __all__ = ["ResultReport", "NO_READING"]
@@ -31,7 +32,7 @@ class ResultReport:
 
     def __init__(self, prefix: str, bn_mode: str, who: str) -> None:
         self.prefix, self.bn_mode, self.who = prefix, bn_mode, who
-        self._warned: set[str] = set()
+        self._once = Once()
 
     def __call__(self, result: ShatteringResult) -> tuple[dict[str, float], list[str]]:
         """``(values to log, new warnings)``: the input-level gradient statistics only where finite; every block
@@ -44,19 +45,17 @@ class ResultReport:
         always = tuple(f"{self.prefix}/{key}" for key in ("neighbor_corr/", KERNEL, TOKEN_KERNEL, TOKEN_RANK))
         notes = self._notes(result)
         bad = [k for k, v in scalars.items() if not math.isfinite(v) and not k.startswith(always)]
-        bad = [k for k in bad if k not in self._warned]
+        bad = [k for k in bad if self._once(k)]
         if bad:
             notes.append(
                 f"{self.who}: {', '.join(sorted(bad))} not finite at step {result.step} (NaN/Inf gradients); "
                 "non-finite values are not logged, and this warning is given once per key"
             )
-            self._warned.update(bad)
         return {k: v for k, v in scalars.items() if math.isfinite(v) or k.startswith(always)}, notes
 
     def _notes(self, result: ShatteringResult) -> list[str]:
         notes = []
-        if not result.output_finite and "output" not in self._warned:
-            self._warned.add("output")
+        if not result.output_finite and self._once("output"):
             hint = (
                 "with bn_mode='eval' that is typical of a deep net without skips in its first steps, whose BN "
                 "running statistics do not match its activations yet; bn_mode='batch' measures with the probe's own "
@@ -70,8 +69,7 @@ class ResultReport:
             )
         for status, text in NO_READING.items():
             blocks = [b.name for b in result.blocks if b.status == status]
-            if blocks and f"status:{status}" not in self._warned:
-                self._warned.add(f"status:{status}")
+            if blocks and self._once(f"status:{status}"):
                 shown = ", ".join(blocks[:3]) + (f" ... ({len(blocks)} blocks)" if len(blocks) > 3 else "")
                 notes.append(
                     f"{self.who}: block {shown} {text} at step {result.step}; its {self.prefix}/neighbor_corr/<block> "

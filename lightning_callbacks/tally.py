@@ -65,14 +65,15 @@ class Tally:
             self.metrics["corr", name] = metric(classes["neighbor_corr"])
             for key in (KERNEL, TOKEN_KERNEL, TOKEN_RANK):  # each a mean over the lines
                 self.metrics[key, name] = metric(classes[KERNEL])
-        self.tokens: tuple[F.TokenLayout, torch.Tensor | None] | None = None  # (layout, mask); None: off
         self.start()
 
     def fits(self, blocks: list[str], device: torch.device, sync: bool) -> bool:
         return (self.blocks, self.device, self.sync) == (blocks, device, sync)
 
-    def start(self) -> None:
-        """Begin a measurement: no values, every state back to its default."""
+    def start(self, tokens: tuple[F.TokenLayout, torch.Tensor | None] | None = None) -> None:
+        """Begin a measurement: no values, every state back to its default. ``tokens``: how the token kernel is
+        read, ``(layout, attention mask or None)``; None: it is not."""
+        self.tokens = tokens
         self.worst = [0] * (len(self.blocks) + 2)  # input, output, blocks
         self.values: dict[Any, list[float]] = {}
         self.token_status: dict[str, str] = {}  # block -> why it has no token reading (the first line's cause)

@@ -72,15 +72,34 @@ class CountingMonitor(ShatteringMonitor):
 
     def setup(self, trainer, pl_module, stage):
         super().setup(trainer, pl_module, stage)
-        line_gradients = self.measurer._line_gradients
+        import lightning_callbacks.lines as lines  # each process's share of the probes, padded, goes through here
 
-        def counted(measured, probes):
-            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-            with open(self.record, "a") as handle:
-                handle.write(f"{rank} {sum(p.shape[0] for p in probes)}\n")
-            return line_gradients(measured, probes)
+        line_gradients, measure, active = lines.line_gradients, self.measurer.measure, []
 
-        self.measurer._line_gradients = counted
+        def counted(network, probes, **options):
+            if active:  # this monitor's measurement, not another's
+                rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+                with open(self.record, "a") as handle:
+                    handle.write(f"{rank} {sum(p.shape[0] for p in probes)}\n")
+            return line_gradients(network, probes, **options)
+
+        def measuring(*args, **kwargs):
+            active.append(True)
+            try:
+                return measure(*args, **kwargs)
+            finally:
+                active.pop()
+
+        self.measurer.measure = measuring
+
+        counted.__wrapped__ = line_gradients  # put back at teardown
+        lines.line_gradients = counted
+
+    def teardown(self, trainer, pl_module, stage):
+        import lightning_callbacks.lines as lines
+
+        lines.line_gradients = getattr(lines.line_gradients, "__wrapped__", lines.line_gradients)
+        super().teardown(trainer, pl_module, stage)
 
 
 class EndProcessGroup(L.Callback):

@@ -30,7 +30,7 @@ def two_ranks(tmp_path_factory) -> dict[str, list[dict]]:
 
 
 def test_every_rank_runs_as_many_probe_passes_as_the_busiest():
-    from lightning_callbacks.measure import rank_share
+    from lightning_callbacks.distributed import rank_share
 
     assert rank_share(4, 0, 2) == ([0, 2], 0) and rank_share(4, 1, 2) == ([1, 3], 0)
     assert rank_share(3, 0, 2) == ([0, 2], 0) and rank_share(3, 1, 2) == ([1], 1)  # padded to two passes
