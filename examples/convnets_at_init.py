@@ -113,15 +113,15 @@ def redraw(cifar_json: Path, folder: Path) -> Path:
 def section(cifar_json: Path, imagenet_json: Path) -> str:
     """The docs section, from the two JSON reports: both tables, the fitted laws and the figures."""
     cifar, imagenet = json.loads(cifar_json.read_text()), json.loads(imagenet_json.read_text())
-    from lightning_callbacks.plotting import describe_fit, unfitted_note
+    from lightning_callbacks import functional as F
 
-    def fit_text(family: str, fit: dict) -> str:
-        # a law only where one is drawn (R² >= 0.9, a nonzero rate): "constant" or "no law fits" otherwise
+    def fit_text(family: str) -> str:
+        # a law only where one holds (R² >= 0.9, a nonzero rate): "constant" or "no law fits" otherwise
         rows = [r for r in cifar["results"] if r["family"] == family]
-        left = unfitted_note([r["depth"] for r in rows], [r["neighbor_corr"] for r in rows])
-        return f"{family}: {describe_fit(fit['law'], fit['rate'], fit['r2'])}{left}"
+        fit = F.fit_decay([r["depth"] for r in rows], [r["neighbor_corr"] for r in rows])
+        return f"{family}: {fit.describe()}{fit.unfitted_note()}"
 
-    fits = [fit_text(family, fit) for family, fit in current_fits(cifar["results"]).items()]
+    fits = [fit_text(family) for family in current_fits(cifar["results"])]
     lines = [
         f"Machine: {cifar['machine']}. `python examples/convnets_at_init.py --doc` (the numbers are in "
         "`docs/convnets_at_init.json` and `docs/resnet50_family_at_init.json`).",

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from lightning_callbacks import functional as F
-from lightning_callbacks.plotting import describe_fit, fit_curve_entry, plot_depth_curves, plot_depth_profile
+from lightning_callbacks.plotting import plot_depth_curves, plot_depth_profile
 from timm_ll.app.reporting import machine, provenance, write_json, write_section
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +133,7 @@ def main() -> None:
         print(f"figures and numbers: {out}")
 
 
-def _fits(depths: list[int], results: dict[str, list[float]]) -> dict[str, tuple[str | None, float, float]]:
+def _fits(depths: list[int], results: dict[str, list[float]]) -> dict[str, F.DecayFit]:
     return {name: F.fit_decay(depths, values) for name, values in results.items()}
 
 
@@ -142,15 +142,14 @@ def draw(numbers: Path, folder: Path) -> None:
     data = json.loads(numbers.read_text())
     depths, results = data["depths"], data["neighbor_corr"]
     folder.mkdir(parents=True, exist_ok=True)
-    curves = {name: fit_curve_entry(depths, results[name], *fit) for name, fit in _fits(depths, results).items()}
-    curves = {name: entry for name, entry in curves.items() if entry is not None}
+    fits = _fits(depths, results)
     from matplotlib.figure import Figure
 
     # two panels: every network, then the two transformers alone on their own range (they differ by thousandths,
     # and would sit on top of each other on the first panel's scale)
     fig = Figure(figsize=(11.0, 3.9), layout="constrained")
     every, zoom = fig.subplots(1, 2)
-    plot_depth_curves({n: (depths, v) for n, v in results.items()}, ax=every, fits=curves,
+    plot_depth_curves({n: (depths, v) for n, v in results.items()}, ax=every, fits=fits,
                       title="transformer encoders at init: a line in embedding space")  # fmt: skip
     transformers = {n: (depths, v) for n, v in results.items() if n != "MLP control"}
     plot_depth_curves(transformers, ax=zoom, title="the two transformers on their own scale")
@@ -179,7 +178,7 @@ def section(numbers: Path) -> str:
         "|---|" + "---|" * (len(depths) + 1),
     ]
     for name, values in results.items():
-        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + f" | {describe_fit(*fits[name])} |")
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + f" | {fits[name].describe()} |")
     token_rows = data.get("token_kernel", {})  # runs from before the token kernel have none
     if token_rows:
         lines += [
@@ -199,7 +198,7 @@ def section(numbers: Path) -> str:
         f"{depths[-1]} both stay within a range of {_spread(results['post-LN'] + results['pre-LN']):.3f}: neither "
         "transformer shatters with depth at initialization on this probe. The skip-free ReLU control on the "
         f"same probe falls from {results['MLP control'][0]:.3f} to {deepest['MLP control']:.3f} "
-        f"({describe_fit(*fits['MLP control'])}), so the probe does see shattering where it happens. It decays more "
+        f"({fits['MLP control'].describe()}), so the probe does see shattering where it happens. It decays more "
         "slowly than a single-output net would; the mean-pooling over 16 tokens may be why, which this script "
         "does not test.",
         "",

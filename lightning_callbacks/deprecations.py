@@ -9,7 +9,9 @@ A public name (in an ``__all__``, a documented keyword, or shown in the README) 
 - modules: ``lightning_callbacks.report`` and ``lightning_callbacks.figures`` are files of two lines
   that call :func:`moved_module`;
 - functions: :data:`RENAMED_FUNCTIONS`, looked up by :func:`renamed_attribute` from a package's
-  module-level ``__getattr__`` (``lightning_callbacks.functional``).
+  module-level ``__getattr__`` (``lightning_callbacks.functional``); plotting's old fit helpers
+  (``law_label``, ``describe_fit``, ``fitted_law_curve``, ``MIN_R2``...), by :func:`moved_fit_helper`
+  from ``lightning_callbacks.plotting``'s.
 
 Old *files* (checkpoints with the measurer's state, results files with the key ``layers``) are read by
 :meth:`lightning_callbacks.results.ShatteringResult.from_entry`, not here: they are data, not names.
@@ -32,6 +34,7 @@ __all__ = [
     "moved_module",
     "renamed_attribute",
     "warn_renamed",
+    "moved_fit_helper",
 ]
 
 # old keyword -> new keyword (renamed in 670fe3a: one word, "blocks", for what is profiled)
@@ -119,3 +122,44 @@ def renamed_attribute(module: str, name: str) -> Any:
         raise AttributeError(f"module {module!r} has no attribute {name!r}{hint}")
     warn_renamed(f"{module}.{name}", f"{module}.{new}", stacklevel=4)
     return getattr(target, new)
+
+
+def _fit_interpretation() -> dict[str, tuple[Any, str]]:
+    """Plotting's old fit helpers (before 0.2): the same answers, now from
+    :class:`~lightning_callbacks.functional.DecayFit` (old name -> (object, what to use instead))."""
+    from lightning_callbacks.functional.fits import MIN_R2, DecayFit
+
+    def fit_of(law: str | None, rate: float, r2: float, depths: Any = (), values: Any = ()) -> DecayFit:
+        return DecayFit(law, rate, r2, tuple(map(float, depths)), tuple(map(float, values)))
+
+    def fit_curve_entry(depths: Any, values: Any, law: str | None, rate: float, r2: float) -> Any:
+        fit = fit_of(law, rate, r2, depths, values)
+        curve = fit.curve()
+        if curve is not None:
+            return (*curve, fit.legend())
+        return None if law is None else ([], [], fit.describe())
+
+    new = "lightning_callbacks.functional.fit_decay(depths, values)"
+    return {
+        "fitted_law_curve": (
+            lambda d, v, law, rate, r2, num=50: fit_of(law, rate, r2, d, v).curve(num),
+            f"{new}.curve()",
+        ),
+        "law_label": (lambda law, rate, r2, variable="depth": fit_of(law, rate, r2).label(variable), f"{new}.label()"),
+        "describe_fit": (lambda law, rate, r2: fit_of(law, rate, r2).describe(), f"{new}.describe()"),
+        "unfitted_note": (lambda d, v: fit_of(None, 0.0, 0.0, d, v).unfitted_note(), f"{new}.unfitted_note()"),
+        "drawable": (lambda law, rate, r2: fit_of(law, rate, r2).holds, f"{new}.holds"),
+        "fit_curve_entry": (fit_curve_entry, f"plot_depth_curves(fits={{family: {new}}})"),
+        "MIN_R2": (MIN_R2, "lightning_callbacks.functional.MIN_R2"),
+    }
+
+
+def moved_fit_helper(name: str) -> Any:
+    """For ``lightning_callbacks.plotting``'s ``__getattr__``: an old fit helper, with a warning (plotting no
+    longer interprets fits: :class:`~lightning_callbacks.functional.DecayFit` knows what may be said of itself)."""
+    helpers = _fit_interpretation()
+    if name not in helpers:
+        raise AttributeError(f"module 'lightning_callbacks.plotting' has no attribute {name!r}")
+    helper, new = helpers[name]
+    warn_renamed(f"lightning_callbacks.plotting.{name}", new, stacklevel=4)
+    return helper

@@ -1,9 +1,13 @@
-"""What one measurement found, as a typed result, and as the plain entry checkpoints and result files keep."""
+"""What one measurement found, as a typed result, and as the plain entry checkpoints and result files keep.
+
+The one place old formats are read: :meth:`ShatteringResult.from_entry` reads every entry a checkpoint or a
+committed result file holds (the keys ``stats``, ``layers``, ``status``; older ones without kernels, statuses or
+token readings), and :func:`as_results` turns a history of either kind into typed results."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -11,7 +15,7 @@ import torch
 
 from lightning_callbacks import functional as F
 
-__all__ = ["BlockReading", "ShatteringResult", "KERNEL", "TOKEN_KERNEL", "TOKEN_RANK"]
+__all__ = ["BlockReading", "ShatteringResult", "as_results", "KERNEL", "TOKEN_KERNEL", "TOKEN_RANK"]
 
 # the key family of the forward kernel (the cosine of a signal at each line's two endpoints)
 KERNEL = "kernel"
@@ -147,3 +151,8 @@ class ShatteringResult:
         ]
         stats = {k: (float(v[0]), float(v[1])) for k, v in (entry.get("stats") or {}).items()}
         return cls(step=int(entry["step"]), statistics=stats, blocks=blocks, failed=entry.get("failed"))
+
+
+def as_results(history: Sequence[ShatteringResult | Mapping[str, Any]]) -> list[ShatteringResult]:
+    """Typed results of a history that may hold plain entries (a result file's ``shattering``, an old checkpoint)."""
+    return [item if isinstance(item, ShatteringResult) else ShatteringResult.from_entry(item) for item in history]

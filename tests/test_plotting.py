@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
 from lightning_callbacks import functional as F
 from lightning_callbacks.plotting import (
-    law_label,
     plot_covariance,
     plot_depth_curves,
     plot_depth_profile,
     plot_gradient_traces,
 )
+
+
+def law_label(law, rate, r2, variable="depth"):
+    return F.DecayFit(law, rate, r2).label(variable)
 
 
 def test_fitted_law_is_named_with_its_rate():
@@ -21,6 +27,37 @@ def test_fitted_law_is_named_with_its_rate():
     grows = law_label("exponential", -0.00849, 0.95, variable="layer")
     assert grows == "exponential law: c ~ exp(+0.00849 layer) (rising), R² 0.95"
     assert law_label(None, float("nan"), float("nan")) == "no fit (fewer than 4 positive values)"
+
+
+def test_a_fit_says_whether_it_holds_and_draws_itself_only_then():
+    """Moved from plotting's fit helpers (fitted_law_curve, describe_fit, unfitted_note) to the fit's own type."""
+    halving = F.fit_decay([1, 2, 3, 4], [0.8, 0.4, 0.2, 0.1])
+    law, rate, r2 = halving  # unpacks as the triple fit_decay returned before
+    assert halving.holds and law == "exponential" and rate == pytest.approx(math.log(2)) and r2 == pytest.approx(1)
+    xs, ys = halving.curve(num=3)
+    assert xs == [1, 2, 3, 4] and ys == pytest.approx([0.8, 0.4, 0.2, 0.1])
+    assert halving.describe() == halving.label() and halving.legend() == halving.label()
+    poor = F.fit_decay([1, 2, 3, 4, 5], [0.5, 0.1, 0.6, 0.05, 0.4])
+    assert not poor.holds and poor.curve() is None and poor.describe().startswith("no law fits (best ")
+    left_out = F.fit_decay([20, 56, 110, 200, 400], [0.9, 0.5, 0.25, 0.12, -0.012])
+    assert left_out.holds and left_out.unfitted_note() == " (not fitted: depth 400 reads -0.012)"
+    assert left_out.legend().endswith(left_out.unfitted_note()) and max(left_out.curve()[0]) == 200
+    assert F.fit_decay([1, 2, 3, 4], [0.5] * 4).describe() == "constant: no decay with depth"
+
+
+def test_plottings_old_fit_helpers_still_answer_with_a_warning():
+    import lightning_callbacks.plotting as plotting
+
+    with pytest.warns(DeprecationWarning, match="plotting.describe_fit is deprecated.*describe"):
+        assert plotting.describe_fit("exponential", 0.5, 0.5).startswith("no law fits")
+    with pytest.warns(DeprecationWarning, match="plotting.law_label"):
+        assert plotting.law_label("power", 0.5, 0.9) == law_label("power", 0.5, 0.9)
+    with pytest.warns(DeprecationWarning, match="plotting.MIN_R2"):
+        assert plotting.MIN_R2 == F.MIN_R2 == 0.9
+    with pytest.warns(DeprecationWarning, match="plotting.fitted_law_curve"):
+        assert plotting.fitted_law_curve([1, 2, 3, 4], [0.8, 0.4, 0.2, 0.1], "exponential", math.log(2), 1.0, num=3)
+    with pytest.raises(AttributeError, match="no attribute 'plot_nothing'"):
+        plotting.plot_nothing  # noqa: B018
 
 
 def test_three_points_are_too_few_for_a_two_parameter_law():

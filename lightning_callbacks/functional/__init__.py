@@ -14,7 +14,14 @@ ReLU net decorrelate like white noise ("shatter"); a ResNet's or an LL net's do 
 """
 
 from lightning_callbacks.functional.blocks import auto_blocks, resolve_blocks, unwrap_compiled
-from lightning_callbacks.functional.fits import DepthProfile, depth_profile, fit_decay, profile_from_correlations
+from lightning_callbacks.functional.fits import (
+    MIN_R2,
+    DecayFit,
+    DepthProfile,
+    depth_profile,
+    fit_decay,
+    profile_from_correlations,
+)
 from lightning_callbacks.functional.gradients import (
     BNMode,
     InputGradients,
@@ -89,6 +96,8 @@ __all__ = [
     "depth_profile",
     "profile_from_correlations",
     "fit_decay",
+    "DecayFit",
+    "MIN_R2",
     "auto_blocks",
     "unwrap_compiled",
     "TOKEN_LAYOUTS",

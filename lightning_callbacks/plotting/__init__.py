@@ -1,5 +1,9 @@
 """Figures of shattering measurements (matplotlib, no pyplot state), shared by the callbacks, the CLI and the
-examples; :mod:`lightning_callbacks.plotting.runs` decides which figures a monitored run draws, and when."""
+examples; :mod:`lightning_callbacks.plotting.runs` decides which figures a monitored run draws, and when.
+
+The figures draw typed results (:class:`~lightning_callbacks.results.ShatteringResult`,
+:class:`~lightning_callbacks.functional.DepthProfile`, :class:`~lightning_callbacks.functional.DecayFit`) and
+interpret nothing: whether a fitted law holds, and how it reads, is the fit's to say."""
 
 from __future__ import annotations
 
@@ -15,8 +19,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter
 
-from lightning_callbacks.functional import DepthProfile, gradient_covariance, is_flat
-from lightning_callbacks.functional.fits import MIN_FIT_POINTS
+from lightning_callbacks.functional import DecayFit, DepthProfile, gradient_covariance, is_flat
+from lightning_callbacks.results import ShatteringResult, as_results
 
 __all__ = [
     "plot_gradient_traces",
@@ -29,13 +33,7 @@ __all__ = [
     "plot_readings",
     "unread_legend_entry",
     "plot_training_summary",
-    "fitted_law_curve",
-    "law_label",
-    "describe_fit",
-    "MIN_R2",
 ]
-# a fitted law is drawn only where it explains the values: at or above this R^2 (in log space)
-MIN_R2 = 0.9
 FLAT_TEXT = "flat: the gradient is the same at every\npoint (up to round-off); nothing to show"
 # tick marks of a neighbor-correlation axis: readable values across the symlog range
 _CORRELATION_TICKS = [-1, -0.3, -0.1, -0.03, -0.01, 0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1]
@@ -94,75 +92,6 @@ def plot_covariance(grads: torch.Tensor, ax: Axes | None = None, title: str = ""
     return fig
 
 
-def fitted_law_curve(
-    depths: Sequence[float], values: Sequence[float], law: str | None, rate: float, r2: float, num: int = 50
-) -> tuple[list[float], list[float]] | None:
-    """Points of a fitted decay law (see ``functional.fit_decay``) over the span of ``depths``; None where no
-    law is worth drawing (:func:`drawable`: a constant profile, a zero rate, R^2 below :data:`MIN_R2`).
-
-    The law fixes only the slope in log space; the curve is anchored at the mean of the
-    positive values' logs (at the mean depth, or mean log depth for a power law).
-    """
-    positive = [(float(d), float(v)) for d, v in zip(depths, values) if v > 0 and math.isfinite(v)]
-    if not positive or not drawable(law, rate, r2):
-        return None
-    # only over the readings it was fitted to: a law drawn past a reading <= 0 would claim a value it never had
-    lo, hi = min(d for d, _ in positive), max(d for d, _ in positive)
-    grid = [lo + i * (hi - lo) / num for i in range(num + 1)]
-    mean_log_v = sum(math.log(v) for _, v in positive) / len(positive)
-    if law == "exponential":
-        mean_x = sum(d for d, _ in positive) / len(positive)
-        return grid, [math.exp(mean_log_v - rate * (d - mean_x)) for d in grid]
-    mean_x = sum(math.log(d) for d, _ in positive) / len(positive)
-    return grid, [math.exp(mean_log_v - rate * (math.log(d) - mean_x)) for d in grid]
-
-
-def fit_curve_entry(
-    depths: Sequence[float], values: Sequence[float], law: str | None, rate: float, r2: float
-) -> tuple[list[float], list[float], str] | None:
-    """A ``fits`` entry of :func:`plot_depth_curves`: the law's curve and label where one is drawn (naming the
-    readings it left out), an empty curve labelled "constant" or "no law fits" otherwise; None without a fit."""
-    curve = fitted_law_curve(depths, values, law, rate, r2)
-    if curve is not None:
-        return (*curve, law_label(law, rate, r2) + unfitted_note(depths, values))
-    return None if law is None else ([], [], describe_fit(law, rate, r2))
-
-
-def unfitted_note(depths: Sequence[float], values: Sequence[float]) -> str:
-    """What a fit left out: the readings at or below 0 (a decay law fits logs), e.g. ``" (not fitted: depth 200
-    reads -0.012)"``; empty when every reading was fitted."""
-    left = [f"depth {d:g} reads {v:.3g}" for d, v in zip(depths, values) if not (v > 0 and math.isfinite(v))]
-    return f" (not fitted: {', '.join(left)})" if left else ""
-
-
-def drawable(law: str | None, rate: float, r2: float) -> bool:
-    """Whether a fit is worth a line: a decaying exponential or power law with R^2 >= :data:`MIN_R2`."""
-    return law in ("exponential", "power") and math.isfinite(rate) and rate != 0 and r2 >= MIN_R2
-
-
-def describe_fit(law: str | None, rate: float, r2: float) -> str:
-    """What a figure or table says of a fit: the law (:func:`law_label`) where it is drawable, else
-    "constant" or "no law fits" with the best R^2, so that a poor fit never reads as a law."""
-    if law == "constant":
-        return "constant: no decay with depth"
-    if law is None:
-        return law_label(law, rate, r2)
-    if not drawable(law, rate, r2):
-        return f"no law fits (best {law}, R² {r2:.2f} < {MIN_R2})" if rate != 0 else "no decay"
-    return law_label(law, rate, r2)
-
-
-def law_label(law: str | None, rate: float, r2: float, variable: str = "depth") -> str:
-    """Legend text of a fitted decay law (see ``functional.fit_decay``), e.g. ``c ~ exp(-0.035 depth), R² 0.98``;
-    ``variable`` names the x axis (a depth profile's is the layer index, along which the value may grow)."""
-    if law is None or not math.isfinite(rate):
-        return f"no fit (fewer than {MIN_FIT_POINTS} positive values)"
-    exponent = -rate + 0.0  # + 0.0: a zero rate reads "0", not "-0"
-    formula = f"c ~ exp({exponent:+.3g} {variable})" if law == "exponential" else f"c ~ {variable}^{exponent:+.3g}"
-    trend = "" if exponent < 0 else " (rising)"
-    return f"{law} law: {formula}{trend}, R² {r2:.2f}"
-
-
 # above this every value is far from white noise: a linear axis over the data shows their differences
 LINEAR_ABOVE = 0.3
 
@@ -213,7 +142,8 @@ def plot_depth_profile(
     between the tokens of one input at each layer's output (1: the tokens collapsed to one direction).
 
     A layer without a reading (NaN: ``status`` names why, e.g. ``missing``, ``zero``) is marked with a
-    cross on the axis, labelled; a flat profile says "flat"; no law is drawn below :data:`MIN_R2`.
+    cross on the axis, labelled; a flat profile says "flat"; the profile's law is drawn where it holds
+    (:attr:`DecayFit.holds <lightning_callbacks.functional.DecayFit.holds>`), else its description is in the legend.
     """
     fig, ax = _new_axes(ax)
     ax.plot(profile.depths, profile.correlations, "o-", ms=3, label="neighbor correlation")
@@ -251,12 +181,12 @@ def plot_depth_profile(
         ax.text(
             0.5, 0.3, "flat: the same gradient at every point", ha="center", transform=ax.transAxes, fontsize="small"
         )
-    curve = fitted_law_curve(profile.depths, profile.correlations, profile.law, profile.rate, profile.r2)
+    fit = profile.fit
+    curve = fit.curve()
     if curve is not None:
-        label = law_label(profile.law, profile.rate, profile.r2, variable="layer")
-        ax.plot(*curve, "--", color="black", lw=1.2, zorder=3, label=label)
-    elif profile.law is not None and len(read) > 2:
-        ax.plot([], [], " ", label=describe_fit(profile.law, profile.rate, profile.r2))
+        ax.plot(*curve, "--", color="black", lw=1.2, zorder=3, label=fit.label(variable="layer"))
+    elif fit.law is not None and len(read) > 2:
+        ax.plot([], [], " ", label=fit.describe())
     # a profile rises towards the output (the head reads 1 by construction): the headroom at the upper left is free
     title = title or "shattering by depth"
     _style_correlation_axes(ax, "layer (forward order)", title, profile.correlations, legend_loc="upper left")
@@ -270,20 +200,26 @@ def plot_depth_curves(
     curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     ax: Axes | None = None,
     title: str = "",
-    fits: Mapping[str, tuple[Sequence[float], Sequence[float], str]] | None = None,
+    fits: Mapping[str, DecayFit | tuple[Sequence[float], Sequence[float], str]] | None = None,
 ) -> Figure:
     """Several families' neighbor correlation against depth (symlog y axis).
 
-    ``fits`` maps a family to ``(depths, values, label)`` of its fitted law (see :func:`law_label`),
-    drawn dashed in the family's colour with the label in the legend. Each family has its own hollow
-    marker, each smaller than the one before, so that families reading the same values stay visible.
+    ``fits`` maps a family to its :class:`~lightning_callbacks.functional.DecayFit` (``fit_decay(depths,
+    values)``), drawn dashed in the family's colour where it holds, its legend text in the legend either way;
+    or to a curve of your own, ``(depths, values, label)``. Each family has its own hollow marker, each
+    smaller than the one before, so that families reading the same values stay visible.
     """
     fig, ax = _new_axes(ax, (6.0, 3.8))
     for index, (name, (depths, values)) in enumerate(curves.items()):
         marker, size = _MARKERS[index % len(_MARKERS)], max(11.0 - 2.5 * index, 4.0)
         line = ax.plot(depths, list(values), marker=marker, ms=size, mfc="none", mew=1.4, label=name)[0]
-        if fits and name in fits:
-            xs, ys, label = fits[name]
+        fit = (fits or {}).get(name)
+        if isinstance(fit, DecayFit):
+            if fit.law is None:
+                continue
+            fit = (*(fit.curve() or ([], [])), fit.legend())
+        if fit is not None:
+            xs, ys, label = fit
             # on top of the data, thicker and darker, so that a law drawn through its points stays visible
             ax.plot(xs, ys, "--", color=line.get_color(), lw=1.6, zorder=3, label=f"  {label}")
     ax.set_xscale("log")
@@ -371,28 +307,31 @@ def _spaced_ticks(ax: Axes, steps: Sequence[int], most: int) -> list[int]:
 
 
 def plot_block_heatmap(
-    history: Sequence[Mapping],
+    history: Sequence[ShatteringResult | Mapping],
     ax: Axes | None = None,
     title: str = "",
     max_labels: int = 64,
     colorbar: bool = True,
     max_step_labels: int = 12,
 ) -> Figure:
-    """Neighbor correlation per layer (rows, forward order) x measured step (columns), from a monitor history.
+    """Neighbor correlation per block (rows, forward order) x measured step (columns), from a monitor history.
 
-    ``history`` is what ``ShatteringMonitor.history`` keeps (see :func:`plot_training_summary`);
-    at most ``max_labels`` layer names label the rows (evenly spaced), at most ``max_step_labels``
-    measured steps label the step axis. Columns are placed by step on a symlog axis (the schedule is
-    log-spaced at first); a block without a reading (NaN) is a gray cell.
+    ``history`` holds the monitor's results (its ``history``), or their plain entries (a result file's
+    ``shattering``; :func:`~lightning_callbacks.results.as_results`). At most ``max_labels`` block names label
+    the rows (evenly spaced), at most ``max_step_labels`` measured steps label the step axis. Columns are
+    placed by step on a symlog axis (the schedule is log-spaced at first); a block without a reading (NaN) is
+    a gray cell.
     """
     fig, ax = _new_axes(ax)
-    steps = [entry["step"] for entry in history]
-    layers = list(dict.fromkeys(name for entry in history for name in entry.get("layers", {})))
+    results = as_results(history)
+    steps = [result.step for result in results]
+    readings = [{block.name: block.neighbor_corr for block in result.blocks} for result in results]
+    layers = list(dict.fromkeys(name for reading in readings for name in reading))
     if not layers:
         ax.text(0.5, 0.5, "no per-layer profile (blocks=None)", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return fig
-    values = [[entry.get("layers", {}).get(name, math.nan) for entry in history] for name in layers]
+    values = [[reading.get(name, math.nan) for reading in readings] for name in layers]
     # columns spaced by step value on a symlog axis (the schedule is log-spaced at first: categories would
     # give the first tenth of a run half the width); each measurement spans to the middle of its neighbours
     ax.set_xscale("symlog", linthresh=1.0)
@@ -407,10 +346,10 @@ def plot_block_heatmap(
     # the monitor kept block statuses hold such readings, which say nothing of smoothness: hatched, and said so
     suspect = [
         (col, row)
-        for col, entry in enumerate(history)
-        if not entry.get("stats")
+        for col, (result, reading) in enumerate(zip(results, readings))
+        if not any(math.isfinite(mean) for mean, _ in result.statistics.values())
         for row, name in enumerate(layers)
-        if entry.get("layers", {}).get(name) == 1.0
+        if reading.get(name) == 1.0
     ]
     for col, row in suspect:
         ax.add_patch(Rectangle((edges[col], row - 0.5), edges[col + 1] - edges[col], 1, fill=False, hatch="xxx",
@@ -434,15 +373,16 @@ def plot_block_heatmap(
     return fig
 
 
-def plot_training_summary(history: Sequence[Mapping], title: str = "") -> Figure:
-    """One picture of a run: neighbor correlation per layer x measured step, and the statistics vs step.
+def plot_training_summary(history: Sequence[ShatteringResult | Mapping], title: str = "") -> Figure:
+    """One picture of a run: neighbor correlation per block x measured step, and the statistics vs step.
 
-    ``history`` holds one entry per measurement: ``{"step": int, "stats": {name: (mean, std)},
-    "layers": {layer: correlation}}`` (what ``ShatteringMonitor.history`` keeps). The heatmap's
-    rows are the layers in forward order, its columns the measured steps; each curve is the
-    mean over the probe lines with a band of one standard deviation across them.
+    ``history`` holds one result per measurement (what ``ShatteringMonitor.history`` keeps), or their plain
+    entries (see :func:`plot_block_heatmap`). The heatmap's rows are the blocks in forward order, its columns
+    the measured steps; each curve is the mean over the probe lines with a band of one standard deviation
+    across them.
     """
-    layers = list(dict.fromkeys(name for entry in history for name in entry.get("layers", {})))
+    results = as_results(history)
+    layers = list(dict.fromkeys(block.name for result in results for block in result.blocks))
     # fixed margins rather than a layout engine: drawn at every measurement, constrained layout
     # would cost 4x the rendering itself; the left margin fits the longest layer name
     left = min(0.35, 0.04 + 0.0075 * max([len(name) for name in layers] or [0]))
@@ -451,11 +391,11 @@ def plot_training_summary(history: Sequence[Mapping], title: str = "") -> Figure
         2, 4, height_ratios=[1.4, 1.0], left=left, right=0.97, top=0.95, bottom=0.08, hspace=0.35, wspace=0.3
     )
     heat = fig.add_subplot(grid[0, :])
-    plot_block_heatmap(history, ax=heat)
+    plot_block_heatmap(results, ax=heat)
     heat.set_title(title or "shattering during training")
     for column, (key, label) in enumerate(_SUMMARY_STATISTICS):
         ax = fig.add_subplot(grid[1, column])
-        points = [(e["step"], *e["stats"][key]) for e in history if key in e.get("stats", {})]
+        points = [(r.step, *r.statistics[key]) for r in results if math.isfinite(r.statistics.get(key, (math.nan,))[0])]
         if points:
             xs, means, stds = zip(*points)
             ax.plot(xs, means, "o-", ms=3)
@@ -465,3 +405,10 @@ def plot_training_summary(history: Sequence[Mapping], title: str = "") -> Figure
         style_step_axis(ax)
         ax.set_title(label, fontsize="medium")
     return fig
+
+
+def __getattr__(name: str) -> object:
+    """Plotting's old fit helpers keep working with a warning (``lightning_callbacks.deprecations``)."""
+    from lightning_callbacks.deprecations import moved_fit_helper
+
+    return moved_fit_helper(name)

@@ -78,7 +78,7 @@ def draw(
             depth_profile, status=status, kernel=kernel, token_kernel=tokens
         )
     if summary and history:
-        figures["summary"] = plotting.plot_training_summary([result.entry() for result in history])
+        figures["summary"] = plotting.plot_training_summary(history)
     return figures
 
 

@@ -195,17 +195,16 @@ def write_figures(out: Path, results: list[dict[str, Any]], grads: dict[str, Any
 
 
 def depth_curves_figure(results: list[dict[str, Any]], fits: dict[str, Any]) -> Any:
-    """Correlation against depth per family, with each family's fitted law where one is drawn."""
-    from lightning_callbacks.plotting import fit_curve_entry, plot_depth_curves
+    """Correlation against depth per family, with each family's fitted law where one holds (the legend says
+    why where none does); ``fits`` names the families to draw."""
+    from lightning_callbacks import functional as F
+    from lightning_callbacks.plotting import plot_depth_curves
 
     curves, fitted = {}, {}
-    for family, fit in fits.items():
+    for family in fits:
         rows = [r for r in results if r["family"] == family]
-        depths, values = [r["depth"] for r in rows], [r["neighbor_corr"] for r in rows]
-        curves[family] = (depths, values)
-        entry = fit_curve_entry(depths, values, fit["law"], fit["rate"], fit["r2"])
-        if entry is not None:  # without a line where no law fits, but the legend says why
-            fitted[family] = entry
-    drawn = any(len(xs) for xs, _, _ in fitted.values())  # a title promises a dashed law only where one is drawn
+        curves[family] = ([r["depth"] for r in rows], [r["neighbor_corr"] for r in rows])
+        fitted[family] = F.fit_decay(*curves[family])
+    drawn = any(fit.holds for fit in fitted.values())  # a title promises a dashed law only where one is drawn
     title = "neighbor correlation vs depth" + (" (dashed: fitted law)" if drawn else "")
     return plot_depth_curves(curves, fits=fitted, title=title)
