@@ -1,8 +1,12 @@
 """What one measurement found, as a typed result, and as the plain entry checkpoints and result files keep.
 
-The one place old formats are read: :meth:`ShatteringResult.from_entry` reads every entry a checkpoint or a
-committed result file holds (the keys ``stats``, ``layers``, ``status``; older ones without kernels, statuses or
-token readings), and :func:`as_results` turns a history of either kind into typed results."""
+Old formats are read here, and in two more places this list names (renamed *names* are
+:mod:`lightning_callbacks.deprecations`'): :meth:`ShatteringResult.from_entry` reads every entry a checkpoint or
+a committed result file holds (the keys ``stats``, ``layers``, ``status``; older ones without kernels, statuses
+or token readings) and :func:`as_results` turns a history of either kind into typed results;
+:meth:`~lightning_callbacks.lines.ProbeLines.load` reads an older checkpoint's single line ``(2, ...)``;
+:func:`~lightning_callbacks.plotting.plot_block_heatmap` hatches the 1.0 readings that histories recorded
+before block statuses hold at a step with a non-finite output."""
 
 from __future__ import annotations
 

@@ -123,3 +123,9 @@ def test_train_defaults_are_the_recipe_defaults():
         recipe.schedule,
         recipe.label_smoothing,
     )
+
+
+def test_a_probe_of_one_point_is_refused_with_the_monitors_own_words(capsys):
+    line = _fails_cleanly(capsys, "shatter", "--num-points", "1", "--data", "no-such-folder")
+    # refused before the data is read (the folder does not exist), by ShatteringOptions' check of a probe
+    assert "--num-points 1: num_points=1: a probe line needs at least 2 points" in line

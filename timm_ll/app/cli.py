@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from timm_ll.app.recipe import Recipe
+from timm_ll.app.recipe import BATCH_SIZE, MONITOR_EVERY, SURVEY_POINTS, Recipe
 
 DATA_HELP = (
     "digits (scikit-learn's 8x8 digits, embedded: no download), cifar10 (torchvision's copy under "
@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shatter.add_argument("--data", default="digits", help=DATA_HELP)
     shatter.add_argument(
-        "--num-points", type=int, default=128, help="points on the line probe (128 keeps the default run short)"
+        "--num-points", type=int, default=SURVEY_POINTS, help="points on the line probe (the default keeps it short)"
     )
     shatter.add_argument("--bn-mode", choices=("eval", "batch"), default="eval", help=BN_MODE_HELP)
     shatter.add_argument(
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     length = train.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=float, default=30.0, help="training length in epochs")
     length.add_argument("--max-steps", type=int, default=None, help="training length in optimizer steps")
-    train.add_argument("--batch-size", type=int, default=128, help="training batch size")
+    train.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="training batch size")
     # the recipe's defaults, written once (Recipe's module imports no Lightning)
     train.add_argument("--lr", type=float, default=Recipe.lr, help="peak learning rate")
     train.add_argument(
@@ -130,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train-subset", type=int, default=None, help="train on a fixed class-balanced subset")
     train.add_argument("--accelerator", default="auto", help="auto, cpu, gpu (bf16 + channels_last on GPU)")
     train.add_argument("--precision", default=None, help="Lightning precision (None: bf16-mixed on GPU, else 32)")
-    train.add_argument("--monitor-every", type=int, default=500, help="ShatteringMonitor period in steps (0: off)")
+    train.add_argument(
+        "--monitor-every", type=int, default=MONITOR_EVERY, help="ShatteringMonitor period in steps (0: off)"
+    )
     train.add_argument(
         "--compile", action="store_true", help="compile the network (~30 s on a CPU; pays for long runs only)"
     )
@@ -172,10 +174,13 @@ def check_model_names(names: list[str]) -> None:
 
 def shatter_jobs(args: argparse.Namespace) -> list[tuple[str, str | None, int | None]]:
     """``(registered model name, family, depth)`` for each model to measure; bad names raise :class:`UsageError`."""
+    from lightning_callbacks import ShatteringOptions
     from timm_ll.models.cifar import FAMILIES, REGISTERED_DEPTHS
 
-    if args.num_points < 2:
-        raise UsageError(f"--num-points {args.num_points}: a probe needs at least 2 points")
+    try:  # the monitor's own check of a probe, before any data is read
+        ShatteringOptions(num_points=args.num_points)
+    except ValueError as error:
+        raise UsageError(f"--num-points {args.num_points}: {error}") from None
     if args.models:
         check_model_names(args.models)
         return [(name, None, None) for name in args.models]

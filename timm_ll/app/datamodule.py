@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from timm_ll.app.data import ImageData
+from timm_ll.app.recipe import BATCH_SIZE
 from timm_ll.app.resident import DeviceBatches
 
 __all__ = ["InMemoryImages", "ImageSourceDataModule", "random_crop_flip", "balanced_split", "balanced_subset"]
@@ -90,7 +91,7 @@ class InMemoryImages(L.LightningDataModule):
         self,
         train: ImageData | None = None,
         test: ImageData | None = None,
-        batch_size: int = 128,
+        batch_size: int = BATCH_SIZE,
         num_workers: int = 0,
         mean: tuple[float, ...] | None = None,
         std: tuple[float, ...] | None = None,

@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Recipe", "optimizer_and_schedule"]
+__all__ = ["Recipe", "optimizer_and_schedule", "BATCH_SIZE", "MONITOR_EVERY", "SURVEY_POINTS"]
+
+# the app's own defaults, written once (``timm-ll train`` and ``fit_and_test``; ``timm-ll shatter`` and the survey)
+BATCH_SIZE = 128  # the training batch, as in He et al. (2016) for CIFAR
+MONITOR_EVERY = 500  # steps between the ShatteringMonitor's readings of a training run
+SURVEY_POINTS = 128  # points on the survey's line probe at init: 128 keeps the main job short
 
 
 @dataclass

@@ -15,7 +15,7 @@ import torch
 from timm_ll.app.classifier import ImageClassifier
 from timm_ll.app.data import ImageData
 from timm_ll.app.datamodule import InMemoryImages
-from timm_ll.app.recipe import Recipe
+from timm_ll.app.recipe import BATCH_SIZE, MONITOR_EVERY, Recipe
 from timm_ll.app.run_logs import keep_earlier_metrics, run_loggers, training_curves
 
 __all__ = ["fit_and_test", "TrainResult", "ResumableRun"]
@@ -91,12 +91,12 @@ def fit_and_test(
     test: ImageData,
     *,
     max_steps: int,
-    batch_size: int = 128,
+    batch_size: int = BATCH_SIZE,
     recipe: Recipe | None = None,
     out_dir: str = "timm-ll-runs",
     accelerator: str = "auto",
     precision: str | None = None,
-    monitor_every: int | None = 500,
+    monitor_every: int | None = MONITOR_EVERY,
     monitor_options: dict[str, Any] | None = None,
     val_every_steps: int | None = None,
     seed: int = 0,

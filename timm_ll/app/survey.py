@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from lightning_callbacks import ShatteringMeasurer
 from lightning_callbacks.functional import endpoint_cosine, line_probe
 from timm_ll.app.data import ImageData
+from timm_ll.app.recipe import SURVEY_POINTS
 from timm_ll.app.reporting import write_json
 
 __all__ = ["measure_at_init", "probe_images", "shatter", "family_jobs", "write_figures", "FIGURE_NAMES"]
@@ -47,7 +48,7 @@ def measure_at_init(
     name: str,
     data: ImageData,
     *,
-    num_points: int = 128,
+    num_points: int = SURVEY_POINTS,
     bn_mode: str = "eval",
     dtype: str = "auto",
     seed: int = 0,
@@ -120,7 +121,7 @@ def shatter(
     out: Path,
     json_path: Path | None = None,
     data_name: str | None = None,
-    num_points: int = 128,
+    num_points: int = SURVEY_POINTS,
     bn_mode: str = "eval",
     dtype: str = "auto",
     seed: int = 0,
