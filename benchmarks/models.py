@@ -222,9 +222,10 @@ def section(numbers: Path) -> str:
     return "\n".join(lines)
 
 
-# The H100 run of 2026-11-27 came back as Markdown (kept byte for byte in docs/results/), before the results were
-# kept as numbers and before the CReLU recomputation landed. Its block renders that output with the script's
-# stray log line dropped, its target line named for what it was, and what the reader needs to read it.
+# The H100 run of 2026-11-27 came back as Markdown (kept in docs/results/ as the script printed its table, without
+# the log line it wrote after it), before the results were kept as numbers and before the CReLU recomputation
+# landed. Its block renders that output with its target line named for what it was, without the peak column (see
+# below), and with what the reader needs to read it.
 _LEGACY_NOTES = {
     False: "`ll_plain56`'s activation memory here is 1.50x `plain56`'s; block `models` has it since",
     True: "`ll_resnet50`'s activation memory here is 1.37x `resnet50`'s; block `models-imagenet` has it since",
@@ -232,13 +233,18 @@ _LEGACY_NOTES = {
 
 
 def _legacy_section(raw: Path, imagenet: bool) -> str:
-    lines = [line for line in raw.read_text().strip().splitlines() if not line.startswith("wrote ")]
-    lines = [line.replace("Targets (issue: model zoo):", "The targets set at the time:") for line in lines]
+    lines = [
+        line.replace("Targets (issue: model zoo):", "The targets set at the time:")
+        for line in raw.read_text().strip().splitlines()
+    ]
+    # that run's last column, "peak CUDA", was an allocator peak never reset between models (it rises in run order):
+    # no one model's number, so it is left out of the table
+    lines = [line.rsplit("|", 2)[0] + "|" if line.startswith("|") else line for line in lines]
     table_end = max(i for i, line in enumerate(lines) if line.startswith("|")) + 1
     peak_note = (
-        "The peak CUDA column rises in run order (the rows are in run order), as an allocator peak that is not "
-        "reset between models would: read it as a bound on the run so far, not as one model's peak; the "
-        "activations column compares the models."
+        "That run also logged a peak CUDA memory per model, left out here: its allocator peak was not reset "
+        "between models (the values rise in run order), so it was no one model's peak; the activations column "
+        "compares the models."
     )
     predates = (
         f"*Measured on 2026-11-27, before the CReLU recomputation (the CReLU -> conv pair keeps only the CReLU's "
