@@ -24,8 +24,8 @@ its fraction too (5% by 0.05). Rounding holds only from a source's own figures: 
 a list of more than 16 items (a curve, a series of readings) holds a prose number only exactly, since
 thousands of full-precision floats would hold almost any rounded number by chance. Both ends of a range
 (0.78-0.87) are numbers. A number in a name
-(``ll_plain56``, ``H100``, ``cifar10``), a path, a code span (`` `eta=0.8` ``) or a year (19xx, 20xx) is not
-a number.
+(``ll_plain56``, ``H100``, ``cifar10``), a path, a code span (`` `eta=0.8` ``), a year (19xx, 20xx) or a date
+(2026-11-30) is not a number.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ _NUMBER = re.compile(
 )
 _CODE = re.compile(r"`[^`]*`")
 _YEAR = re.compile(r"(19|20)\d\d")  # a year (He et al. 2016) is a date, not a measurement
+_DATE = re.compile(r"\b(19|20)\d\d-\d\d-\d\d\b")
 # a sentence ends at . ! ? before a capital (or markup), at a blank line, or before a bullet; a table is one
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z*`(\[_])|\n\s*\n|\n(?=\s*[-*] )")
 
@@ -235,7 +236,8 @@ def _check_section(name: str, section_sources: str, body: str, blocks: dict, all
         mismatches += [Mismatch(name, m, sentence, "is named but no page marks it") for m in unknown]
         texts = (*own_texts, *section_texts)
         held, held_floats = _numbers_of_sources(texts)
-        for number, measured in numbers_in(_CODE.sub(" ", sentence)):  # a code span's numbers are code
+        # a code span's numbers are code; a date (2026-11-30) is a date, not three numbers
+        for number, measured in numbers_in(_DATE.sub(" ", _CODE.sub(" ", sentence))):
             raw = re.sub(r"[^\d.,]", "", number).strip(".,")
             if normalize(raw) in allowed or _YEAR.fullmatch(raw):
                 continue

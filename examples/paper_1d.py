@@ -98,9 +98,11 @@ def main() -> None:
             for depth in DEPTHS:
                 ax.plot(acfs[(label, depth)].numpy(), label=f"depth {depth}")
         ax.set_title(label)
-        ax.set_xlabel("lag")
+        ax.set_xlabel("lag (grid points)")
+        ax.set_ylabel("autocorrelation of the gradient" if i == 0 else "")
         ax.set_ylim(-0.3, 1.05)
         ax.legend(fontsize="x-small")
+    fig.suptitle(f"autocorrelation of the input gradient along the grid, by lag (mean of {SEEDS} seeds)")
     fig.savefig(figures / "paper_1d_acf.png", dpi=80)
 
     results = out / "results" / "paper_1d.json"

@@ -94,16 +94,23 @@ def plot_covariance(grads: torch.Tensor, ax: Axes | None = None, title: str = ""
 
 # above this every value is far from white noise: a linear axis over the data shows their differences
 LINEAR_ABOVE = 0.3
+# at or below this a value is white noise (or its round-off): where every value is either that or above
+# LINEAR_ABOVE, a linear axis shows both, and a log scale would only spread out the noise
+NEAR_ZERO = 0.05
 
 
 def _style_correlation_axes(
     ax: Axes, xlabel: str, title: str, values: Sequence[float], legend_loc: str = "best"
 ) -> None:
     finite = [v for v in values if math.isfinite(v)]
-    if finite and min(finite) > LINEAR_ABOVE:
-        # nothing near 0: a linear axis over the data's own range (a 0-1 symlog axis would squeeze it flat)
+    between = [v for v in finite if NEAR_ZERO < v <= LINEAR_ABOVE]
+    if finite and (min(finite) > LINEAR_ABOVE or not between):
+        # nothing between noise and far from it: a linear axis (a 0-1 symlog axis would squeeze the high values
+        # into its top fifth); over the data's own range where nothing is near 0, else from just below 0
         low, high = min(finite), max(finite)
         margin = max(0.1 * (high - low), 0.002)
+        if low <= LINEAR_ABOVE:
+            low, margin = min(0.0, low), 0.05
         # headroom for the legend above the data, but a correlation's axis ends just above 1
         ax.set_ylim(low - margin, max(high + margin, min(high + 4 * margin, 1.02)))
         ax.grid(axis="y", lw=0.3, alpha=0.5)
@@ -215,9 +222,9 @@ def plot_depth_curves(
         line = ax.plot(depths, list(values), marker=marker, ms=size, mfc="none", mew=1.4, label=name)[0]
         fit = (fits or {}).get(name)
         if isinstance(fit, DecayFit):
-            if fit.law is None:
-                continue
-            fit = (*(fit.curve() or ([], [])), fit.legend())
+            if fit.law is not None and not fit.holds:  # said in the legend, with no line's sample beside it
+                ax.plot([], [], " ", label=f"  {fit.describe()}")
+            fit = (*fit.curve(), fit.legend()) if fit.holds else None
         if fit is not None:
             xs, ys, label = fit
             # on top of the data, thicker and darker, so that a law drawn through its points stays visible
