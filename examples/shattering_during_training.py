@@ -133,9 +133,14 @@ def plot_statistics(runs: list[dict], depths: list[int]):
         handle, label = unread_legend_entry()
         handles.append(handle)
         labels.append(label)
-    for ax, label in zip(axes, ("input-level neighbor correlation", "effective rank of the input gradients")):
+    for ax, label, unit in zip(
+        axes,
+        ("input-level neighbor correlation", "effective rank of the input gradients"),
+        ("neighbor correlation (mean of the lines)", "effective rank (of 64 points; mean of the lines)"),
+    ):
         style_step_axis(ax, "training step")
         ax.set_title(label, fontsize="medium")
+        ax.set_ylabel(unit)
     fig.legend(handles, labels, loc="outside right upper", fontsize="small")
     return fig
 

@@ -267,7 +267,8 @@ def style_step_axis(ax: Axes, label: str = "step") -> None:
     """
     ax.set_xscale("symlog", linthresh=1.0)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.set_xlabel(label)
+    # the scale said in the label: linear from 0 to 1, logarithmic past it
+    ax.set_xlabel(f"{label} (symlog)")
 
 
 def plot_readings(ax: Axes, steps: Sequence[float], values: Sequence[float], *fmt: str, **style) -> bool:
@@ -367,8 +368,11 @@ def plot_block_heatmap(
     if masked.mask.any():
         ax.add_patch(Rectangle((0, 0), 0, 0, color="lightgray", label="NaN: no reading"))
     if suspect or masked.mask.any():
-        ax.legend(loc="lower right", fontsize="small")
-    rows = range(0, len(layers), math.ceil(len(layers) / max_labels))
+        # below the axes, under the step label: inside, it would hide cells
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="small", ncols=2, frameon=False)
+    step = math.ceil(len(layers) / max_labels)
+    # the last block is always named (its row often reads 1 by construction: only a linear head follows it)
+    rows = sorted({*range(0, len(layers) - step // 2, step), len(layers) - 1})
     ax.set_yticks(list(rows), [layers[i] for i in rows], fontsize=6 if len(rows) > 16 else "small")
     ax.xaxis.set_major_locator(FixedLocator(_spaced_ticks(ax, steps, max_step_labels)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
