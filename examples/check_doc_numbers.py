@@ -20,7 +20,9 @@ Numbers are compared after one normalization: thousands separators (a source's P
 leading sign and a unit go; a leading
 zero is optional (0.54 and .54); trailing zeros after the point are dropped (2.0 and 2, 1.50 and 1.5); and a
 source's longer number holds the prose's rounding of it (0.164 is held by 0.16443); a percentage is held by
-its fraction too (5% by 0.05). Rounding holds only from a source's own figures: in a committed JSON file,
+its fraction too (5% by 0.05). A number with a unit is held only where its source writes it bare (a table
+cell under its column's unit, a JSON value) or in the same unit: 1.5x is not held by "1.5 minutes".
+Rounding holds only from a source's own figures: in a committed JSON file,
 a list of more than 16 items (a curve, a series of readings) holds a prose number only exactly, since
 thousands of full-precision floats would hold almost any rounded number by chance. Both ends of a range
 (0.78-0.87) are numbers. A number in a name
@@ -35,6 +37,7 @@ import functools
 import json
 import re
 import sys
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,9 +103,32 @@ def numbers_in(text: str) -> list[tuple[str, bool]]:
     return found
 
 
+# a unit's spellings, each to one name: a number is held only in its own unit (1.5x is not held by "1.5 minutes")
+_UNITS = {"second": "s", "seconds": "s", "minute": "min", "minutes": "min", "point": "points", "hour": "hours"}
+_SOURCE_NUMBER = re.compile(
+    r"(\d{1,3}(?:[,_]\d{3})+(?:\.\d+)?|\d*\.\d+|\d+)"
+    r"(?:\s?(%|x\b|s\b|ms\b|µs\b|min\b|MiB\b|GiB\b|GB\b|kB\b|points?\b|seconds?\b|minutes?\b|hours?\b))?"
+)
+
+
+def unit_of(number: str) -> str:
+    """The unit a prose number (or a source's) is written with, by one name; "" for none."""
+    match = re.search(r"(%|x|s|ms|µs|min|MiB|GiB|GB|kB|points?|seconds?|minutes?|hours?)$", number.strip())
+    unit = match.group(1) if match and re.search(r"\d\s?" + re.escape(match.group(1)) + "$", number) else ""
+    return _UNITS.get(unit, unit)
+
+
 def source_numbers(text: str) -> set[str]:
     """Every number a source holds, normalized (a source's numbers may sit in names: 'll_slim110' holds 110)."""
-    return {normalize(m) for m in re.findall(r"\d{1,3}(?:[,_]\d{3})+(?:\.\d+)?|\d*\.\d+|\d+", text)}
+    return {number for number, _ in source_numbers_with_units(text)}
+
+
+def source_numbers_with_units(text: str) -> set[tuple[str, str]]:
+    """``(number, unit)`` for every number a source holds: the unit written right after it, by one name ("" for
+    none: a table cell under a column's unit, a JSON value, a number in a name)."""
+    return {
+        (normalize(m.group(1)), _UNITS.get(m.group(2) or "", m.group(2) or "")) for m in _SOURCE_NUMBER.finditer(text)
+    }
 
 
 def held_by(raw: str, held: frozenset[str], held_floats: list[float]) -> bool:
@@ -235,29 +261,50 @@ def _check_section(name: str, section_sources: str, body: str, blocks: dict, all
         own_texts, unknown = sources_of(sentence, blocks)
         mismatches += [Mismatch(name, m, sentence, "is named but no page marks it") for m in unknown]
         texts = (*own_texts, *section_texts)
-        held, held_floats = _numbers_of_sources(texts)
+        by_unit = _numbers_of_sources(texts)
         # a code span's numbers are code; a date (2026-11-30) is a date, not three numbers
         for number, measured in numbers_in(_DATE.sub(" ", _CODE.sub(" ", sentence))):
             raw = re.sub(r"[^\d.,]", "", number).strip(".,")
             if normalize(raw) in allowed or _YEAR.fullmatch(raw):
                 continue
+            # a number with a unit is held where the source writes it bare or in that unit, not in another unit;
             # a percentage is also held as a fraction (5% by a source's 0.05)
-            as_fraction = normalize(f"{float(raw.replace(',', '')) / 100:.10f}") if number.endswith("%") else None
+            unit = unit_of(number)
+            held, held_floats = _held_in(by_unit, unit)
+            as_fraction = normalize(f"{float(raw.replace(',', '')) / 100:.10f}") if unit == "%" else None
             if texts and not held_by(raw, held, held_floats) and as_fraction not in held:
-                mismatches.append(Mismatch(name, number, sentence, "is not in the sources the sentence names"))
+                why = "is not in the sources the sentence names"
+                if unit and held_by(raw, *_held_in(by_unit, None)):
+                    why += f" in its unit, {unit} (a source holds it in another)"
+                mismatches.append(Mismatch(name, number, sentence, why))
             elif not texts and measured:
                 mismatches.append(Mismatch(name, number, sentence, "names no source (and is no listed constant)"))
     return mismatches
 
 
 @functools.cache
-def _numbers_of_sources(sources: tuple[Source, ...]) -> tuple[frozenset[str], list[float]]:
-    """The normalized numbers of ``sources`` together, and (sorted) those a prose number may round (cached: a
-    section reuses its sources)."""
-    exact = [source_numbers(s.text) for s in sources]
-    # a block or a non-JSON file rounds all it holds: its text is parsed once
-    rounding = [n if s.rounding_text == s.text else source_numbers(s.rounding_text) for s, n in zip(sources, exact)]
-    return frozenset().union(*exact), sorted(float(v) for v in frozenset().union(*rounding))
+def _numbers_of_sources(sources: tuple[Source, ...]) -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+    """The numbers of ``sources`` together, by the unit written after them ("" for none): ``unit -> (exact,
+    roundable)``, normalized (cached: a section reuses its sources)."""
+    exact: dict[str, set[str]] = defaultdict(set)
+    rounding: dict[str, set[str]] = defaultdict(set)
+    for source in sources:
+        numbers = source_numbers_with_units(source.text)
+        # a block or a non-JSON file rounds all it holds; a JSON file's long series hold numbers only exactly
+        roundable = numbers if source.rounding_text == source.text else source_numbers_with_units(source.rounding_text)
+        for number, unit in numbers:
+            exact[unit].add(number)
+        for number, unit in roundable:
+            rounding[unit].add(number)
+    return {unit: (frozenset(exact[unit]), frozenset(rounding[unit])) for unit in exact.keys() | rounding.keys()}
+
+
+def _held_in(by_unit: dict[str, tuple[frozenset[str], frozenset[str]]], unit: str | None) -> tuple[frozenset, list]:
+    """What holds a prose number written in ``unit``: the numbers written bare or in that unit (a bare prose
+    number, ``""``, is held by any; ``None``: every number, whatever its unit)."""
+    units = by_unit.keys() if unit in ("", None) else {"", unit} & by_unit.keys()
+    exact = frozenset().union(*(by_unit[u][0] for u in units))
+    return exact, sorted(float(v) for v in frozenset().union(*(by_unit[u][1] for u in units)))
 
 
 def main() -> int:

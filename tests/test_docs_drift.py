@@ -144,3 +144,20 @@ def test_a_raw_series_holds_a_prose_number_only_exactly_and_a_range_is_checked_a
         "2",
         "3",
     ]
+
+
+def test_a_number_is_held_only_in_its_own_unit(tmp_path):
+    """A prose number with a unit is held where its source writes it bare (a table cell under the column's unit)
+    or in the same unit, never in another: "1.5x longer" is not held by block `setup-times`' "(1.5 minutes)"."""
+    block = check_doc_numbers.all_blocks()["setup-times"]
+    assert "(1.5 minutes)" in block
+    page = tmp_path / "PAGE.md"
+    page.write_text(
+        "# A page\n\nSources: block `setup-times`.\n\n"
+        "The suites have taken up to 1.5x longer on other days.\n"
+        "The fast tier's target is 1.5 minutes, or 1.5 min, and 90 s.\n"
+    )
+    found = [(m.number, m.why) for m in check_doc_numbers.check([page])]
+    assert found == [("1.5x", "is not in the sources the sentence names in its unit, x (a source holds it in another)")]
+    assert check_doc_numbers.unit_of("1.5 minutes") == check_doc_numbers.unit_of("1.5 min") == "min"
+    assert check_doc_numbers.unit_of("2.04x") == "x" and check_doc_numbers.unit_of("0.54") == ""
