@@ -59,10 +59,10 @@ class Tally:
             return cls(sync_on_compute=False).to(device).set_dtype(torch.float64)
 
         self.blocks, self.device, self.sync = blocks, device, sync
-        # one metric per key a line's values are noted under: a statistic's name, ("corr", block), (KERNEL, block)
+        # one metric per key a line's values are noted under, named as logged: a statistic, (statistic, block)
         self.metrics: dict[Any, Any] = {key: metric(cls) for key, cls in classes.items()}
         for name in blocks:
-            self.metrics["corr", name] = metric(classes["neighbor_corr"])
+            self.metrics["neighbor_corr", name] = metric(classes["neighbor_corr"])
             for key in (KERNEL, TOKEN_KERNEL, TOKEN_RANK):  # each a mean over the lines
                 self.metrics[key, name] = metric(classes[KERNEL])
         self.start()
@@ -101,7 +101,7 @@ class Tally:
         for index, name in enumerate(self.blocks, start=2):
             block_status, corr = F.block_reading(line.blocks[name], reached=name not in line.unreached)
             worst[index] = max(worst[index], STATUS_ORDER.index(block_status))
-            self._note(("corr", name), corr)
+            self._note(("neighbor_corr", name), corr)
             if name in line.activations:
                 self._note((KERNEL, name), F.endpoint_cosine(line.activations[name]))
                 if self.tokens is not None:
@@ -142,7 +142,7 @@ class Tally:
             mean, std, count = self.metrics[key].mean_and_std()
             if count:
                 statistics[key] = (mean, std)
-        corr = {name: self.metrics["corr", name].mean_and_std()[0] for name in self.blocks}
+        corr = {name: self.metrics["neighbor_corr", name].mean_and_std()[0] for name in self.blocks}
         kernel = {name: self.metrics[KERNEL, name].mean_and_std()[:2] for name in self.blocks}
         tokens = {name: self._token_reading(name) for name in self.blocks}
         # blocks in the order the forward pass ran them (this process's lines, else registration order)
