@@ -67,11 +67,15 @@ def measure_install(command: str) -> dict:
             raise SystemExit(f"the README's first command failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
         site = next((venv / "lib").glob("python*/site-packages"))
         installed = {p.name.split("-")[0].lower().replace("_", "-") for p in site.glob("*.dist-info")}
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
         return dict(
             command=command,
             seconds=seconds,
             site_packages_mib=_du_mib(site),
             test_only_installed=sorted(installed & set(TEST_ONLY)),
+            # each row says when and at which commit it was measured: a rerun may keep this one (--skip-install)
+            commit=head.stdout.strip(),
+            date=time.strftime("%Y-%m-%d"),
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -117,7 +121,13 @@ def section(numbers: Path) -> str:
         lines.append(
             f"| main job, fresh virtualenv and clone | `{install['command']}` | {install['seconds']:.0f} s "
             f"| {install['site_packages_mib']:,.0f} MiB of site-packages; test extras' packages installed: "
-            f"{extras} |"
+            f"{extras}; "
+            + (
+                f"at commit {install['commit']}, {install['date']}"
+                if install.get("commit")
+                else "its commit not recorded (measured before rows kept one)"
+            )
+            + " |"
         )
     for key, what in (("fast", "fast tier"), ("full", "full suite")):
         tests = run.get(key)

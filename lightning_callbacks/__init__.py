@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lightning_callbacks.measure import ShatteringMeasurer
 from lightning_callbacks.options import ShatteringOptions
 from lightning_callbacks.results import BlockReading, ShatteringResult
+from lightning_callbacks.verdict import Verdict, verdict
 
 if TYPE_CHECKING:
     from lightning_callbacks.hf import ShatteringCallback
@@ -28,6 +29,8 @@ __all__ = [
     "ShatteringOptions",
     "ShatteringResult",
     "BlockReading",
+    "Verdict",
+    "verdict",
     "ShatteringMonitor",
     "ShatteringCallback",
     "GradientCorrelation",

@@ -112,6 +112,9 @@ class ShatteringCallback(TrainerCallback):
             return
         self._publish(args, state, self.measurer.end(state.global_step))
         self._publisher.ended(state.global_step, self.measurer.history, **self._figure_places(args, state))
+        line = self._publisher.verdict_line(self.measurer.history)
+        if line is not None and state.is_world_process_zero:
+            print(line)  # the Trainer's own console (its logging shows warnings only by default)
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.measurer is not None and state.is_world_process_zero:

@@ -11,6 +11,7 @@ from lightning_callbacks.options import ShatteringOptions
 from lightning_callbacks.plotting.runs import FigureSink, RunFigures
 from lightning_callbacks.reporting import ResultReport
 from lightning_callbacks.results import ShatteringResult
+from lightning_callbacks.verdict import verdict
 
 __all__ = ["Publisher"]
 
@@ -63,3 +64,11 @@ class Publisher:
         """When training ends (or fails): the run's final figures, on the main process."""
         if self.options.log_figures and main_process:
             self.figures.ended(step, history, sinks(), png_dir)
+
+    def verdict_line(self, history: list[ShatteringResult]) -> str | None:
+        """The line printed when training ends: the verdict of the last measurement that has readings (None
+        where none has), with the adapter's prefix."""
+        measured = [result for result in history if result.failed is None and result.blocks]
+        if not measured:
+            return None
+        return f"{self.options.prefix}: {verdict(measured[-1]).line()}"

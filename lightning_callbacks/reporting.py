@@ -10,6 +10,7 @@ import math
 
 from lightning_callbacks.failures import Once
 from lightning_callbacks.results import KERNEL, TOKEN_KERNEL, TOKEN_RANK, ShatteringResult
+from lightning_callbacks.verdict import verdict
 
 __all__ = ["ResultReport", "NO_READING"]
 
@@ -37,8 +38,9 @@ class ResultReport:
     def __call__(self, result: ShatteringResult) -> tuple[dict[str, float], list[str]]:
         """``(values to log, new warnings)``: the input-level gradient statistics only where finite; every block
         the forward kernel and the token kernel (NaN for no reading, whose status says why: a block whose output has
-        no token axis reads NaN there by design, without a warning); a failed measurement's NaN as they
-        are (the measurer warned with its cause)."""
+        no token axis reads NaN there by design, without a warning); the verdict's block indices
+        (``<prefix>/verdict/<what>``, :mod:`lightning_callbacks.verdict`); a failed measurement's NaN as they
+        are (the measurer warned with its cause), and no verdict."""
         scalars = result.scalars(self.prefix)
         if result.failed is not None:
             return scalars, []
@@ -51,7 +53,10 @@ class ResultReport:
                 f"{self.who}: {', '.join(sorted(bad))} not finite at step {result.step} (NaN/Inf gradients); "
                 "non-finite values are not logged, and this warning is given once per key"
             )
-        return {k: v for k, v in scalars.items() if math.isfinite(v) or k.startswith(always)}, notes
+        logged = {k: v for k, v in scalars.items() if math.isfinite(v) or k.startswith(always)}
+        if result.blocks:  # where each failure first shows, by block index (-1: nowhere)
+            logged.update(verdict(result).scalars(self.prefix))
+        return logged, notes
 
     def _notes(self, result: ShatteringResult) -> list[str]:
         notes = []

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback as _LightningCallback
 from lightning.pytorch import LightningModule as _LightningModule
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from lightning_callbacks.deprecations import check_keywords
@@ -158,6 +158,9 @@ class ShatteringMonitor(*_BASES):  # type: ignore[misc]
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self._publish(trainer, self.measurer.end(trainer.global_step))
         self._write_final_figures(trainer)
+        line = self._publisher.verdict_line(self.history)
+        if line is not None:
+            rank_zero_info(line)  # Lightning's console log, on the main process
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         self._write_final_figures(trainer)  # the figures of what was measured, even from a failed run

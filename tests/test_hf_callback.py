@@ -113,8 +113,12 @@ def test_the_trainer_callback_measures_per_layer_through_tensorboard_and_is_invi
 
 
 @pytest.mark.slow
-def test_resuming_from_a_trainer_checkpoint_keeps_the_lines_and_the_schedule(tmp_path):
+def test_resuming_from_a_trainer_checkpoint_keeps_the_lines_and_the_schedule(tmp_path, capsys):
+    from lightning_callbacks import verdict
+
     model, first = _train(tmp_path, "lm", True, steps=3, save_strategy="steps", save_steps=3)
+    # the verdict of the last measurement, printed as one line when training ends
+    assert f"shattering: {verdict(first.history[-1]).line()}" in capsys.readouterr().out.splitlines()
     assert (tmp_path / "checkpoint-3" / "shattering.pt").exists()
     build, _ = MODELS["lm"]
     trainer = Trainer(model=build(), args=_args(tmp_path, 6), train_dataset=Tokens("lm"))

@@ -218,6 +218,13 @@ def _print_table(console: Any, results: list[dict[str, Any]], args: argparse.Nam
         kernel, tokens = f"{r['kernel']:.3f}", f"{r.get('token_kernel', math.nan):.3f}"
         table.add_row(r["model"], f"{r['neighbor_corr']:.3f}", f"{r['effective_rank']:.1f}", slope, kernel, tokens)
     console.print(table)
+    for r in results:  # where each failure first shows, block by block (lightning_callbacks.verdict)
+        if "verdict" in r:
+            console.print(
+                f"{r['model']}: {r['verdict']['line'].removeprefix('verdict at step 0: ')}",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def run_shatter(args: argparse.Namespace) -> dict[str, Any]:

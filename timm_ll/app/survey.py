@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from lightning_callbacks import ShatteringMeasurer
 from lightning_callbacks.functional import endpoint_cosine, line_probe
+from lightning_callbacks.verdict import VERDICT_KEYS, verdict
 from timm_ll.app.data import ImageData
 from timm_ll.app.recipe import SURVEY_POINTS
 from timm_ll.app.reporting import write_json
@@ -52,6 +53,7 @@ def measure_at_init(
     bn_mode: str = "eval",
     dtype: str = "auto",
     seed: int = 0,
+    blocks: str | None = "auto",
     **model_kwargs: Any,
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """Create ``name`` at init (seeded, with ``model_kwargs``) and measure it on a ``num_points`` line between
@@ -62,6 +64,9 @@ def measure_at_init(
     which has no spectrum) and ``kernel`` (the forward kernel: the cosine of the logits at the two images,
     against ``input_cosine``, theirs) and ``token_kernel`` (the mean cosine between the spatial positions of
     ``forward_features`` at the two images: how alike the last block's tokens are; NaN without a token axis).
+    With ``blocks`` (the measurer's option; None: the input only) it also has ``blocks``, each block's
+    ``[name, neighbor_corr, kernel, token_kernel]`` in forward order, and ``verdict``, the block indices of
+    :func:`lightning_callbacks.verdict.verdict` with its ``line``.
     ``dtype="auto"`` measures looks-linear models in float64 (their exact
     cancellation leaves ~1e-3 relative round-off in float32 at depth 56+), the rest in float32.
     """
@@ -75,7 +80,7 @@ def measure_at_init(
     probe = line_probe(ends[0], ends[1], num_points)
     # bound memory on large inputs (224x224 timm models): samples are independent in eval mode
     chunk = max(1, (2**22) // probe[0].numel()) if bn_mode == "eval" else None
-    measurer = ShatteringMeasurer(model, probe=probe, blocks=None, bn_mode=bn_mode, chunk_size=chunk)
+    measurer = ShatteringMeasurer(model, probe=probe, blocks=blocks, bn_mode=bn_mode, chunk_size=chunk)
     result = measurer.measure(0, ends)  # the model is called as model(images)
     statistics = {key: result.statistics.get(key, (float("nan"), 0.0))[0] for key in _STATISTICS}
     row = dict(
@@ -87,6 +92,10 @@ def measure_at_init(
         input_cosine=endpoint_cosine(ends).item(),
         token_kernel=_features_token_kernel(model, ends),
     )
+    if blocks is not None:
+        found = verdict(result)
+        row["blocks"] = [[b.name, b.neighbor_corr, b.kernel, b.token_kernel] for b in result.blocks]
+        row["verdict"] = {key: getattr(found, key) for key in VERDICT_KEYS} | {"line": found.line()}
     return row, result.gradients
 
 
