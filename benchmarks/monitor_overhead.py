@@ -62,6 +62,11 @@ def _trainer(**kwargs: Any) -> L.Trainer:
 
 
 GPT2_SHAPE = dict(n_layer=4, n_embd=128, n_head=4, vocab_size=8192, n_positions=64)
+VIT_NAME = "vit_tiny_32"
+
+
+def _vit() -> tuple[str, dict[str, Any]]:
+    return "vit_tiny_patch16_224", dict(img_size=32, patch_size=4)
 
 
 def _subject(name: str) -> tuple[nn.Module, Any, Any, torch.optim.Optimizer]:
@@ -80,7 +85,9 @@ def _subject(name: str) -> tuple[nn.Module, Any, Any, torch.optim.Optimizer]:
             return net(**call(n)[1]).loss
 
         return net, call, loss, torch.optim.AdamW(net.parameters(), lr=1e-4)
-    net = timm.create_model(name, num_classes=10)
+    # a timm ViT at CIFAR size: 4x4 patches of 32x32 images, 65 tokens of width 192, 12 blocks
+    timm_name, kwargs = _vit() if name == VIT_NAME else (name, {})
+    net = timm.create_model(timm_name, num_classes=10, **kwargs)
     x, y = torch.randn(256, 3, 32, 32), torch.randint(0, 10, (256,))
     return (
         net,
@@ -97,6 +104,41 @@ class _WithoutKernel(ShatteringMeasurer):
         return super()._gradients(measured, probe, chunk, [])
 
 
+def token_costs(measurer: ShatteringMeasurer, rounds: int, actions: dict[str, Any]) -> dict[str, Any]:
+    """What the token kernel and the verdict add to one measurement: ``rounds`` pairs of the measurement with and
+    without the token kernel (``token_kernel=False``), ABBA; the token statistic's own time (every block's
+    ``token_readings`` at every line's two ends, on the activations one measurement keeps) and the verdict's,
+    medians of 20."""
+    from lightning_callbacks import verdict
+    from lightning_callbacks.lines import share_gradients
+
+    pairs: dict[str, list[float]] = {"measure": [], "no_tokens": []}
+    for round_ in range(rounds):
+        for key in ("measure", "no_tokens") if round_ % 2 == 0 else ("no_tokens", "measure"):  # ABBA
+            start = time.perf_counter()
+            actions[key]()
+            pairs[key].append(time.perf_counter() - start)
+    measured = F.unwrap_compiled(measurer.model)
+    lines = share_gradients(measured, measurer.probes(), **measurer._gradient_options(measured))
+    mask = measurer.call.token_mask() if measurer.call is not None else None
+    result = measurer.history[-1]
+
+    def median_of(action: Any, repeats: int = 20) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            action()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    def statistic() -> None:
+        for line in lines:
+            for activations in line.activations.values():
+                F.token_readings(activations, measurer.options.token_layout, mask)
+
+    return dict(token_pairs=pairs, token_statistic=median_of(statistic), verdict=median_of(lambda: verdict(result)))
+
+
 def measurement_vs_step(name: str, repeats: int, kernel_rounds: int) -> dict[str, Any]:
     """Seconds of one default measurement, of its bare pass, of it without the forward kernel and of training
     steps on 256 and 128 samples: every repeat (alternated) and the medians; then ``kernel_rounds`` more pairs
@@ -107,6 +149,8 @@ def measurement_vs_step(name: str, repeats: int, kernel_rounds: int) -> dict[str
     measurer.measure(0, *args, **kwargs)
     without_kernel = _WithoutKernel(net)
     without_kernel.measure(0, *args, **kwargs)
+    without_tokens = ShatteringMeasurer(net, token_kernel=False)
+    without_tokens.measure(0, *args, **kwargs)
     probe = torch.cat(measurer.probes()).to(next(net.parameters()).dtype)
     measured = F.unwrap_compiled(net)
     forward_fn = measurer.call.forward_fn(measured)
@@ -145,7 +189,8 @@ def measurement_vs_step(name: str, repeats: int, kernel_rounds: int) -> dict[str
             actions[key]()
             pairs[key].append(time.perf_counter() - start)
     medians = {key: statistics.median(values) for key, values in times.items()}
-    return medians | {"every": times, "kernel_pairs": pairs}
+    tokens = token_costs(measurer, kernel_rounds, {**actions, "no_tokens": lambda: without_tokens.measure(1)})
+    return medians | {"every": times, "kernel_pairs": pairs} | tokens
 
 
 def bn_free_net() -> nn.Sequential:
@@ -233,7 +278,7 @@ def main() -> None:
     )
     parser.add_argument("--fit-repeats", type=int, default=5, help="alternated repeats of each side-by-side fit")
     parser.add_argument("--steps", type=int, default=640, help="steps of each side-by-side fit (10 measurements)")
-    parser.add_argument("--models", default="ll_plain20,cifar_resnet20,gpt2")
+    parser.add_argument("--models", default=f"ll_plain20,cifar_resnet20,gpt2,{VIT_NAME}")
     args = parser.parse_args()
 
     costs = {name: measurement_vs_step(name, args.repeats, args.kernel_rounds) for name in args.models.split(",")}
@@ -360,6 +405,7 @@ def _bare_pass_lines(costs: dict[str, Any], repeats: int) -> list[str]:
         "| the kernel adds | target |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    token_rows = []
     for name, c in rows.items():
         every = c["every"]
         over_bare = [m / b for m, b in zip(every["measure"], every["bare"])]
@@ -371,6 +417,28 @@ def _bare_pass_lines(costs: dict[str, Any], repeats: int) -> list[str]:
             f"| {c['no_kernel']:.3f} ({spread(every['no_kernel'])}) "
             f"| **{statistics.median(kernel):+.1f}%** ({spread(kernel, '+.1f')}) | < 3% |"
         )
+        if "token_pairs" in c:
+            pairs = c["token_pairs"]
+            added = [100 * (m / t - 1) for m, t in zip(pairs["measure"], pairs["no_tokens"])]
+            token_rows.append(
+                f"| {name} | {statistics.median(pairs['measure']):.3f} | {statistics.median(pairs['no_tokens']):.3f} "
+                f"| **{statistics.median(added):+.1f}%** ({spread(added, '+.1f')}) | < 3% "
+                f"| {1000 * c['token_statistic']:.2f} | {1e6 * c['verdict']:.0f} |"
+            )
+    if token_rows:
+        rounds = len(next(c["token_pairs"] for c in rows.values() if "token_pairs" in c)["measure"])
+        lines += [
+            "",
+            f"What the token kernel and the verdict add to one measurement: {rounds} rounds of the measurement with "
+            "and without the token kernel (`token_kernel=False`), in ABBA order, medians and the median of the "
+            "per-round ratios with their range; the token statistic's own time (every block's token readings at "
+            "every line's two ends, on what one measurement keeps) and the verdict's, medians of 20:",
+            "",
+            "| model | measurement (s) | without the token kernel (s) | the token kernel adds | target "
+            "| token statistic (ms) | verdict (µs) |",
+            "|---|---|---|---|---|---|---|",
+            *token_rows,
+        ]
     return lines + [""]
 
 
