@@ -104,6 +104,18 @@ class _WithoutKernel(ShatteringMeasurer):
         return super()._gradients(measured, probe, chunk, [])
 
 
+def abba(actions: dict[str, Any], a: str, b: str, rounds: int) -> dict[str, list[float]]:
+    """Seconds of ``actions[a]`` and ``actions[b]`` over ``rounds`` rounds in ABBA order (a, b, then b, a...), so
+    that neither always runs first: a small difference is not lost in drift of the machine's pace."""
+    pairs: dict[str, list[float]] = {a: [], b: []}
+    for round_ in range(rounds):
+        for key in (a, b) if round_ % 2 == 0 else (b, a):
+            start = time.perf_counter()
+            actions[key]()
+            pairs[key].append(time.perf_counter() - start)
+    return pairs
+
+
 def token_costs(measurer: ShatteringMeasurer, rounds: int, actions: dict[str, Any]) -> dict[str, Any]:
     """What the token kernel and the verdict add to one measurement: ``rounds`` pairs of the measurement with and
     without the token kernel (``token_kernel=False``), ABBA; the token statistic's own time (every block's
@@ -112,12 +124,7 @@ def token_costs(measurer: ShatteringMeasurer, rounds: int, actions: dict[str, An
     from lightning_callbacks import verdict
     from lightning_callbacks.lines import share_gradients
 
-    pairs: dict[str, list[float]] = {"measure": [], "no_tokens": []}
-    for round_ in range(rounds):
-        for key in ("measure", "no_tokens") if round_ % 2 == 0 else ("no_tokens", "measure"):  # ABBA
-            start = time.perf_counter()
-            actions[key]()
-            pairs[key].append(time.perf_counter() - start)
+    pairs = abba(actions, "measure", "no_tokens", rounds)
     measured = F.unwrap_compiled(measurer.model)
     lines = share_gradients(measured, measurer.probes(), **measurer._gradient_options(measured))
     mask = measurer.call.token_mask() if measurer.call is not None else None
@@ -182,12 +189,7 @@ def measurement_vs_step(name: str, repeats: int, kernel_rounds: int) -> dict[str
             start = time.perf_counter()
             actions[key]()
             times[key].append(time.perf_counter() - start)
-    pairs: dict[str, list[float]] = {"measure": [], "no_kernel": []}
-    for round_ in range(kernel_rounds):
-        for key in ("measure", "no_kernel") if round_ % 2 == 0 else ("no_kernel", "measure"):  # ABBA
-            start = time.perf_counter()
-            actions[key]()
-            pairs[key].append(time.perf_counter() - start)
+    pairs = abba(actions, "measure", "no_kernel", kernel_rounds)
     medians = {key: statistics.median(values) for key, values in times.items()}
     tokens = token_costs(measurer, kernel_rounds, {**actions, "no_tokens": lambda: without_tokens.measure(1)})
     return medians | {"every": times, "kernel_pairs": pairs} | tokens

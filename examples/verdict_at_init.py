@@ -70,8 +70,19 @@ def _extreme(row: dict, column: int, highest: bool) -> float:
     return (max if highest else min)(values) if values else math.nan
 
 
+def _verdict(row: dict) -> V.Verdict:
+    """The verdict of a row's block readings at today's thresholds (the row's own was taken at the survey's)."""
+    from lightning_callbacks import BlockReading, ShatteringResult
+
+    blocks = [
+        BlockReading(name, corr, "measured", kernel, token_kernel=tokens)
+        for name, corr, kernel, tokens in row["blocks"]
+    ]
+    return V.verdict(ShatteringResult(step=0, statistics={}, blocks=blocks))
+
+
 def _where(row: dict, key: str) -> str:
-    index = row["verdict"][key]
+    index = getattr(_verdict(row), key)
     return "-" if index == V.NONE else f"{index}/{len(row['blocks'])}"
 
 

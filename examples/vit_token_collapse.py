@@ -111,7 +111,6 @@ def train(skips: bool, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         train_images=len(train_split),
         test_acc=float(accuracy),
         seconds=round(seconds, 1),
-        verdicts={str(r.step): verdict(r).line() for r in (monitor.history[0], monitor.history[-1])},
         history=[r.entry() for r in monitor.history],
     )
 
@@ -169,10 +168,11 @@ def section(results: Path) -> str:
             f"| {run['variant']} | {100 * run['test_acc']:.2f}% | {_token_kernels(first)[-1]:.3f} "
             f"| {_token_kernels(last)[-1]:.3f} | {run['seconds']:.0f} |"
         )
-    lines += ["", "What the verdict said, at init and at the end:", ""]
+    lines += ["", "What the verdict says at init and at the end (from the logged readings, at today's thresholds):", ""]
     for run in runs:
-        for step, line in run["verdicts"].items():
-            lines.append(f"- {run['variant']}, step {step}: {line.split(': ', 1)[1]}.")
+        for entry in (run["history"][0], run["history"][-1]):
+            line = verdict(ShatteringResult.from_entry(entry)).line()
+            lines.append(f"- {run['variant']}, step {entry['step']}: {line.split(': ', 1)[1]}.")
     lines += ["", f"![the token kernel by depth and during training](figures/{FIGURE})"]
     return "\n".join(lines)
 

@@ -26,8 +26,8 @@ def test_each_failure_is_named_at_its_first_block_in_the_direction_its_signal_tr
         _result(
             [
                 (0.02, 0.5, 0.3),  # the input side: noise
-                (0.05, 0.7, 0.995),  # noise; tokens collapsed first here
-                (0.4, 0.995, 0.999),  # the gradient is not noise yet here; the inputs merged first here
+                (0.05, 0.7, 0.9995),  # noise; tokens collapsed first here
+                (0.4, 0.995, 0.99),  # the gradient is not noise yet here; the inputs merged first here
                 (0.9, 0.999, 1.0),
                 (1.0, 1.0, 1.0),  # the last block (a linear head follows): 1 by construction
             ]
