@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the zoo's list and r
 
 from zoo_at_init import ZOO, zero_head  # noqa: E402
 
-from lightning_callbacks import verdict as V  # noqa: E402
+from lightning_callbacks.verdict import COLLAPSED_TOKENS, MERGED_KERNEL, NOISE_CORR, NONE, Verdict, verdict  # noqa: E402
 from timm_ll.app.reporting import append_result, machine, machines_of, provenance, read_results, write_section  # noqa: E402
 
 RESULTS = REPO / "docs" / "results" / "verdict_at_init.jsonl"
@@ -70,7 +70,7 @@ def _extreme(row: dict, column: int, highest: bool) -> float:
     return (max if highest else min)(values) if values else math.nan
 
 
-def _verdict(row: dict) -> V.Verdict:
+def _verdict(row: dict) -> Verdict:
     """The verdict of a row's block readings at today's thresholds (the row's own was taken at the survey's)."""
     from lightning_callbacks import BlockReading, ShatteringResult
 
@@ -78,12 +78,12 @@ def _verdict(row: dict) -> V.Verdict:
         BlockReading(name, corr, "measured", kernel, token_kernel=tokens)
         for name, corr, kernel, tokens in row["blocks"]
     ]
-    return V.verdict(ShatteringResult(step=0, statistics={}, blocks=blocks))
+    return verdict(ShatteringResult(step=0, statistics={}, blocks=blocks))
 
 
 def _where(row: dict, key: str) -> str:
     index = getattr(_verdict(row), key)
-    return "-" if index == V.NONE else f"{index}/{len(row['blocks'])}"
+    return "-" if index == NONE else f"{index}/{len(row['blocks'])}"
 
 
 def table(rows: list[dict]) -> list[str]:
@@ -114,14 +114,14 @@ def threshold_lines(rows: list[dict]) -> list[str]:
     corr = [(b[1], f"{r['model']} {b[0]}") for r in rows for b in r["blocks"] if math.isfinite(b[1])]
     kernel = [(b[2], f"{r['model']} {b[0]}") for r in rows for b in r["blocks"] if math.isfinite(b[2])]
     tokens = [(b[3], f"{r['model']} {b[0]}") for r in rows for b in r["blocks"] if math.isfinite(b[3])]
-    lowest_signal = min(((v, m) for v, m in corr if v > V.NOISE_CORR), default=None)
-    highest_noise = max(((v, m) for v, m in corr if v <= V.NOISE_CORR), default=None)
+    lowest_signal = min(((v, m) for v, m in corr if v > NOISE_CORR), default=None)
+    highest_noise = max(((v, m) for v, m in corr if v <= NOISE_CORR), default=None)
     say = lambda pair: "none" if pair is None else f"{pair[0]:.3f} ({pair[1]})"  # noqa: E731
     return [
-        f"- Shattered: neighbour correlation <= {V.NOISE_CORR}. Highest block reading at or below it: "
+        f"- Shattered: neighbour correlation <= {NOISE_CORR}. Highest block reading at or below it: "
         f"{say(highest_noise)}; lowest above it: {say(lowest_signal)}.",
-        f"- Inputs merged: forward kernel >= {V.MERGED_KERNEL}. {_nearest(kernel, V.MERGED_KERNEL)}.",
-        f"- Tokens collapsed: token kernel >= {V.COLLAPSED_TOKENS}. {_nearest(tokens, V.COLLAPSED_TOKENS)}.",
+        f"- Inputs merged: forward kernel >= {MERGED_KERNEL}. {_nearest(kernel, MERGED_KERNEL)}.",
+        f"- Tokens collapsed: token kernel >= {COLLAPSED_TOKENS}. {_nearest(tokens, COLLAPSED_TOKENS)}.",
     ]
 
 

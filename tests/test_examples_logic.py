@@ -557,3 +557,36 @@ def test_reproduce_reruns_a_tiny_row_bitwise_and_says_so(tmp_path, capsys):
     assert not again["bitwise"] and again["first_divergence"] == row["curves"]["step"][0]
     with pytest.raises(SystemExit, match="0 rows match"):
         reproduce.main([str(results), "--model", "ll_plain20", "--data", "digits"])
+
+
+def test_the_vit_example_removes_only_the_attention_skips_and_its_tokens_collapse_at_init():
+    from lightning_callbacks import functional as F
+
+    example = _load("vit_token_collapse")
+    torch.manual_seed(0)
+    with_skips, without = example.build(True, 10), example.build(False, 10)
+    without.load_state_dict(with_skips.state_dict())  # the same weights: only the forward differs
+    images = torch.randn(2, 3, 32, 32)
+    kernels = {}
+    for name, model in (("with", with_skips), ("without", without)):
+        model.eval()
+        with torch.no_grad():
+            tokens = model.forward_features(images)
+        kernels[name] = F.token_readings(tokens).kernel
+    assert kernels["without"] >= 0.999 and kernels["with"] < 0.5, kernels
+    assert all(type(b).__name__ == "NoAttentionSkip" for b in without.blocks)
+
+
+def test_the_verdict_survey_renders_its_thresholds_against_every_block_reading():
+    survey = _load("verdict_at_init")
+    nan = float("nan")
+    rows = [
+        dict(model="a", machine="m", blocks=[["b0", 0.02, 0.5, nan], ["b1", 0.9, 0.995, 0.2]]),
+        dict(model="b", machine="m", blocks=[["b0", 0.8, 0.3, 0.9995], ["b1", 1.0, 0.4, 0.3]]),
+    ]
+    table = survey.table(rows)
+    assert table[2] == "| a | 2 | 0.020 | 0.995 | 0.200 | 0/2 | 1/2 | - |"
+    assert table[3] == "| b | 2 | 0.800 | 0.400 | 1.000 | - | - | 0/2 |"
+    lines = survey.threshold_lines(rows)
+    assert lines[0].endswith("at or below it: 0.020 (a b0); lowest above it: 0.800 (b b0).")
+    assert "highest below 0.99: 0.500 (a b0); lowest at or above: 0.995 (a b1)" in lines[1]
