@@ -5,8 +5,9 @@ plugin never imports Lightning: the old module names are files of two lines that
 :func:`moved_module`, and keep working with a ``DeprecationWarning`` that names the new module.
 ``timm_ll.app.reporting.median_time`` (removed in 670fe3a) is back as a deprecated function that
 names its replacement. ``timm_ll.app.training.validation_run`` (moved to ``examples/validation.py``)
-still runs, with a warning. ``lightning_callbacks.deprecations`` does the same for the measurer's names;
-the two are kept apart so that the plugin imports nothing of the measurer.
+still runs, with a warning, from ``timm_ll.app.training`` (the plugin's modules import no app module).
+``lightning_callbacks.deprecations`` does the same for the measurer's names; the two are kept apart
+so that the plugin imports nothing of the measurer.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
 
-__all__ = ["moved_module", "median_time", "validation_run"]
+__all__ = ["moved_module", "median_time", "warn_moved"]
 
 
-def _warn(old: str, new: str, stacklevel: int) -> None:
+def warn_moved(old: str, new: str, stacklevel: int) -> None:
+    """The one warning a renamed or moved name of ``timm_ll`` gives: what it was, what to use now."""
     warnings.warn(
         f"{old} is deprecated and will be removed in a later release: use {new} instead",
         DeprecationWarning,
@@ -33,13 +34,13 @@ def _warn(old: str, new: str, stacklevel: int) -> None:
 def moved_module(old: str, new: str) -> None:
     """Make the module ``old`` (being imported) an alias of ``new``, with a warning."""
     module = importlib.import_module(new)
-    _warn(f"the module {old}", new, stacklevel=4)
+    warn_moved(f"the module {old}", new, stacklevel=4)
     sys.modules[old] = module  # the import system hands the caller what sys.modules holds after the import
 
 
 def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     """Deprecated: median wall time of ``fn`` in seconds over ``repeats`` runs after ``warmup`` runs."""
-    _warn(
+    warn_moved(
         "timm_ll.app.reporting.median_time",
         "torch.utils.benchmark.Timer(...).blocked_autorange().median",
         stacklevel=3,
@@ -58,23 +59,3 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> floa
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
-
-def validation_run(model_name: str, train: Any, val: Any, **run: Any) -> dict[str, Any]:
-    """Deprecated: train on ``train``, score on ``val`` (held-out training images), monitor off; a study's row
-    fields. Moved beside the recipe studies that use it (``examples/validation.py``); kept here, whole, while
-    the old name is deprecated, because the package cannot import the repository's examples."""
-    _warn("timm_ll.app.training.validation_run", "examples/validation.py's validation_run", stacklevel=3)
-    from timm_ll.app.reporting import machine, provenance
-    from timm_ll.app.run import fit_and_test
-
-    start = time.perf_counter()
-    result = fit_and_test(model_name, train, val, monitor_every=None, progress=False, **run)
-    return dict(
-        val_error=1 - result.test_acc,
-        steps=result.steps,
-        train_images=len(train),
-        val_images=len(val),
-        seconds=round(time.perf_counter() - start, 1),
-        machine=machine(),
-        provenance=provenance(),
-    )

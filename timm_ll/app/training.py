@@ -50,7 +50,29 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "validation_run":
-        from timm_ll.deprecations import validation_run
-
-        return validation_run
+        return _validation_run
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _validation_run(model_name: str, train: Any, val: Any, **run: Any) -> dict[str, Any]:
+    """Deprecated: train on ``train``, score on ``val`` (held-out training images), monitor off; a study's row
+    fields. Moved beside the recipe studies that use it (``examples/validation.py``); kept here, whole, while
+    the old name is deprecated, because the package cannot import the repository's examples."""
+    import time
+
+    import timm_ll.app.run as run_module  # looked up at the call: a test may stand in for fit_and_test
+    from timm_ll.app.reporting import machine, provenance
+    from timm_ll.deprecations import warn_moved
+
+    warn_moved("timm_ll.app.training.validation_run", "examples/validation.py's validation_run", stacklevel=3)
+    start = time.perf_counter()
+    result = run_module.fit_and_test(model_name, train, val, monitor_every=None, progress=False, **run)
+    return dict(
+        val_error=1 - result.test_acc,
+        steps=result.steps,
+        train_images=len(train),
+        val_images=len(val),
+        seconds=round(time.perf_counter() - start, 1),
+        machine=machine(),
+        provenance=provenance(),
+    )
