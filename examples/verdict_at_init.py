@@ -105,7 +105,7 @@ def _nearest(values: list[tuple[float, str]], threshold: float) -> str:
     """The readings on either side of a threshold: the highest below it and the lowest at or above it."""
     below = max(((v, m) for v, m in values if v < threshold), default=None)
     above = min(((v, m) for v, m in values if v >= threshold), default=None)
-    say = lambda pair: "none" if pair is None else f"{pair[0]:.3f} ({pair[1]})"  # noqa: E731
+    say = lambda pair: "none" if pair is None else f"{pair[0]:.4f} ({pair[1]})"  # noqa: E731
     return f"highest below {threshold}: {say(below)}; lowest at or above: {say(above)}"
 
 
@@ -116,7 +116,7 @@ def threshold_lines(rows: list[dict]) -> list[str]:
     tokens = [(b[3], f"{r['model']} {b[0]}") for r in rows for b in r["blocks"] if math.isfinite(b[3])]
     lowest_signal = min(((v, m) for v, m in corr if v > NOISE_CORR), default=None)
     highest_noise = max(((v, m) for v, m in corr if v <= NOISE_CORR), default=None)
-    say = lambda pair: "none" if pair is None else f"{pair[0]:.3f} ({pair[1]})"  # noqa: E731
+    say = lambda pair: "none" if pair is None else f"{pair[0]:.4f} ({pair[1]})"  # noqa: E731
     return [
         f"- Shattered: neighbour correlation <= {NOISE_CORR}. Highest block reading at or below it: "
         f"{say(highest_noise)}; lowest above it: {say(lowest_signal)}.",
