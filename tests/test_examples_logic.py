@@ -588,5 +588,5 @@ def test_the_verdict_survey_renders_its_thresholds_against_every_block_reading()
     assert table[2] == "| a | 2 | 0.020 | 0.995 | 0.200 | 0/2 | 1/2 | - |"
     assert table[3] == "| b | 2 | 0.800 | 0.400 | 1.000 | - | - | 0/2 |"
     lines = survey.threshold_lines(rows)
-    assert lines[0].endswith("at or below it: 0.020 (a b0); lowest above it: 0.800 (b b0).")
-    assert "highest below 0.99: 0.500 (a b0); lowest at or above: 0.995 (a b1)" in lines[1]
+    assert lines[0].endswith("at or below it: 0.0200 (a b0); lowest above it: 0.8000 (b b0).")
+    assert "highest below 0.99: 0.5000 (a b0); lowest at or above: 0.9950 (a b1)" in lines[1]
