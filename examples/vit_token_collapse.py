@@ -159,14 +159,14 @@ def section(results: Path) -> str:
         f"batch 128 (AdamW, one-cycle, peak LR 1e-3) on {runs[0]['train_images']:,} class-balanced CIFAR-10 training "
         "images, tested on the 10,000 test images; the ShatteringMonitor at its defaults every 50 steps.",
         "",
-        "| variant | test accuracy | last block's token kernel at init | at the end | seconds |",
-        "|---|---|---|---|---|",
+        "| variant | test accuracy | last block's token kernel at init | at the end |",
+        "|---|---|---|---|",
     ]
     for run in runs:
         first, last = (ShatteringResult.from_entry(run["history"][i]) for i in (0, -1))
         lines.append(
             f"| {run['variant']} | {100 * run['test_acc']:.2f}% | {_token_kernels(first)[-1]:.3f} "
-            f"| {_token_kernels(last)[-1]:.3f} | {run['seconds']:.0f} |"
+            f"| {_token_kernels(last)[-1]:.3f} |"
         )
     lines += ["", "What the verdict says at init and at the end (from the logged readings, at today's thresholds):", ""]
     for run in runs:
