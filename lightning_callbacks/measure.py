@@ -229,6 +229,7 @@ class ShatteringMeasurer:
             tally = self._tally_for(device, sync=process_group()[1] > 1)
             for line in lines:
                 tally.add(line)
+            tally.read_tokens()
         except (ValueError, TypeError) as failed:  # say so where the user's forward_fn is what failed
             error = failed if self.options.forward_fn is None else type(failed)(f"forward_fn=...: {failed}")
         except Exception as caught:  # noqa: BLE001 - whatever failed, the processes must agree on it first

@@ -74,6 +74,7 @@ class Tally:
         """Begin a measurement: no values, every state back to its default. ``tokens``: how the token kernel is
         read, ``(layout, attention mask or None)``; None: it is not."""
         self.tokens = tokens
+        self._token_ends: dict[str, list[torch.Tensor]] = {}  # block -> each line's (2, ...) endpoint outputs
         self.worst = [0] * (len(self.blocks) + 2)  # input, output, blocks
         self.values: dict[Any, list[float]] = {}
         self.token_status: dict[str, str] = {}  # block -> why it has no token reading (the first line's cause)
@@ -104,8 +105,16 @@ class Tally:
             self._note(("neighbor_corr", name), corr)
             if name in line.activations:
                 self._note((KERNEL, name), F.endpoint_cosine(line.activations[name]))
-                if self.tokens is not None:
-                    self._add_tokens(name, F.token_readings(line.activations[name], *self.tokens))
+                if self.tokens is not None:  # read for all lines at once by read_tokens()
+                    self._token_ends.setdefault(name, []).append(line.activations[name])
+
+    def read_tokens(self) -> None:
+        """The token readings of every line added, block by block: each block's endpoints of all lines in one
+        batched computation (a few operations a block instead of a few per line and block)."""
+        for name, ends in self._token_ends.items():
+            for reading in F.token_readings_of_lines(ends, *self.tokens):
+                self._add_tokens(name, reading)
+        self._token_ends = {}
 
     def _add_tokens(self, name: str, reading: F.TokenReading) -> None:
         if reading.status == "measured":

@@ -61,6 +61,7 @@ from lightning_callbacks.functional.tokens import (
     token_matrix,
     token_reading,
     token_readings,
+    token_readings_of_lines,
 )
 
 __all__ = [
@@ -106,6 +107,7 @@ __all__ = [
     "token_matrix",
     "token_reading",
     "token_readings",
+    "token_readings_of_lines",
 ]
 
 

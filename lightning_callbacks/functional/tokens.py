@@ -20,7 +20,15 @@ from typing import Literal
 
 import torch
 
-__all__ = ["TokenLayout", "TokenReading", "TOKEN_LAYOUTS", "token_matrix", "token_reading", "token_readings"]
+__all__ = [
+    "TokenLayout",
+    "TokenReading",
+    "TOKEN_LAYOUTS",
+    "token_matrix",
+    "token_reading",
+    "token_readings",
+    "token_readings_of_lines",
+]
 
 TokenLayout = Literal["NTD", "NDT"]
 TOKEN_LAYOUTS = ("NTD", "NDT")
@@ -63,10 +71,26 @@ def token_reading(sample: torch.Tensor, layout: TokenLayout = "NTD", mask: torch
 def token_readings(ends: torch.Tensor, layout: TokenLayout = "NTD", mask: torch.Tensor | None = None) -> TokenReading:
     """The token reading of one line: the mean of its two endpoints' (``ends`` of shape ``(2, ...)``), or the
     first endpoint's status where either has none."""
-    first, second = _readings(ends, layout, mask)
-    if first.status != "measured" or second.status != "measured":
-        return first if first.status != "measured" else second
-    return TokenReading((first.kernel + second.kernel) / 2, (first.rank + second.rank) / 2, "measured")
+    return token_readings_of_lines([ends], layout, mask)[0]
+
+
+def token_readings_of_lines(
+    lines: list[torch.Tensor], layout: TokenLayout = "NTD", mask: torch.Tensor | None = None
+) -> list[TokenReading]:
+    """:func:`token_readings` of each line's ``(2, ...)`` endpoints, all lines read together where their
+    shapes agree (one batched computation), line by line where they do not."""
+    if len({end.shape for end in lines}) != 1:
+        return [token_readings(ends, layout, mask) for ends in lines]
+    each = _readings(torch.cat(lines), layout, mask)
+    readings = []
+    for first, second in zip(each[0::2], each[1::2]):
+        if first.status != "measured" or second.status != "measured":
+            readings.append(first if first.status != "measured" else second)
+        else:
+            readings.append(
+                TokenReading((first.kernel + second.kernel) / 2, (first.rank + second.rank) / 2, "measured")
+            )
+    return readings
 
 
 def _readings(samples: torch.Tensor, layout: TokenLayout, mask: torch.Tensor | None) -> list[TokenReading]:
