@@ -58,4 +58,3 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> floa
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
