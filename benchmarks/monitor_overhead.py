@@ -63,10 +63,8 @@ def _trainer(**kwargs: Any) -> L.Trainer:
 
 GPT2_SHAPE = dict(n_layer=4, n_embd=128, n_head=4, vocab_size=8192, n_positions=64)
 VIT_NAME = "vit_tiny_32"
-
-
-def _vit() -> tuple[str, dict[str, Any]]:
-    return "vit_tiny_patch16_224", dict(img_size=32, patch_size=4)
+# subjects built from a timm name with arguments: a timm ViT at CIFAR size (4x4 patches: 65 tokens of width 192)
+TIMM_SUBJECTS = {VIT_NAME: ("vit_tiny_patch16_224", dict(img_size=32, patch_size=4))}
 
 
 def _subject(name: str) -> tuple[nn.Module, Any, Any, torch.optim.Optimizer]:
@@ -85,8 +83,7 @@ def _subject(name: str) -> tuple[nn.Module, Any, Any, torch.optim.Optimizer]:
             return net(**call(n)[1]).loss
 
         return net, call, loss, torch.optim.AdamW(net.parameters(), lr=1e-4)
-    # a timm ViT at CIFAR size: 4x4 patches of 32x32 images, 65 tokens of width 192, 12 blocks
-    timm_name, kwargs = _vit() if name == VIT_NAME else (name, {})
+    timm_name, kwargs = TIMM_SUBJECTS.get(name, (name, {}))
     net = timm.create_model(timm_name, num_classes=10, **kwargs)
     x, y = torch.randn(256, 3, 32, 32), torch.randint(0, 10, (256,))
     return (
