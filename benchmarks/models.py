@@ -3,9 +3,11 @@
     python benchmarks/models.py [--depth 56] [--batch-size 128] [--repeats 15] [--device cpu]
     python benchmarks/models.py --imagenet [--batch-size 8]   # ll_resnet50 vs plain_resnet50 vs resnet50
 
-Each looks-linear model is measured twice in the same run: as it is (the CReLU -> conv pair
-keeps the CReLU's input for backward and recomputes the concatenation) and "before", with
-``timm_ll.layers.crelu_recompute(False)`` (the concatenation kept, as the package did before).
+Each looks-linear model is measured three times in the same run: as it is (the CReLU -> conv pair
+keeps the CReLU's input for backward and recomputes the concatenation), "before", with
+``timm_ll.set_crelu_recompute(model, False)`` (the concatenation kept, as the package did before
+issue 10), and with the CReLU and CReLU-conv classes of commit ``OLD_COMMIT`` (read from git: the
+pair's code before issue 39's rework; same parameters, swapped class by class).
 Step times are medians over ``--repeats`` steps with the models alternated step by step, so
 that a slow phase of the machine hits every model alike.
 
@@ -22,8 +24,8 @@ Writes the numbers to docs/results/models.json (or models-imagenet.json) and the
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
+import importlib.util
 import json
 import statistics
 import subprocess
@@ -36,13 +38,30 @@ import torch
 
 import timm_ll  # noqa: F401
 from timm_ll.app.reporting import machine, machine_of, publish
-from timm_ll.layers import crelu_recompute
 
 REPO = Path(__file__).resolve().parents[1]
 
 FAMILIES = ("plain", "ll_plain", "crelu_plain", "cifar_resnet")
 IMAGENET = ("resnet50", "ll_resnet50", "plain_resnet50")
 BEFORE = " (before)"  # suffix of a looks-linear model measured with the concatenation kept
+OLD_COMMIT = "d0c4c85"  # the CReLU-conv pair before issue 39 (a tensor attribute and a global switch)
+OLD = f" ({OLD_COMMIT})"  # suffix of a looks-linear model measured with that commit's CReLU and CReLU-conv classes
+
+
+def with_old_crelu_classes(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with every CReLU and CReLUConv*d switched to ``OLD_COMMIT``'s classes (same parameters)."""
+    source = subprocess.run(
+        ["git", "show", f"{OLD_COMMIT}:timm_ll/layers.py"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    spec = importlib.util.spec_from_loader(f"timm_ll_layers_{OLD_COMMIT}", loader=None)
+    old = importlib.util.module_from_spec(spec)
+    exec(compile(source, f"{OLD_COMMIT}:timm_ll/layers.py", "exec"), old.__dict__)
+    for module in model.modules():
+        if isinstance(module, timm_ll.CReLU):
+            module.__class__ = old.CReLU
+        elif type(module).__name__.startswith("CReLUConv"):
+            module.__class__ = getattr(old, type(module).__name__)
+    return model
 
 
 def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
@@ -63,22 +82,21 @@ class Subject:
     """One row: a model, its optimizer and data, and whether the CReLU recomputation is on."""
 
     def __init__(self, label: str, batch_size: int, device: str) -> None:
-        self.label, self.name = label, label.removesuffix(BEFORE)
-        self.recompute = not label.endswith(BEFORE)
+        self.label, self.name = label, label.removesuffix(BEFORE).removesuffix(OLD)
         self.model = timm.create_model(self.name).to(device).train()
+        if label.endswith(BEFORE):
+            timm_ll.set_crelu_recompute(self.model, False)
+        elif label.endswith(OLD):
+            with_old_crelu_classes(self.model)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
         self.x = torch.randn(batch_size, *self.model.pretrained_cfg["input_size"], device=device)
         self.y = torch.randint(0, self.model.num_classes, (batch_size,), device=device)
         self.times: list[float] = []
 
-    def context(self) -> contextlib.AbstractContextManager:
-        return crelu_recompute(self.recompute)
-
     def step(self) -> None:
-        with self.context():
-            self.opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(self.model(self.x), self.y).backward()
-            self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(self.model(self.x), self.y).backward()
+        self.opt.step()
 
     def timed_step(self) -> None:
         sync = torch.cuda.synchronize if self.x.is_cuda else (lambda: None)
@@ -89,8 +107,7 @@ class Subject:
         self.times.append(time.perf_counter() - start)
 
     def activation_bytes(self) -> int:
-        with self.context():
-            return saved_activation_bytes(self.model, self.x)
+        return saved_activation_bytes(self.model, self.x)
 
     def cuda_peak_mib(self) -> float:
         self.opt.zero_grad(set_to_none=True)
@@ -157,7 +174,7 @@ def main() -> None:
     batch = args.batch_size or (8 if args.imagenet else 128)
     names = list(IMAGENET if args.imagenet else (f"{f}{args.depth}" for f in FAMILIES))
     ll_name = "ll_resnet50" if args.imagenet else f"ll_plain{args.depth}"
-    labels = names[:2] + [ll_name + BEFORE] + names[2:]
+    labels = names[:2] + [ll_name + OLD, ll_name + BEFORE] + names[2:]
     name = block_name(args.imagenet, args.device)
     numbers = REPO / "docs" / "results" / f"{name}.json"
     measured = dict(
@@ -169,6 +186,7 @@ def main() -> None:
         device=args.device,
         base=names[0],
         ll=ll_name,
+        step_target=2.05,  # issue 39 (2.1 before it)
         rows=measure(labels, batch, args.repeats, args.device),
     )
     print(publish(numbers, measured, section, REPO / "docs" / "PERFORMANCE.md", name))
@@ -194,8 +212,9 @@ def section(numbers: Path) -> str:
         f"--device {run['device']} --repeats {repeats}`; step time is the median of {repeats} SGD steps "
         f"(forward, backward, update) after one warm-up, the models alternated step by step; ratios are against "
         f"`{base_name}` from the same run. *(before)*: the same model with the CReLU concatenation kept for "
-        "backward (`crelu_recompute(False)`), as the package did before. Activations: distinct tensors autograd "
-        "saves for backward (exact). Peak: see `benchmarks/models.py`.",
+        "backward (`set_crelu_recompute(model, False)`), as the package did before issue 10; "
+        "*(<commit>)*: the same model with that commit's CReLU and CReLU-conv classes, where a run has that row. "
+        "Activations: distinct tensors autograd saves for backward (exact). Peak: see `benchmarks/models.py`.",
         "",
         f"| model | params | step (s) | step / {base_name} | activations (MiB) | act. / {base_name} "
         f"| {peak_what} | peak / {base_name} |",
@@ -208,13 +227,24 @@ def section(numbers: Path) -> str:
             f"| {r['peak_mib']:.0f} | {r['peak_mib'] / base['peak_mib']:.2f}x |"
         )
     ll, before = rows[ll_name], rows[ll_name + BEFORE]
+    old = next(
+        (
+            rows[label] | dict(label=label)
+            for label in rows
+            if label.startswith(ll_name + " (") and label != ll_name + BEFORE
+        ),
+        None,
+    )
+    step_target = run.get("step_target", 2.1)
     lines += [
         "",
         f"Targets (LL at plain memory): activations of {ll_name} <= 1.1x {base_name} -> "
         f"**{ll['act_mib'] / base['act_mib']:.2f}x** (before: {before['act_mib'] / base['act_mib']:.2f}x)"
         + (
-            f"; step <= 2.1x {base_name} -> **{ll['step_s'] / base['step_s']:.2f}x** "
-            f"(before, same run: {before['step_s'] / base['step_s']:.2f}x)."
+            f"; step <= {step_target}x {base_name} -> **{ll['step_s'] / base['step_s']:.2f}x** "
+            f"(before, same run: {before['step_s'] / base['step_s']:.2f}x"
+            + (f"; {old['label']}: {old['step_s'] / base['step_s']:.2f}x" if old else "")
+            + ")."
             if not run["imagenet"]
             else "."
         ),

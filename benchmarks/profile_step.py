@@ -4,7 +4,9 @@
     python benchmarks/profile_step.py --by-operator               # ll_plain56, tat_slim110, cifar_resnet110
 
 The first writes docs/results/profile.json and the "profile" block of docs/PERFORMANCE.md: per-step self time
-of the convolutions, of the activation (ReLU or CReLU and their backward), and of everything else.
+of the convolutions, of the activation (ReLU or CReLU and their backward), and of everything else; and the
+activation alone on one tensor (a stage-1 pre-activation, 128x16x32x32): forward and backward of a ReLU, of
+the CReLU, and of the CReLU of commit ``models.OLD_COMMIT`` (before issue 39), medians alternated.
 ``--by-operator`` profiles the models the CReLU-convolution work is about (``--models`` to choose) and
 writes docs/results/profile_by_operator.json and the "profile-by-operator" block: the same split, and each
 model's operators with the most self time.
@@ -33,7 +35,8 @@ ACTIVATION = (
     "aten::clamp_min",
     "aten::clamp_max",
     "aten::neg_",
-    "aten::sub_",
+    "aten::sub",  # the CReLU's relu(-z) = relu(z) - z, and its backward's difference of the two halves
+    "aten::hardtanh_backward",
     "aten::relu",
     "aten::relu_",
 )
@@ -63,6 +66,30 @@ def breakdown(name: str, steps: int, top: int = 0) -> dict[str, Any]:
     return row
 
 
+def activation_alone(repeats: int) -> dict[str, float]:
+    """Median ms of one forward + backward of each activation on the same tensor, alternated."""
+    import statistics
+    import sys
+    import time
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from models import OLD_COMMIT, with_old_crelu_classes
+
+    old = with_old_crelu_classes(torch.nn.Sequential(timm_ll.CReLU()))[0]
+    subjects = {"ReLU": torch.nn.ReLU(), "CReLU": timm_ll.CReLU(), f"CReLU ({OLD_COMMIT})": old}
+    z = torch.randn(128, 16, 32, 32)
+    grads = {name: torch.randn(128, 32 if "CReLU" in name else 16, 32, 32) for name in subjects}
+    times: dict[str, list[float]] = {name: [] for name in subjects}
+    for i in range(repeats + 1):
+        for name, layer in subjects.items():
+            x = z.clone().requires_grad_()  # a leaf per call: backward reaches the activation only
+            start = time.perf_counter()
+            layer(x).backward(grads[name])
+            if i:  # the first round warms up
+                times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3)
@@ -76,7 +103,7 @@ def main() -> None:
         print(publish(BY_OPERATOR, measured, operator_section, page, "profile-by-operator"))
         return
     rows = {name: breakdown(name, args.steps) for name in ("plain56", "ll_plain56")}
-    measured = dict(machine=machine(), steps=args.steps, rows=rows)
+    measured = dict(machine=machine(), steps=args.steps, rows=rows, alone=activation_alone(repeats=50))
     print(publish(NUMBERS, measured, section, page, "profile"))
 
 
@@ -99,6 +126,15 @@ def section(numbers: Path) -> str:
             for n, r in rows.items()
         ],
     ]
+    if "alone" in run:  # runs from before issue 39 did not measure it
+        alone = run["alone"]
+        relu = alone["ReLU"]
+        lines += [
+            "",
+            "The activation alone, forward and backward on one 128x16x32x32 tensor (median of 50, alternated): "
+            + ", ".join(f"{name} {ms:.2f} ms ({ms / relu:.2f}x)" for name, ms in alone.items())
+            + f". Target: the CReLU at most 2.5x the ReLU -> **{alone['CReLU'] / relu:.2f}x**.",
+        ]
     return "\n".join(lines)
 
 

@@ -2,6 +2,8 @@
 
     python benchmarks/step_times.py [--models ll_slim110,cifar_resnet110,...] [--repeats 10]
 
+A name ``<model> (<commit>)`` measures the model with that commit's CReLU classes (``benchmarks/models.py``).
+
 Each model takes SGD steps (forward, backward, update; batch 128 of 3x32x32, as in the study) with the
 models alternated step by step, so that a slow phase of the machine hits every model alike; the step time
 is the median over ``--repeats`` steps after one warm-up. Run it with nothing else on the machine (pause a
@@ -63,7 +65,8 @@ def section(numbers: Path) -> str:
         "|---|---|---|---|",
     ]
     for name, r in rows.items():
-        depth = name.removeprefix(name.rstrip("0123456789"))
+        model = name.split(" (")[0]  # a row "<model> (<commit>)" is that model with an old commit's classes
+        depth = model.removeprefix(model.rstrip("0123456789"))
         reference = f"cifar_resnet{depth}"
         text = f"{step_ratio(run, name, reference):.2f}x" if reference in rows else "-"
         lines.append(f"| {name} | {r['params']:,} | {r['step_s']:.3f} | {text} |")

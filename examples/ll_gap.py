@@ -13,7 +13,7 @@ layer order), so what is left to measure is
 - the seed-to-seed spread of one setting (a single run per model cannot resolve less),
 - the one recipe difference inside "the same loop" that touches the model's parameters:
   weight decay on the BN scales and shifts too (the independent loop decays every parameter),
-- the CReLU recomputation of issue 10 (``crelu_recompute(False)``: must change nothing).
+- the CReLU recomputation of issue 10 (``set_crelu_recompute(model, False)``: must change nothing).
 
 Every run trains with ``timm_ll.app.training.Recipe``'s defaults on the recipe sweep's training
 subset and is scored on its held-out training images (never the test set).
@@ -48,11 +48,18 @@ VARIANTS = {
 
 def run(args: argparse.Namespace) -> list[dict]:
     """Train every variant x seed (resuming from the results file); return all rows."""
+    from lightning.pytorch import Callback
     from validation import validation_run
 
     from timm_ll.app.data import load_source
     from timm_ll.app.training import Recipe, balanced_split
-    from timm_ll.layers import crelu_recompute
+    from timm_ll.layers import set_crelu_recompute
+
+    class KeepCReLUOutputs(Callback):
+        """Turn the CReLU recomputation off in the model the training app builds by name."""
+
+        def setup(self, trainer, pl_module, stage: str) -> None:
+            set_crelu_recompute(pl_module.model, False)
 
     preset = PRESETS[args.preset]
     results_path = args.results or args.out / f"ll_gap_{args.preset}.jsonl"
@@ -65,16 +72,16 @@ def run(args: argparse.Namespace) -> list[dict]:
             if (variant, seed) in done:
                 continue
             recipe = replace(Recipe(), **changes)
-            with crelu_recompute(recompute):
-                scored = validation_run(
-                    preset["model"],
-                    train,
-                    val,
-                    max_steps=preset["steps"],
-                    recipe=recipe,
-                    out_dir=str(args.out / "runs"),
-                    seed=seed,
-                )
+            scored = validation_run(
+                preset["model"],
+                train,
+                val,
+                max_steps=preset["steps"],
+                recipe=recipe,
+                out_dir=str(args.out / "runs"),
+                seed=seed,
+                callbacks=None if recompute else [KeepCReLUOutputs()],
+            )
             row = dict(
                 variant=variant, seed=seed, model=preset["model"], lr=recipe.lr, warmup=recipe.warmup_fraction, **scored
             )

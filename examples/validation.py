@@ -23,6 +23,7 @@ def validation_run(
     recipe: Recipe,
     out_dir: str,
     seed: int = 0,
+    callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Train on ``train`` and score on ``val``, held-out *training* images (a recipe is chosen without
     the test set); the monitor is off. Returns a study's row fields: ``val_error``, ``steps``,
@@ -39,6 +40,7 @@ def validation_run(
         monitor_every=None,
         progress=False,
         seed=seed,
+        callbacks=callbacks,
     )
     return dict(
         val_error=1 - result.test_acc,

@@ -1,7 +1,7 @@
 """The CReLU -> conv pair keeps the CReLU's input for backward, not its 2x output (issue: LL at plain memory).
 
-Every check compares against the same model with the recomputation off (``crelu_recompute(False)``:
-the CReLU keeps its output, shared with the next conv), which is what the package did before.
+Every check compares against the same model with the recomputation off (``set_crelu_recompute(model,
+False)``: the CReLU keeps its output, shared with the next conv), which is what the package did before.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 import timm_ll
 from lightning_callbacks import functional as F
-from timm_ll.layers import CReLU, CReLUConv2d, crelu, crelu_recompute
+from timm_ll.layers import CReLU, CReLUConv2d, crelu, set_crelu_recompute
 
 
 def _saved_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
@@ -33,10 +33,10 @@ def _saved_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
 
 
 def _train_step(model: torch.nn.Module, x: torch.Tensor, recompute: bool, **context):
-    model = copy.deepcopy(model)
+    model = set_crelu_recompute(copy.deepcopy(model), recompute)
     x = x.clone().requires_grad_()
     autocast = torch.autocast("cpu", **context) if context else contextlib.nullcontext()
-    with crelu_recompute(recompute), autocast:
+    with autocast:
         out = model(x)
         out.float().square().sum().backward()
     return out.detach(), x.grad, {n: p.grad for n, p in model.named_parameters()}
@@ -60,8 +60,8 @@ def test_activation_memory_of_ll_nets_is_that_of_plain_nets():
     x = torch.randn(4, 3, 32, 32)
     ll, plain = timm.create_model("ll_plain20").train(), timm.create_model("plain20").train()
     assert _saved_bytes(ll, x) <= 1.1 * _saved_bytes(plain, x)
-    with crelu_recompute(False):
-        assert _saved_bytes(ll, x) >= 1.4 * _saved_bytes(plain, x)  # what keeping the concatenation costs
+    kept = set_crelu_recompute(copy.deepcopy(ll), False)
+    assert _saved_bytes(kept, x) >= 1.4 * _saved_bytes(plain, x)  # what keeping the concatenation costs
 
 
 def test_gradcheck_float64():
@@ -107,8 +107,8 @@ def test_grad_checkpointing_and_the_monitors_layer_gradients():
     layers = ["stem", "stages.0.0", "stages.1.0", "stages.2.0"]
     probe = F.line_probe(x[0], x[1], 8)
     new = F.input_gradients(model, probe, blocks=layers, bn_mode="batch")
-    with crelu_recompute(False):
-        old = F.input_gradients(model, probe, blocks=layers, bn_mode="batch")
+    kept = set_crelu_recompute(copy.deepcopy(model), False)
+    old = F.input_gradients(kept, probe, blocks=layers, bn_mode="batch")
     torch.testing.assert_close(new.input, old.input, rtol=1e-6, atol=0)
     for name in layers:
         torch.testing.assert_close(new.blocks[name], old.blocks[name], rtol=1e-6, atol=0)
@@ -142,8 +142,7 @@ def test_an_input_gradient_alone_recomputes_nothing(monkeypatch):
 
     conv = CReLUConv2d(4, 3, 3, padding=1).requires_grad_(False)  # frozen, as during a measurement
     z = torch.randn(2, 2, 5, 5, requires_grad=True)
-    with crelu_recompute(False):
-        conv(crelu(z)).sum().backward()
+    conv(crelu(z, recompute=False)).sum().backward()
     expected, z.grad = z.grad.clone(), None
     calls = []
     values = layers._crelu_values
@@ -151,3 +150,64 @@ def test_an_input_gradient_alone_recomputes_nothing(monkeypatch):
     conv(crelu(z)).sum().backward()
     assert len(calls) == 1  # the forward's CReLU only: the backward needs h's shape, not its values
     torch.testing.assert_close(z.grad, expected, rtol=0, atol=0)
+
+
+def _reference_pair(z: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    return torch.cat((torch.relu(z), torch.relu(-z)), dim=dim)
+
+
+@pytest.mark.parametrize("recompute", [True, False])
+@pytest.mark.parametrize("dim", [1, -1])
+def test_crelu_equals_the_concatenation_of_relus_forward_and_backward(recompute, dim):
+    z = torch.randn(3, 6, 5, 5)
+    z[0, 0, 0] = 0.0  # relu's gradient at 0 is 0 in both halves
+    z[0, 1, 0] = -0.0
+    grad = torch.randn(*(s * 2 if i == dim % 4 else s for i, s in enumerate(z.shape)))
+    ours, reference = z.clone().requires_grad_(), z.clone().requires_grad_()
+    out = crelu(ours, dim, recompute)
+    assert torch.equal(out, _reference_pair(reference, dim))
+    out.backward(grad)
+    _reference_pair(reference, dim).backward(grad)
+    assert torch.equal(ours.grad, reference.grad)
+
+
+def test_the_recompute_choice_is_the_modules_and_shows_in_its_repr():
+    model = timm.create_model("ll_plain8")
+    assert "recompute=True" in repr(model.stem.act)
+    kept = set_crelu_recompute(copy.deepcopy(model), False)
+    assert "recompute=False" in repr(kept.stem.act)
+    assert all(m.recompute for m in model.modules() if isinstance(m, CReLU))  # the original is untouched
+    x = torch.randn(2, 3, 32, 32)
+    assert _saved_bytes(kept, x) > 1.3 * _saved_bytes(model, x)  # each model keeps its own choice
+    with pytest.raises(ValueError, match="no CReLU module"):
+        set_crelu_recompute(timm.create_model("plain8"), False)
+
+
+def test_the_deprecated_switch_warns_and_still_overrides():
+    model = timm.create_model("ll_plain8")
+    x = torch.randn(2, 3, 32, 32)
+    with pytest.warns(DeprecationWarning, match="set_crelu_recompute"):
+        switch = timm_ll.crelu_recompute(False)
+    with switch:
+        kept = _saved_bytes(model, x)
+    assert kept > 1.3 * _saved_bytes(model, x)
+
+
+def test_a_checkpoint_written_before_the_rework_loads_and_agrees():
+    """``tests/data/ll_plain8_trained_d0c4c85.safetensors``: ll_plain8 after 3 SGD steps, written by the code of
+    commit d0c4c85 (the CReLU hand-off through a tensor attribute and a global switch), with its logits and input
+    gradient on a fixed input (``tests/data/make_fixtures.py``)."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    state = load_file(Path(__file__).parent / "data" / "ll_plain8_trained_d0c4c85.safetensors")
+    x, logits, input_grad = state.pop("__input__"), state.pop("__logits__"), state.pop("__input_grad__")
+    model = timm.create_model("ll_plain8")
+    model.load_state_dict(state)  # strict: same names and shapes
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), logits, rtol=1e-5, atol=1e-6)
+    x = x.clone().requires_grad_()
+    model(x).square().sum().backward()
+    torch.testing.assert_close(x.grad, input_grad, rtol=1e-4, atol=1e-6)

@@ -28,8 +28,6 @@ def test_crelu_gradient_is_zero_at_zero_like_relu():
 def test_crelu_keeps_one_tensor_for_backward():
     # its input (C channels), which a following CReLUConv2d shares; with the recomputation off,
     # its output (2C), which the following conv keeps anyway (the package's earlier design)
-    from timm_ll.layers import crelu_recompute
-
     x = torch.randn(8, 16, 8, 8, requires_grad=True)
     saved: list[torch.Tensor] = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
@@ -37,8 +35,8 @@ def test_crelu_keeps_one_tensor_for_backward():
         out = CReLU()(z)
     assert len(saved) == 1 and saved[0].data_ptr() == z.data_ptr() and saved[0].numel() * 2 == out.numel()
     saved.clear()
-    with crelu_recompute(False), torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        out = CReLU()(x * 1.0)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        out = CReLU(recompute=False)(x * 1.0)
     assert len(saved) == 1 and saved[0].data_ptr() == out.data_ptr()
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         saved.clear()

@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import pytest
 import timm
 import torch
@@ -5,7 +8,7 @@ from torch import nn
 
 import timm_ll  # noqa: F401
 from timm_ll.layers import CReLU
-from timm_ll.models.cifar import REGISTERED_DEPTHS
+from timm_ll.models.cifar import FAMILIES, REGISTERED_DEPTHS, CifarNet
 
 
 def _affine_error(model: nn.Module, input_shape=(2, 3, 32, 32)) -> float:
@@ -30,7 +33,7 @@ def test_ll_models_without_norm_are_affine_at_init(depth):
     model = timm.create_model(f"ll_plain{depth}", norm_layer="")  # timm drops None-valued kwargs
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     assert _affine_error(model) < 1e-9
-    direct = timm_ll.CifarNet(depth=depth, activation="crelu", init="looks_linear", norm_layer=None)
+    direct = timm_ll.CifarNet(depth=depth, looks_linear=True, norm_layer=None)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in direct.modules())
     assert _affine_error(direct) < 1e-9
 
@@ -201,10 +204,74 @@ def test_registered_names_and_module():
 
 
 def test_invalid_configurations_are_refused():
-    with pytest.raises(ValueError, match="needs activation='crelu'"):
-        timm.create_model("plain20", init="looks_linear")
-    with pytest.raises(ValueError, match="use 'relu', 'crelu' or 'leaky_relu'"):
-        timm.create_model("plain20", activation="gelu")
+    with pytest.raises(ValueError, match="looks_linear=True needs a CReLU act_layer"):
+        timm.create_model("plain20", looks_linear=True, act_layer="relu")
+    with pytest.raises(ValueError, match="act_layer='gelu': use one of 'relu', 'crelu', 'tat_leaky_relu'"):
+        timm.create_model("plain20", act_layer="gelu")
+    with pytest.raises(ValueError, match="block='dense'"):
+        timm.create_model("plain20", block="dense")
+    with pytest.raises(ValueError, match="takes a ReLU act_layer"):
+        timm.create_model("cifar_resnet20", act_layer="crelu")
+    with pytest.raises(ValueError, match="its own init"):
+        timm.create_model("ll_plain20", weight_init="orthogonal")
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['act_layr'\\].*did you mean 'act_layer'"):
+        CifarNet(depth=20, act_layr="relu")
+
+
+def _fingerprint(model: nn.Module) -> dict[str, list]:
+    return {
+        name: [float(v.double().sum()), float(v.double().abs().sum()), [float(x) for x in v.flatten()[:3]]]
+        for name, v in model.state_dict().items()
+        if v.is_floating_point()
+    }
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_the_same_seed_gives_the_initial_weights_of_before_the_parts_rework(family):
+    """``tests/data/initial_weights_depth8_seed0.json`` fingerprints each family's depth-8 member at seed 0 as the
+    string-flag CifarNet of commit d0c4c85 built it (``tests/data/make_fixtures.py``): committed runs stay
+    reproducible."""
+    reference = json.loads((Path(__file__).parent / "data" / "initial_weights_depth8_seed0.json").read_text())
+    torch.manual_seed(0)
+    ours = _fingerprint(timm.create_model(f"{family}8"))
+    theirs = reference["fingerprints"][family]
+    assert list(ours) == list(theirs)
+    # loose enough for another CPU's QR (orthogonal init) and thread count; another draw is off by O(1)
+    for name, (total, magnitude, first) in theirs.items():
+        assert ours[name][0] == pytest.approx(total, rel=1e-4, abs=1e-4 * magnitude), name
+        assert ours[name][1] == pytest.approx(magnitude, rel=1e-4), name
+        assert ours[name][2] == pytest.approx(first, rel=1e-4, abs=1e-5), name
+
+
+def test_the_old_string_flags_warn_and_build_the_same_net():
+    new = dict(
+        ll_plain=dict(looks_linear=True),
+        cifar_resnet=dict(block="basic"),
+        tat_plain=dict(act_layer="tat_leaky_relu", weight_init="orthogonal", eta=0.9),
+    )
+    old = dict(
+        ll_plain=dict(activation="crelu", init="looks_linear"),
+        cifar_resnet=dict(residual=True),
+        tat_plain=dict(activation="leaky_relu", init="orthogonal", eta=0.9),
+    )
+    for family in new:
+        torch.manual_seed(0)
+        expected = CifarNet(depth=20, **new[family])
+        torch.manual_seed(0)
+        with pytest.warns(DeprecationWarning, match="is deprecated"):
+            built = CifarNet(depth=20, **old[family])
+        assert repr(built) == repr(expected)
+        assert _fingerprint(built) == _fingerprint(expected)
+
+
+def test_cifar_net_takes_parts_as_classes_and_the_shallow_eta_is_the_models():
+    from timm_ll.models.cifar import SHALLOW_ETA, BasicBlock
+
+    by_class = CifarNet(depth=20, block=BasicBlock, act_layer=nn.ReLU)
+    assert isinstance(by_class.stages[0][0], BasicBlock)
+    assert CifarNet(depth=8, looks_linear=True, eta="auto").eta == SHALLOW_ETA  # 7 activations cannot reach 0.9
+    assert CifarNet(depth=20, looks_linear=True, eta="auto").eta == 0.9
+    assert timm.create_model("tat_slim8").eta == SHALLOW_ETA and timm.create_model("tat_slim20").eta == 0.9
 
 
 def test_ll_plain_is_the_pre_activation_sequence_layer_for_layer():

@@ -98,7 +98,7 @@ def test_mirror_ratio_one_is_looks_linear_bitwise():
 
 def _leaky_twin(model: CifarNet) -> CifarNet:
     """The Leaky-ReLU net (slope alpha, gain 1) with the first half ``W[:, :C]`` of every mirrored weight."""
-    twin = CifarNet(depth=model.depth, activation="relu", widths=SLIM_WIDTHS, dtype=torch.float64)
+    twin = CifarNet(depth=model.depth, widths=SLIM_WIDTHS, dtype=torch.float64)
     for module in list(twin.modules()):
         for child_name, child in module.named_children():
             if isinstance(child, nn.ReLU):
@@ -161,7 +161,7 @@ def test_eta_is_refused_where_it_means_nothing():
     with pytest.raises(ValueError, match="eta=0.9 sets a TAT slope"):
         timm.create_model("plain20", eta=0.9)
     with pytest.raises(ValueError, match="give eta="):
-        CifarNet(depth=20, activation="leaky_relu", init="orthogonal")
+        CifarNet(depth=20, act_layer="tat_leaky_relu", weight_init="orthogonal")
 
 
 def _second_moments(model: nn.Module, x: torch.Tensor) -> list[float]:

@@ -7,7 +7,16 @@ does that import for you the moment ``timm`` is imported (see ``_timm_ll_autoreg
 
 from timm_ll.convert import LooksLinearError, make_looks_linear
 from timm_ll.init import init_looks_linear_, looks_linear_, mirror_weight_, orthogonal_, tat_gain, tat_slope
-from timm_ll.layers import CReLU, CReLUConv1d, CReLUConv2d, CReLUConv3d, TATLeakyReLU, crelu, crelu_recompute
+from timm_ll.layers import (
+    CReLU,
+    CReLUConv1d,
+    CReLUConv2d,
+    CReLUConv3d,
+    TATLeakyReLU,
+    crelu,
+    crelu_recompute,
+    set_crelu_recompute,
+)
 from timm_ll.models import CIFAR10_MEAN, CIFAR10_STD, CifarNet, SkipFreeResNet, valid_depths
 
 __version__ = "0.1.0"
@@ -18,6 +27,7 @@ __all__ = [
     "CReLUConv2d",
     "CReLUConv3d",
     "crelu_recompute",
+    "set_crelu_recompute",
     "init_looks_linear_",
     "make_looks_linear",
     "LooksLinearError",

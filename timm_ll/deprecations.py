@@ -6,6 +6,8 @@ plugin never imports Lightning: the old module names are files of two lines that
 ``timm_ll.app.reporting.median_time`` (removed in 670fe3a) is back as a deprecated function that
 names its replacement. ``timm_ll.app.training.validation_run`` (moved to ``examples/validation.py``)
 still runs, with a warning, from ``timm_ll.app.training`` (the plugin's modules import no app module).
+``timm_ll.crelu_recompute`` (``timm_ll/layers.py``) and ``CifarNet``'s string flags ``activation=``,
+``residual=``, ``init=`` (``timm_ll/models/cifar.py``) warn through :func:`warn_moved` where they are handled.
 ``lightning_callbacks.deprecations`` does the same for the measurer's names; the two are kept apart
 so that the plugin imports nothing of the measurer.
 """

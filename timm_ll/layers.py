@@ -6,30 +6,45 @@ networks that are exactly linear at initialization, and the convolution that con
 Memory. A CReLU doubles the channels, and the convolution after it keeps its input for the
 weight gradient: kept naively, an LL unit (conv -> norm -> CReLU -> conv) holds the norm's
 input (C channels) plus the concatenation (2C), 1.5x a ReLU unit's C + C. Yet the
-concatenation is a cheap, exact function of the CReLU's input ``z``. So here the CReLU keeps
-``z`` (C) for its own backward, and :class:`CReLUConv2d` (and 1d/3d), fed a CReLU output,
-keeps that same ``z`` instead of the concatenation and recomputes ``[relu(z), relu(-z)]`` in
-its backward: C + C, like a ReLU unit.
+concatenation is a cheap, exact function of the CReLU's input ``z``. So a :class:`CReLU`
+keeps ``z`` (C) for its own backward, and the :class:`CReLUConv2d` (and 1d/3d) it feeds keeps
+that same ``z`` instead of the concatenation and recomputes ``[relu(z), relu(-z)]`` in its
+backward: C + C, like a ReLU unit.
+
+The pair in the model's structure. The two are two modules, not one, on purpose: the CReLU
+ends a block and the convolution starts the next, and the CReLU's output (2C channels) is
+what timm's ``forward_intermediates``, ``features_only`` and the ShatteringMonitor observe and
+differentiate; a single module taking ``z`` would move every block boundary. What joins them
+is visible: the CReLU's ``recompute`` attribute (in its repr; :func:`set_crelu_recompute` sets
+it on a whole model) and the consuming layer's class. The convolution finds ``z`` through
+autograd's own record of the CReLU (its output's ``grad_fn``, which holds a weak reference
+to ``z``), not through a global switch or an attribute on the tensor, so two threads or two
+models never see each other's choice.
 
 Why a custom ``autograd.Function`` and not torch's selective activation checkpointing: SAC
-recomputes the ops of one checkpointed region, but here the CReLU ends one block and the
-convolution starts the next, and the CReLU's output is what timm's ``forward_intermediates``,
-``features_only`` and the ShatteringMonitor observe and differentiate. Wrapping the pair in
-one region would move those block boundaries; the Function keeps every module, output and
-``state_dict`` key as it is, and the convolution's forward is the very ``F.conv*d`` call of
-``nn.Conv*d`` (bitwise-equal outputs). Its backward calls ``aten.convolution_backward``, the
-kernel autograd's own convolution backward uses.
+recomputes the ops of one checkpointed region, and the region would have to span the block
+boundary above. The Function keeps every module, output and ``state_dict`` key as it is, and
+the convolution's forward is the very ``F.conv*d`` call of ``nn.Conv*d`` (bitwise-equal
+outputs). Its backward calls ``aten.convolution_backward``, the kernel autograd's own
+convolution backward uses.
 
-The CReLU output carries a weak reference to ``z`` (and its version): the convolution takes
-the recomputing path only while ``z`` is alive anyway (the CReLU's backward keeps it) and the
-output was not modified in place; otherwise (no grad, ``torch.compile`` -- whose partitioner
-makes the same recompute choice itself --, TorchScript, fx tracing, activation checkpointing,
-saved-tensor hooks that move ``z`` away) it is a plain convolution.
+The convolution takes the recomputing path only while ``z`` is alive anyway (the CReLU's
+backward keeps it) and the CReLU output was not modified in place; otherwise (no grad,
+``torch.compile`` -- whose partitioner makes the same recompute choice itself --, TorchScript,
+fx tracing, activation checkpointing, saved-tensor hooks that move ``z`` away) it is a plain
+convolution.
+
+Cost. The forward writes ``relu(z)`` and then ``relu(-z) = relu(z) - z`` (two passes, not three);
+the backward masks the two gradient halves with one kernel each (``threshold_backward``, the
+kernel of ``torch.relu``'s own backward, and ``hardtanh_backward`` for ``z < 0``), with no ``-z``
+temporary. Both equal ``torch.cat((relu(z), relu(-z)))`` and its autograd gradient for every
+finite ``z`` (at +-inf and NaN, where training has already diverged, they may differ).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import weakref
 from collections.abc import Iterator
 
@@ -38,6 +53,7 @@ import torch.nn.functional as F
 from timm.layers import register_notrace_module
 from torch import nn
 
+from timm_ll.deprecations import warn_moved
 from timm_ll.init import tat_gain
 
 __all__ = [
@@ -48,28 +64,47 @@ __all__ = [
     "CReLUConv3d",
     "crelu_conv_type",
     "crelu_recompute",
+    "set_crelu_recompute",
     "TATLeakyReLU",
 ]
 
-# attribute of a CReLU output: (weak reference to the CReLU input, the output's version when made)
-_SOURCE = "_timm_ll_crelu_source"
-_RECOMPUTE = True
+# the deprecated crelu_recompute() only: a context-local override (None: each CReLU's own attribute rules)
+_DEPRECATED_OVERRIDE: contextvars.ContextVar[bool | None] = contextvars.ContextVar("crelu_recompute", default=None)
+
+
+def crelu_recompute(enabled: bool) -> contextlib.AbstractContextManager[None]:
+    """Deprecated: use ``CReLU(recompute=...)`` or :func:`set_crelu_recompute` on the model.
+
+    A context manager that overrides every CReLU's ``recompute`` within its block (in this thread
+    or task only).
+    """
+    warn_moved("timm_ll.crelu_recompute(enabled)", "timm_ll.set_crelu_recompute(model, enabled)", stacklevel=3)
+    return _overriding_recompute(bool(enabled))
 
 
 @contextlib.contextmanager
-def crelu_recompute(enabled: bool) -> Iterator[None]:
-    """Turn the recomputation of CReLU outputs in backward on (the default) or off, for a block of code.
-
-    Off, a CReLU keeps its output for backward and the next convolution keeps it too (shared):
-    what this package did before, kept to measure the saving (``benchmarks/models.py``) and to
-    rule it out when debugging. Numerics are the same either way. Not thread-safe: a global switch.
-    """
-    global _RECOMPUTE
-    previous, _RECOMPUTE = _RECOMPUTE, enabled
+def _overriding_recompute(enabled: bool) -> Iterator[None]:
+    token = _DEPRECATED_OVERRIDE.set(enabled)
     try:
         yield
     finally:
-        _RECOMPUTE = previous
+        _DEPRECATED_OVERRIDE.reset(token)
+
+
+def set_crelu_recompute(model: nn.Module, enabled: bool) -> nn.Module:
+    """Set ``recompute`` on every :class:`CReLU` of ``model`` and return ``model``.
+
+    On (the default), a CReLU keeps its input for backward and the next convolution recomputes
+    the concatenation from it; off, the CReLU keeps its output (2C channels, shared with the next
+    layer): what this package did before, kept to measure the saving (``benchmarks/models.py``)
+    and to rule it out when debugging. Numerics are the same either way.
+    """
+    found = [module for module in model.modules() if isinstance(module, CReLU)]
+    if not found:
+        raise ValueError(f"{type(model).__name__} has no CReLU module: there is no recomputation to turn on or off")
+    for module in found:
+        module.recompute = bool(enabled)
+    return model
 
 
 def _memory_format(x: torch.Tensor) -> torch.memory_format:
@@ -79,56 +114,65 @@ def _memory_format(x: torch.Tensor) -> torch.memory_format:
 
 
 def _crelu_values(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """``cat([relu(x), relu(-x)], dim)`` written straight into one buffer (channels-last kept)."""
+    """``cat([relu(x), relu(-x)], dim)`` written straight into one buffer (channels-last kept).
+
+    Two passes: ``relu(-x) = relu(x) - x`` exactly for finite ``x`` (``x - x`` is an exact 0 for
+    ``x > 0``, ``0 - x`` an exact ``-x`` otherwise).
+    """
     shape = list(x.shape)
     shape[dim] *= 2
-    # keep a channels-last input channels-last (what the next conv wants on GPUs)
     out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
     pos, neg = out.chunk(2, dim=dim)
     torch.clamp_min(x, 0, out=pos)
-    torch.clamp_max(x, 0, out=neg)
-    neg.neg_()
+    torch.sub(pos, x, out=neg)
     return out
 
 
 class _CReLUFunction(torch.autograd.Function):
     """CReLU whose backward keeps only its input ``x`` (C channels), which the next conv shares.
 
-    With :func:`crelu_recompute` off it keeps its output instead (2C, shared with the next
-    layer, which keeps that output anyway): the sign of ``x`` is read back from the halves.
+    With ``recompute`` off it keeps its output instead (2C, shared with the next layer, which
+    keeps that output anyway): the sign of ``x`` is read back from the halves. With it on, its
+    graph node holds a weak reference to ``x`` (``source``) and the output's version when made
+    (``made_at``): how a following :class:`CReLUConv2d` finds ``x``.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, dim: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, dim: int, recompute: bool) -> torch.Tensor:  # type: ignore[override]
         out = _crelu_values(x, dim)
-        ctx.dim, ctx.kept_output = dim, not _RECOMPUTE
+        ctx.dim, ctx.kept_output = dim, not recompute
         ctx.save_for_backward(out if ctx.kept_output else x)
+        # a channel CReLU only: a following conv may recompute it from x
+        ctx.source = weakref.ref(x) if recompute and dim in (1, 1 - x.dim()) else None
         return out
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         (kept,) = ctx.saved_tensors
         grad_pos, grad_neg = grad_out.chunk(2, dim=ctx.dim)
-        # d relu(x)/dx = [x > 0]; d relu(-x)/dx = -[x < 0]; both 0 at x == 0, as torch.relu.
-        # threshold_backward is the kernel torch.relu's own backward uses: x > 0 iff relu(x) > 0,
-        # and x < 0 iff relu(-x) > 0
+        # d relu(x)/dx = [x > 0]; d relu(-x)/dx = -[x < 0]; both 0 at x == 0, as torch.relu
         if ctx.kept_output:
-            pos, neg = kept.chunk(2, dim=ctx.dim)
-        else:
-            pos, neg = kept, -kept
-        grad_x = torch.ops.aten.threshold_backward(grad_pos, pos, 0)
-        return grad_x.sub_(torch.ops.aten.threshold_backward(grad_neg, neg, 0)), None
+            pos, neg = kept.chunk(2, dim=ctx.dim)  # x > 0 iff relu(x) > 0, x < 0 iff relu(-x) > 0
+            grad_x = torch.ops.aten.threshold_backward(grad_pos, pos, 0)
+            return grad_x.sub_(torch.ops.aten.threshold_backward(grad_neg, neg, 0)), None, None
+        grad_x = torch.ops.aten.threshold_backward(grad_pos, kept, 0)
+        # grad where -inf < x < 0, else 0: the negative half's mask without a -x temporary
+        return grad_x.sub_(torch.ops.aten.hardtanh_backward(grad_neg, kept, float("-inf"), 0.0)), None, None
 
 
-def crelu(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """Concatenated ReLU: ``cat([relu(x), relu(-x)], dim)``; the output has twice ``x``'s size on ``dim``."""
+def crelu(x: torch.Tensor, dim: int = 1, recompute: bool = True) -> torch.Tensor:
+    """Concatenated ReLU: ``cat([relu(x), relu(-x)], dim)``; the output has twice ``x``'s size on ``dim``.
+
+    ``recompute``: keep ``x`` for backward (C channels), so that a following ``CReLUConv*d`` shares
+    it and recomputes the concatenation; False keeps the output (2C) instead.
+    """
     if torch.jit.is_scripting():
         return torch.cat((F.relu(x), F.relu(-x)), dim=dim)
     if not x.requires_grad or not torch.is_grad_enabled() or torch.compiler.is_compiling():
         return torch.cat((F.relu(x), F.relu(-x)), dim=dim)
-    out = _CReLUFunction.apply(x, dim)
-    if _RECOMPUTE and dim in (1, 1 - x.dim()):  # a channel CReLU: a following conv may recompute it from x
-        setattr(out, _SOURCE, (weakref.ref(x), out._version))
+    override = _DEPRECATED_OVERRIDE.get()
+    out = _CReLUFunction.apply(x, dim, recompute if override is None else override)
+    out.grad_fn.made_at = out._version  # an in-place change after this is seen by the next conv
     return out
 
 
@@ -145,17 +189,23 @@ class CReLU(nn.Module):
 
     Args:
         dim: dimension to concatenate on (1 = channels for NCHW and (N, C) inputs).
+        recompute: keep only the input for backward and let the ``CReLUConv*d`` that consumes the
+            output recompute the concatenation from it (the module docstring); False keeps the output.
     """
 
-    def __init__(self, dim: int = 1) -> None:
+    # the output has twice the input's channels: model builders size the next layer by this
+    channel_multiplier = 2
+
+    def __init__(self, dim: int = 1, recompute: bool = True) -> None:
         super().__init__()
         self.dim = dim
+        self.recompute = recompute
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return crelu(x, self.dim)
+        return crelu(x, self.dim, self.recompute)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}"
+        return f"dim={self.dim}, recompute={self.recompute}"
 
 
 class TATLeakyReLU(nn.Module):
@@ -239,12 +289,12 @@ _FUNCTIONAL = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 def _crelu_source(h: torch.Tensor) -> torch.Tensor | None:
     """The live CReLU input that ``h`` was computed from, if ``h`` is an unmodified CReLU output."""
-    entry = h.__dict__.get(_SOURCE)
-    if entry is None:
+    node = h.grad_fn
+    if type(node) is not _CReLUFunction._backward_cls:  # made by something else, or a view of a CReLU output
         return None
-    ref, version = entry
-    z = ref()
-    return z if z is not None and h._version == version else None
+    source = node.source
+    z = source() if source is not None else None
+    return z if z is not None and h._version == node.made_at else None
 
 
 def _conv_after_crelu(conv: nn.modules.conv._ConvNd, x: torch.Tensor) -> torch.Tensor:

@@ -1,21 +1,21 @@
-"""The four CIFAR families of Balduzzi et al. (2017), registered in timm.
+"""The seven CIFAR families, registered in timm: Balduzzi et al. (2017)'s four and three at equal cost.
 
-All four are one configurable :class:`CifarNet` (32x32 input, a 3x3 stem conv, three stages
+All seven are one :class:`CifarNet` built from parts as timm builds its nets (a ``block``, an
+``act_layer``, a weight init, ``looks_linear``): 32x32 input, a 3x3 stem conv, three stages
 of 16/32/64 filters with ``n`` blocks of two 3x3 convs each, global average pooling and a
-linear classifier: depth = 6n + 2 weight layers), differing only in activation, shortcut
-and init:
+linear classifier (depth = 6n + 2 weight layers). ``FAMILIES`` holds each family's parts:
 
-============== ========== ============ =================================================
-family         activation shortcut     init
-============== ========== ============ =================================================
-``ll_plain``   CReLU      none         looks-linear (mirrored orthogonal), Balduzzi et al.
-``crelu_plain``CReLU      none         He (the paper's "CReLU w/o LL")
-``plain``      ReLU       none         He
-``cifar_resnet`` ReLU     identity (A) He, as He et al. (2016) for CIFAR
-``ll_slim``    CReLU      none         looks-linear, at ``plain``'s parameters and FLOPs
-``tat_plain``  TAT leaky  none         orthogonal, ``plain``'s widths (Zhang et al. 2022)
-``tat_slim``   CReLU      none         mirrored with TAT's ratio, ``ll_slim``'s widths
-============== ========== ============ =================================================
+================ =============== ============= =====================================================
+family           act_layer       block         init
+================ =============== ============= =====================================================
+``ll_plain``     CReLU           plain         looks-linear (mirrored orthogonal), Balduzzi et al.
+``crelu_plain``  CReLU           plain         He (the paper's "CReLU w/o LL")
+``plain``        ReLU            plain         He
+``cifar_resnet`` ReLU            basic (A)     He, as He et al. (2016) for CIFAR
+``ll_slim``      CReLU           plain         looks-linear, at ``plain``'s parameters and FLOPs
+``tat_plain``    TAT leaky ReLU  plain         orthogonal, ``plain``'s widths (Zhang et al. 2022)
+``tat_slim``     CReLU           plain         mirrored with TAT's ratio, ``ll_slim``'s widths
+================ =============== ============= =====================================================
 
 Normalization sits before the activation (conv -> norm -> act), so at init, in eval mode,
 a norm layer is affine and an LL net stays exactly affine in its input. For the skip-free
@@ -69,7 +69,8 @@ from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_c
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from timm_ll.init import OrthogonalKind, init_looks_linear_, looks_linear_, orthogonal_, tat_slope
+from timm_ll.deprecations import warn_moved
+from timm_ll.init import OrthogonalKind, looks_linear_, max_reachable_eta, orthogonal_, tat_slope
 from timm_ll.layers import CReLU, CReLUConv2d, TATLeakyReLU
 from timm_ll.models._checkpoint import check_pretrained_file, checkpoint_filter_fn
 
@@ -81,6 +82,10 @@ __all__ = [
     "FAMILIES",
     "REGISTERED_DEPTHS",
     "SLIM_WIDTHS",
+    "PlainBlock",
+    "BasicBlock",
+    "SHALLOW_ETA",
+    "TAT_ETA",
 ]
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -89,8 +94,14 @@ STAGE_WIDTHS = (16, 32, 64)
 # ll_slim: ~STAGE_WIDTHS / sqrt(2), so that CReLU's doubled channels cost what ReLU's do
 SLIM_WIDTHS = (11, 23, 45)
 
-Activation = Literal["relu", "crelu", "leaky_relu"]
-Init = Literal["he", "looks_linear", "orthogonal"]
+# TAT's target C_net(0) (Zhang et al. 2022's default)
+TAT_ETA = 0.9
+# depth 8's 7 activations reach at most C_net(0) = 0.809: eta="auto" gives it this instead of TAT_ETA
+SHALLOW_ETA = 0.8
+
+WeightInit = Literal["he", "orthogonal"]
+# the activation layers a CifarNet takes by name (a class or any callable returning a module works too)
+ACT_LAYERS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "crelu": CReLU, "tat_leaky_relu": TATLeakyReLU}
 
 
 def valid_depths(limit: int = 200) -> list[int]:
@@ -150,7 +161,7 @@ class BasicBlock(nn.Module):
     def __init__(self, in_chs: int, out_chs: int, stride: int, act_mult: int, **unit_args: Any) -> None:
         super().__init__()
         if act_mult != 1:
-            raise ValueError("the residual baseline uses ReLU; a CReLU ResNet is not one of the four families")
+            raise ValueError("the residual block is the He et al. baseline and takes a ReLU act_layer, not a CReLU")
         act_layer = unit_args.pop("act_layer")
         self.unit1 = CifarUnit(in_chs, out_chs, stride, act_layer=act_layer, **unit_args)
         self.unit2 = CifarUnit(out_chs, out_chs, 1, act_layer=None, **unit_args)
@@ -170,15 +181,83 @@ class BasicBlock(nn.Module):
         return self.act(self.unit2(self.unit1(x)) + self.shortcut(x))
 
 
+BLOCKS: dict[str, type[nn.Module]] = {"plain": PlainBlock, "basic": BasicBlock}
+
+
+_OLD_ACTIVATIONS = {"relu": "relu", "crelu": "crelu", "leaky_relu": "tat_leaky_relu"}
+
+
+def _from_deprecated_spellings(
+    deprecated: dict[str, Any], block: Any, act_layer: Any, looks_linear: bool, weight_init: str
+) -> tuple[Any, Any, bool, str]:
+    """Map the string flags CifarNet took before it was built from parts (``activation=``, ``residual=``,
+    ``init=``) onto ``act_layer``, ``block``, ``looks_linear`` and ``weight_init``, with a warning."""
+    unknown = sorted(set(deprecated) - {"activation", "residual", "init"})
+    if unknown:
+        import difflib
+        import inspect
+
+        valid = [p for p in inspect.signature(CifarNet).parameters if p != "deprecated"]
+        hints = [
+            f"{name!r}: did you mean {close[0]!r}?"
+            for name in unknown
+            if (close := difflib.get_close_matches(name, valid, 1))
+        ]
+        raise TypeError(
+            f"CifarNet got unexpected keyword arguments {unknown}" + ("; " + "; ".join(hints) if hints else "")
+        )
+    if "activation" in deprecated:
+        activation = deprecated["activation"]
+        warn_moved("CifarNet(activation=...)", "CifarNet(act_layer=...)", stacklevel=4)
+        if activation not in _OLD_ACTIVATIONS:
+            raise ValueError(f"activation={activation!r}: use 'relu', 'crelu' or 'leaky_relu'")
+        act_layer = _OLD_ACTIVATIONS[activation]
+    if "residual" in deprecated:
+        warn_moved("CifarNet(residual=...)", "CifarNet(block='basic')", stacklevel=4)
+        block = "basic" if deprecated["residual"] else block
+    if "init" in deprecated:
+        init = deprecated["init"]
+        warn_moved("CifarNet(init=...)", "CifarNet(looks_linear=True) or CifarNet(weight_init=...)", stacklevel=4)
+        if init not in ("he", "looks_linear", "orthogonal"):
+            raise ValueError(f"init={init!r}: use 'he', 'looks_linear' or 'orthogonal'")
+        looks_linear = looks_linear or init == "looks_linear"
+        weight_init = "he" if init == "looks_linear" else init
+    if block in ("basic", BasicBlock) and act_layer not in (None, "relu", nn.ReLU):
+        raise ValueError("the residual block is the He et al. baseline and takes a ReLU act_layer")
+    return block, act_layer, looks_linear, weight_init
+
+
+def _resolve(kind: str, value: Any, table: dict[str, Any]) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return table[value]
+    except KeyError:
+        raise ValueError(f"{kind}={value!r}: use one of {', '.join(map(repr, table))} (or a class)") from None
+
+
+def _is_tailored(act_layer: Any) -> bool:
+    return isinstance(act_layer, type) and issubclass(act_layer, TATLeakyReLU)
+
+
 class CifarNet(nn.Module):
-    """One configurable CIFAR network for all four families (see the module docstring).
+    """One CIFAR network built from parts, for all seven families (see the module docstring).
+
+    Configured as timm's ResNet is: a ``block``, an ``act_layer``, a weight init, and
+    ``looks_linear`` spelled as in :class:`timm_ll.SkipFreeResNet`.
 
     Args:
         depth: number of weight layers, 6n + 2 (20, 32, 44, 56, 110, 200, ...).
-        activation: ``"relu"``, ``"crelu"`` or ``"leaky_relu"`` (TAT's normalized Leaky ReLU; needs ``eta``).
-        residual: add He et al.'s identity shortcut (option A) around every pair of convs.
-        init: ``"he"`` (Kaiming normal, fan_out), ``"looks_linear"`` (needs ``"crelu"``; mirror ratio 1,
-            or TAT's slope with ``eta``) or ``"orthogonal"`` (variance-preserving orthogonal, TAT's init).
+        block: ``PlainBlock`` / ``"plain"`` (two conv-norm-act units, no shortcut) or ``BasicBlock`` /
+            ``"basic"`` (He et al.'s identity shortcut, option A; takes a ReLU).
+        act_layer: the activation: a class or ``"relu"``, ``"crelu"`` (:class:`~timm_ll.CReLU`, whose
+            ``channel_multiplier`` doubles what the next conv sees) or ``"tat_leaky_relu"``
+            (:class:`~timm_ll.TATLeakyReLU`, its slope set by ``eta``). None: CReLU for a looks-linear net,
+            else ReLU.
+        looks_linear: mirrored orthogonal weights ``[W0, -alpha W0]`` after every CReLU (Balduzzi et al.;
+            ``alpha`` is 1, or TAT's slope with ``eta``), so the net is exactly affine at init. Takes a CReLU.
+        weight_init: the init of a net that is not looks-linear: ``"he"`` (Kaiming normal, fan_out) or
+            ``"orthogonal"`` (variance-preserving orthogonal, TAT's init).
         num_classes: classifier outputs; 0 removes the classifier.
         in_chans: input channels.
         global_pool: timm pooling type (``"avg"``, ``"max"``, ``"avgmax"``, ``"catavgmax"``, ``""``).
@@ -188,90 +267,89 @@ class CifarNet(nn.Module):
             bias). ``timm.create_model`` drops None-valued kwargs, so pass ``norm_layer=""``
             there (timm's own convention for "no norm").
         widths: filters of the three stages.
-        eta: TAT's target kernel ``C_net(0)`` (``timm_ll.tat_slope``), which sets the Leaky ReLU's slope
-            (``"leaky_relu"``) or the mirror ratio of a looks-linear net; None keeps the LL ratio 1.
-        orthogonal: the orthogonal construction of ``"looks_linear"``/``"orthogonal"`` init: ``"flattened"``
+        eta: TAT's target kernel ``C_net(0)`` (``timm_ll.tat_slope``), which sets a tailored activation's
+            slope or a looks-linear net's mirror ratio; ``"auto"`` is TAT's 0.9, or ``SHALLOW_ETA`` (0.8)
+            at depth 8, whose 7 activations cannot reach 0.9. None keeps the LL ratio 1.
+        orthogonal: the orthogonal construction of looks-linear and orthogonal init: ``"flattened"``
             or ``"delta"`` (an orthogonal centre tap, Xiao et al. 2018: what DKS/TAT use, and what keeps a
             norm-free net's activation scale at depth 200, where zero padding drains the flattened one's).
+        activation, residual, init: deprecated spellings of ``act_layer``, ``block`` and
+            ``looks_linear``/``weight_init`` (warn, then work as before).
     """
 
     def __init__(
         self,
         depth: int = 56,
-        activation: Activation = "relu",
-        residual: bool = False,
-        init: Init = "he",
+        block: type[nn.Module] | str = PlainBlock,
+        act_layer: Callable[..., nn.Module] | str | None = None,
+        looks_linear: bool = False,
+        weight_init: WeightInit = "he",
         num_classes: int = 10,
         in_chans: int = 3,
         global_pool: str = "avg",
         drop_rate: float = 0.0,
         norm_layer: Callable[..., nn.Module] | str | None = nn.BatchNorm2d,
         widths: tuple[int, int, int] = STAGE_WIDTHS,
-        eta: float | None = None,
+        eta: float | Literal["auto"] | None = None,
         orthogonal: OrthogonalKind = "flattened",
         device=None,
         dtype=None,
+        **deprecated: Any,
     ) -> None:
         super().__init__()
+        block, act_layer, looks_linear, weight_init = _from_deprecated_spellings(
+            deprecated, block, act_layer, looks_linear, weight_init
+        )
         blocks_per_stage = _check_depth(depth)
-        if activation not in ("relu", "crelu", "leaky_relu"):
-            raise ValueError(f"activation={activation!r}: use 'relu', 'crelu' or 'leaky_relu'")
-        if init not in ("he", "looks_linear", "orthogonal"):
-            raise ValueError(f"init={init!r}: use 'he', 'looks_linear' or 'orthogonal'")
-        if init == "looks_linear" and activation != "crelu":
-            raise ValueError("init='looks_linear' needs activation='crelu' (mirrored weights cancel only a CReLU)")
-        if residual and activation != "relu":
-            raise ValueError("residual=True is the He et al. baseline and takes activation='relu'")
-        if activation == "leaky_relu" and eta is None:
-            raise ValueError("activation='leaky_relu' is TAT's tailored rectifier: give eta= (TAT's default is 0.9)")
-        if eta is not None and activation != "leaky_relu" and init != "looks_linear":
-            raise ValueError(
-                f"eta={eta} sets a TAT slope: it applies to activation='leaky_relu' or init='looks_linear' "
-                f"(got activation={activation!r}, init={init!r}); drop eta for this family"
-            )
+        block = _resolve("block", block, BLOCKS)
+        act_layer = _resolve("act_layer", act_layer, ACT_LAYERS) or (CReLU if looks_linear else nn.ReLU)
+        act_mult = getattr(act_layer, "channel_multiplier", 1)
+        if weight_init not in ("he", "orthogonal"):
+            raise ValueError(f"weight_init={weight_init!r}: use 'he' or 'orthogonal' (or looks_linear=True)")
+        if looks_linear and act_mult != 2:
+            raise ValueError("looks_linear=True needs a CReLU act_layer (mirrored weights cancel only a CReLU)")
+        if looks_linear and weight_init != "he":
+            raise ValueError("looks_linear=True is its own init (mirrored orthogonal): drop weight_init")
+        eta = self._resolve_eta(eta, depth, act_layer, looks_linear)
         # TAT's slope for this depth (depth - 1 activations: the stem and every conv before the classifier);
         # for a CReLU net it is the mirror ratio, 1.0 (looks-linear) without eta
-        self.eta = eta
-        self.orthogonal = orthogonal
         try:
             self.slope: float | None = tat_slope(depth - 1, eta) if eta is not None else None
         except ValueError as error:
             raise ValueError(f"depth={depth} (its {depth - 1} activations): {error}") from None
-        if init == "looks_linear" and self.slope is None:
+        if looks_linear and self.slope is None:
             self.slope = 1.0
+        if _is_tailored(act_layer):
+            act_layer = partial(act_layer, self.slope)
+        elif act_layer is nn.ReLU:
+            act_layer = partial(nn.ReLU, inplace=True)
         if isinstance(norm_layer, str) and norm_layer.strip().lower() == "none":
             norm_layer = None
         norm_layer = get_norm_layer(norm_layer)
         dd = {"device": device, "dtype": dtype}
         self.depth = depth
+        self.eta = eta
+        self.orthogonal = orthogonal
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.drop_rate = drop_rate
-        self.init_mode = init
-        self.looks_linear = init == "looks_linear"
+        self.looks_linear = looks_linear
+        self.weight_init = weight_init
         self.grad_checkpointing = False
-        act_mult = 2 if activation == "crelu" else 1
-        if activation == "crelu":
-            act_layer = CReLU
-        elif activation == "leaky_relu":
-            act_layer = partial(TATLeakyReLU, self.slope)
-        else:
-            act_layer = partial(nn.ReLU, inplace=True)
         # every conv after the stem consumes a CReLU output: CReLUConv2d keeps the CReLU's input for
         # backward instead of the 2x-channel concatenation (see timm_ll.layers)
-        conv_layer = CReLUConv2d if activation == "crelu" else nn.Conv2d
+        conv_layer = CReLUConv2d if act_mult == 2 else nn.Conv2d
         unit_args = dict(norm_layer=norm_layer, act_layer=act_layer, conv_layer=conv_layer, **dd)
 
         self.stem = CifarUnit(in_chans, widths[0], 1, **dict(unit_args, conv_layer=nn.Conv2d))
         self.feature_info = [dict(num_chs=widths[0] * act_mult, reduction=1, module="stem")]
-        block_cls = BasicBlock if residual else PlainBlock
         stages, in_chs, reduction = [], widths[0] * act_mult, 1
         for stage_idx, width in enumerate(widths):
             stride = 1 if stage_idx == 0 else 2
             reduction *= stride
             blocks = []
             for block_idx in range(blocks_per_stage):
-                blocks.append(block_cls(in_chs, width, stride if block_idx == 0 else 1, act_mult, **unit_args))
+                blocks.append(block(in_chs, width, stride if block_idx == 0 else 1, act_mult, **unit_args))
                 in_chs = width * act_mult
             stages.append(nn.Sequential(*blocks))
             self.feature_info.append(dict(num_chs=in_chs, reduction=reduction, module=f"stages.{stage_idx}"))
@@ -282,25 +360,48 @@ class CifarNet(nn.Module):
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
         self.init_weights()
 
+    @staticmethod
+    def _resolve_eta(eta: Any, depth: int, act_layer: Any, looks_linear: bool) -> float | None:
+        tailored = _is_tailored(act_layer)
+        if tailored and eta is None:
+            raise ValueError(
+                "a TATLeakyReLU act_layer is TAT's tailored rectifier: give eta= (TAT's is 0.9, or 'auto')"
+            )
+        if eta is not None and not (tailored or looks_linear):
+            raise ValueError(
+                f"eta={eta!r} sets a TAT slope: it applies to a TATLeakyReLU act_layer or looks_linear=True; "
+                "drop eta for this family"
+            )
+        if eta == "auto":
+            return TAT_ETA if TAT_ETA < max_reachable_eta(depth - 1) else SHALLOW_ETA
+        return eta
+
     @torch.jit.ignore
     def init_weights(self) -> None:
-        """(Re-)initialize every weight: looks-linear (with the model's mirror ratio) for LL nets,
-        orthogonal for ``init="orthogonal"``, He et al. otherwise."""
-        if self.looks_linear:
-            mirrored = lambda layer: layer is not self.stem.conv  # noqa: E731
-            init_looks_linear_(self, mirrored, alpha=self.slope, kind=self.orthogonal)
-            return
-        if self.init_mode == "orthogonal":  # nothing mirrored: orthogonal_ everywhere
-            init_looks_linear_(self, mirrored=lambda layer: False, kind=self.orthogonal)
-            return
+        """(Re-)initialize every weight, layer by layer with :meth:`init_layer`."""
         for module in self.modules():
-            if isinstance(module, nn.Conv2d):
+            self.init_layer(module)
+
+    @torch.jit.ignore
+    def init_layer(self, module: nn.Module) -> None:
+        """Initialize one layer the model's way (the one place that choice is made).
+
+        Looks-linear: mirrored orthogonal for every conv/linear after a CReLU (all but the stem's conv,
+        which sees the raw input and gets a plain orthogonal init). Orthogonal: every conv/linear.
+        He: Kaiming normal (fan_out) convolutions, the classifier left at its default. Norm layers
+        are reset (weight 1, bias 0), so that at init, in eval mode, they are affine.
+        """
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            if self.looks_linear and module is not self.stem.conv:
+                looks_linear_(module, self.orthogonal, alpha=self.slope)
+            elif self.looks_linear or self.weight_init == "orthogonal":
+                orthogonal_(module, self.orthogonal)
+            elif isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-            elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) and module.weight is not None:
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
+            module.reset_parameters()
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
@@ -315,18 +416,15 @@ class CifarNet(nn.Module):
         return self.fc
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the classifier (LL nets get a looks-linear one, so they stay affine at init)."""
+        """Replace the classifier, initialized the model's way (an LL net stays affine at init)."""
         dd = get_device_dtype(self)
         self.num_classes = num_classes
         if global_pool is None:
             global_pool = self.global_pool.pool_type
         self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool, **dd)
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
-        if self.looks_linear and isinstance(self.fc, nn.Linear):
-            # stays affine (or TAT's Leaky ReLU) at init ('catavgmax' too: it keeps the CReLU layout)
-            looks_linear_(self.fc, self.orthogonal, alpha=self.slope)
-        elif self.init_mode == "orthogonal" and isinstance(self.fc, nn.Linear):
-            orthogonal_(self.fc, self.orthogonal)
+        # ('catavgmax' too: it keeps the CReLU layout)
+        self.init_layer(self.fc)
         self.global_pool.train(self.training)
         self.fc.train(self.training)
 
@@ -389,17 +487,15 @@ class CifarNet(nn.Module):
 
 # name prefix -> CifarNet arguments of the family
 FAMILIES: dict[str, dict[str, Any]] = {
-    "ll_plain": dict(activation="crelu", init="looks_linear"),
-    "crelu_plain": dict(activation="crelu", init="he"),
-    "plain": dict(activation="relu", init="he"),
-    "cifar_resnet": dict(activation="relu", init="he", residual=True),
-    "ll_slim": dict(activation="crelu", init="looks_linear", widths=SLIM_WIDTHS),
+    "ll_plain": dict(looks_linear=True),
+    "crelu_plain": dict(act_layer="crelu"),
+    "plain": dict(),
+    "cifar_resnet": dict(block="basic"),
+    "ll_slim": dict(looks_linear=True, widths=SLIM_WIDTHS),
     # TAT's own init: delta-orthogonal convs (see CifarNet's ``orthogonal``)
-    "tat_plain": dict(activation="leaky_relu", init="orthogonal", eta=0.9, orthogonal="delta"),
-    "tat_slim": dict(activation="crelu", init="looks_linear", widths=SLIM_WIDTHS, eta=0.9, orthogonal="delta"),
+    "tat_plain": dict(act_layer="tat_leaky_relu", weight_init="orthogonal", eta="auto", orthogonal="delta"),
+    "tat_slim": dict(looks_linear=True, widths=SLIM_WIDTHS, eta="auto", orthogonal="delta"),
 }
-# depth 8's 7 activations reach at most C_net(0) = 0.809: its TAT members default to this eta instead of 0.9
-SHALLOW_ETA = 0.8
 # 8 (one block per stage) is the tiny member: quick checks and smoke tests
 REGISTERED_DEPTHS = (8, 20, 32, 44, 56, 110, 200)
 
@@ -659,7 +755,7 @@ def tat_plain8(pretrained: bool = False, **kwargs: Any) -> CifarNet:
 
     Its 7 activations reach at most ``C_net(0) = 0.809``, so its default eta is ``SHALLOW_ETA`` (0.8), not 0.9.
     """
-    return _entry("tat_plain", 8, pretrained, dict(dict(eta=SHALLOW_ETA), **kwargs))
+    return _entry("tat_plain", 8, pretrained, kwargs)
 
 
 @register_model
@@ -704,7 +800,7 @@ def tat_slim8(pretrained: bool = False, **kwargs: Any) -> CifarNet:
 
     Its 7 activations reach at most ``C_net(0) = 0.809``, so its default eta is ``SHALLOW_ETA`` (0.8), not 0.9.
     """
-    return _entry("tat_slim", 8, pretrained, dict(dict(eta=SHALLOW_ETA), **kwargs))
+    return _entry("tat_slim", 8, pretrained, kwargs)
 
 
 @register_model
