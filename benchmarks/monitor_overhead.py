@@ -135,10 +135,14 @@ def token_costs(measurer: ShatteringMeasurer, rounds: int, actions: dict[str, An
             times.append(time.perf_counter() - start)
         return statistics.median(times)
 
-    def statistic() -> None:
-        for line in lines:
-            for activations in line.activations.values():
-                F.token_readings(activations, measurer.options.token_layout, mask)
+    ends_by_block: dict[str, list[torch.Tensor]] = {}
+    for line in lines:
+        for name, activations in line.activations.items():
+            ends_by_block.setdefault(name, []).append(activations)
+
+    def statistic() -> None:  # as the measurer reads them: each block's lines in one batched computation
+        for ends in ends_by_block.values():
+            F.token_readings_of_lines(ends, measurer.options.token_layout, mask)
 
     return dict(token_pairs=pairs, token_statistic=median_of(statistic), verdict=median_of(lambda: verdict(result)))
 

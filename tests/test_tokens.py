@@ -174,3 +174,23 @@ def test_the_token_readings_survive_a_checkpoint_entry():
     assert [(b.token_kernel, b.token_rank, b.token_status) for b in again.blocks] == [
         (b.token_kernel, b.token_rank, b.token_status) for b in result.blocks
     ]
+
+
+def test_a_sample_with_a_non_finite_entry_reads_nan_and_the_others_are_unchanged():
+    from lightning_callbacks import functional as F
+
+    samples = torch.randn(3, 8, 4, 4, dtype=torch.float64)
+    spoiled = samples.clone()
+    spoiled[1, 2, 0, 0] = float("inf")
+    spoiled[2, 0, 1, 1] = float("nan")
+    clean = [F.token_reading(s) for s in samples]
+    read = [F.token_reading(s) for s in spoiled]
+    assert read[0] == clean[0]
+    assert [r.status for r in read] == ["measured", "non-finite", "non-finite"]
+    assert math.isnan(read[1].kernel) and math.isnan(read[2].rank)
+    # a conv output's tokens are its spatial positions: the kernel equals the direct mean of pairwise cosines
+    tokens = samples[0].flatten(1).T
+    unit = tokens / tokens.norm(dim=1, keepdim=True)
+    cosines = unit @ unit.T
+    direct = (cosines.sum() - cosines.diagonal().sum()) / (16 * 15)
+    assert clean[0].kernel == pytest.approx(float(direct), rel=1e-12)

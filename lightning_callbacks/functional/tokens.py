@@ -105,22 +105,31 @@ def _readings(samples: torch.Tensor, layout: TokenLayout, mask: torch.Tensor | N
     first = token_matrix(samples[0], layout)
     if first is None:
         return [TokenReading(nan, nan, "no token axis")] * samples.shape[0]
-    tokens = torch.stack([token_matrix(sample, layout) for sample in samples]) if samples.shape[0] > 1 else first[None]
+    if samples.dim() == 4:  # (m, C, H, W): every sample's spatial positions at once
+        tokens = samples.flatten(2).mT
+    else:
+        tokens = samples if layout == "NTD" else samples.mT
     if mask is not None and mask.numel() == tokens.shape[1]:
         tokens = tokens[:, mask.reshape(-1).to(tokens.device) != 0]
     if tokens.shape[1] < 2:
         return [TokenReading(nan, nan, "one token")] * samples.shape[0]
     # numpy's matrix_rank tolerance of the activations' own precision: round-off does not add rank
     eps = torch.finfo(tokens.dtype if tokens.is_floating_point() else torch.float64).eps * max(tokens.shape[1:])
-    tokens = tokens.to(torch.float64)
-    finite = torch.isfinite(tokens).flatten(1).all(1)
-    tokens = torch.where(finite[:, None, None], tokens, 0.0)
+    # contiguous: a conv output's tokens are a transposed view, and the reductions below run along D
+    tokens = tokens.to(torch.float64, memory_format=torch.contiguous_format)
+    # a sample's sum is finite iff all its entries are (float32 values cannot overflow a float64 sum): one
+    # reduction instead of isfinite's several passes
+    finite = torch.isfinite(tokens.sum((1, 2)))
+    if not bool(finite.all()):
+        tokens = torch.where(finite[:, None, None], tokens, 0.0)
     norms = tokens.norm(dim=2)  # (m, T)
     directed = norms > 0
     count = directed.sum(1)  # tokens with a direction, per sample
     # the mean of the off-diagonal cosines without the (T, T) Gram matrix (a 224x224 stem has 12,544 tokens):
-    # |sum of unit vectors|^2 = T + the sum over ordered pairs of distinct tokens of their cosine
-    total = (tokens / norms.clamp_min(torch.finfo(torch.float64).tiny)[..., None] * directed[..., None]).sum(1)
+    # |sum of unit vectors|^2 = T + the sum over ordered pairs of distinct tokens of their cosine; the sum of
+    # unit vectors as one weighted contraction, without a normalized copy of the tokens
+    weights = torch.where(directed, 1.0 / norms.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+    total = torch.einsum("mtd,mt->md", tokens, weights)
     kernel = ((total * total).sum(1) - count) / (count * (count - 1)).clamp_min(1)
     gram = tokens @ tokens.mT if tokens.shape[1] <= tokens.shape[2] else tokens.mT @ tokens
     singular = torch.linalg.eigvalsh(gram).clamp_(min=0).sqrt_()  # ascending
