@@ -46,6 +46,7 @@ IMAGENET = ("resnet50", "ll_resnet50", "plain_resnet50")
 BEFORE = " (before)"  # suffix of a looks-linear model measured with the concatenation kept
 OLD_COMMIT = "d0c4c85"  # the CReLU-conv pair before issue 39 (a tensor attribute and a global switch)
 OLD = f" ({OLD_COMMIT})"  # suffix of a looks-linear model measured with that commit's CReLU and CReLU-conv classes
+CHANNELS_LAST = " [channels-last]"  # suffix of a model and batch in the channels-last memory format
 
 
 def with_old_crelu_classes(model: torch.nn.Module) -> torch.nn.Module:
@@ -82,14 +83,17 @@ class Subject:
     """One row: a model, its optimizer and data, and whether the CReLU recomputation is on."""
 
     def __init__(self, label: str, batch_size: int, device: str) -> None:
-        self.label, self.name = label, label.removesuffix(BEFORE).removesuffix(OLD)
+        self.label, self.name = label, label.split(" ")[0]
         self.model = timm.create_model(self.name).to(device).train()
-        if label.endswith(BEFORE):
+        if BEFORE in label:
             timm_ll.set_crelu_recompute(self.model, False)
-        elif label.endswith(OLD):
+        if OLD in label:
             with_old_crelu_classes(self.model)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
         self.x = torch.randn(batch_size, *self.model.pretrained_cfg["input_size"], device=device)
+        if CHANNELS_LAST in label:
+            self.model = self.model.to(memory_format=torch.channels_last)
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
         self.y = torch.randint(0, self.model.num_classes, (batch_size,), device=device)
         self.times: list[float] = []
 

@@ -72,7 +72,17 @@ def hf_trainer(tmp_path: Path) -> dict[str, Any]:
     return dict(Trainer=Trainer, model=model, args=args, data=data)
 
 
-FIXTURES: dict[str, Callable[[Path], dict[str, Any]]] = {"plain_loop": plain_loop, "hf_trainer": hf_trainer}
+def checkout(tmp_path: Path) -> dict[str, Any]:
+    """A snippet run from the repository's root, as its text says: the committed ``weights/`` folder is there."""
+    (tmp_path / "weights").symlink_to(REPO / "weights", target_is_directory=True)
+    return {}
+
+
+FIXTURES: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "plain_loop": plain_loop,
+    "hf_trainer": hf_trainer,
+    "checkout": checkout,
+}
 
 
 def run(snippet: Snippet, tmp_path: Path) -> dict[str, Any]:

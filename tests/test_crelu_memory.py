@@ -211,3 +211,24 @@ def test_a_checkpoint_written_before_the_rework_loads_and_agrees():
     x = x.clone().requires_grad_()
     model(x).square().sum().backward()
     torch.testing.assert_close(x.grad, input_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_two_threads_with_different_choices_do_not_see_each_others():
+    import threading
+
+    x = torch.randn(2, 3, 32, 32)
+    models = {True: timm.create_model("ll_plain8"), False: set_crelu_recompute(timm.create_model("ll_plain8"), False)}
+    expected = {choice: _saved_bytes(model, x) for choice, model in models.items()}
+    seen: dict[bool, list[int]] = {True: [], False: []}
+
+    def measure(choice: bool) -> None:
+        for _ in range(5):
+            seen[choice].append(_saved_bytes(models[choice], x))
+
+    threads = [threading.Thread(target=measure, args=(choice,)) for choice in models]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert expected[False] > 1.3 * expected[True]
+    assert seen == {choice: [expected[choice]] * 5 for choice in models}

@@ -58,6 +58,7 @@ def test_train_writes_a_folder_that_timm_loads_by_local_dir_in_a_fresh_process(t
     assert config["pretrained_cfg"]["mean"] and config["pretrained_cfg"]["first_conv"] == "stem.conv"
     card = (folder / "README.md").read_text()
     assert "test accuracy" in card and "lr=0.02" in card and "neighbor_corr" in card and "data: digits" in card
+    assert config["timm_ll"]["test_accuracy"] == trained["test_acc"] and config["timm_ll"]["data"] == "digits"
     model, _ = model_from_checkpoint(trained["checkpoint"])
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
@@ -120,3 +121,19 @@ def test_the_export_command_writes_the_folder_and_names_a_bad_checkpoint(trained
     assert "exported from: last.ckpt" in (tmp_path / "exported" / "README.md").read_text()
     assert main(["export", str(tmp_path / "nope.ckpt"), str(tmp_path / "x")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert "timm_ll" not in config  # nothing known of the run's accuracy: nothing written
+
+
+def test_the_export_command_records_the_runs_accuracy(trained, tmp_path, capsys):
+    from timm_ll.app.cli import main
+
+    argv = ["export", trained["checkpoint"], str(tmp_path / "exported"), "--test-accuracy", "0.75", "--data", "digits"]
+    assert main(argv) == 0
+    config = json.loads((tmp_path / "exported" / "config.json").read_text())
+    assert config["timm_ll"] == {"test_accuracy": 0.75, "data": "digits"}
+    card = (tmp_path / "exported" / "README.md").read_text()
+    assert "test accuracy: 75.00%" in card and "optimizer steps: 3" in card
+    model = timm.create_model("local-dir:" + str(tmp_path / "exported"), pretrained=True)  # timm ignores the key
+    assert model.num_classes == 10
+    assert main(["export", trained["checkpoint"], str(tmp_path / "x"), "--test-accuracy", "75"]) == 2
+    assert "as a fraction in [0, 1]" in capsys.readouterr().err

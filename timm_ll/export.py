@@ -19,8 +19,17 @@ from torch import nn
 __all__ = ["save_pretrained", "export_checkpoint", "model_from_checkpoint"]
 
 
+# config.json's key for what is known of the training run (timm reads the file's other keys and ignores this one)
+RESULTS_KEY = "timm_ll"
+
+
 def save_pretrained(
-    model: nn.Module, folder: str | Path, *, model_args: dict[str, Any] | None = None, model_card: str | None = None
+    model: nn.Module,
+    folder: str | Path,
+    *,
+    model_args: dict[str, Any] | None = None,
+    model_card: str | None = None,
+    results: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` into ``folder`` as timm shares weights: ``model.safetensors``, ``config.json``
     (``architecture``: the registered name, ``num_classes``, ``pretrained_cfg``, ``model_args``) and, if
@@ -30,12 +39,21 @@ def save_pretrained(
         model: a timm model (created by its registered name; compiled in place is fine).
         model_args: creation arguments beyond the registered name's (e.g. ``{"depth": 80}``); timm records
             the ones the factory saw, these are added.
+        results: what is known of the run (e.g. ``{"test_accuracy": 0.78, "data": "CIFAR-10"}``), written
+            into ``config.json`` under ``"timm_ll"``.
     """
+    import json
+
     from timm.models import save_for_hf
 
     folder = Path(folder)
     network = getattr(model, "_orig_mod", model)
     save_for_hf(network, str(folder), model_args=model_args or None, safe_serialization=True)
+    if results:
+        config_path = folder / "config.json"
+        config = json.loads(config_path.read_text())
+        config[RESULTS_KEY] = results
+        config_path.write_text(json.dumps(config, indent=2))
     if model_card is not None:
         (folder / "README.md").write_text(model_card)
     return folder
@@ -44,7 +62,8 @@ def save_pretrained(
 def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The network of a ``timm-ll train`` checkpoint (a Lightning ``.ckpt`` of ``ImageClassifier``), with
     its weights, and the checkpoint's hyperparameters (``model_name``, ``num_classes``, ``recipe``,
-    ``model_kwargs``, ...). Lightning is not imported: the file is read with ``torch.load``."""
+    ``model_kwargs``, ...) with its ``global_step`` (the optimizer steps taken when it was written). Lightning
+    is not imported: the file is read with ``torch.load``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -64,15 +83,35 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     state = {k.replace("_orig_mod.", ""): v for k, v in state.items()}  # a network compiled in place
     model.load_state_dict(state)
-    return model.eval(), hparams
+    return model.eval(), {**hparams, "global_step": checkpoint.get("global_step")}
 
 
-def export_checkpoint(checkpoint: str | Path, folder: str | Path, model_card: str | None = None) -> Path:
+def export_checkpoint(
+    checkpoint: str | Path,
+    folder: str | Path,
+    model_card: str | None = None,
+    *,
+    test_accuracy: float | None = None,
+    data: str | None = None,
+) -> Path:
     """Write the network of a ``timm-ll train`` checkpoint into ``folder`` in timm's format (see
-    :func:`save_pretrained`); the card defaults to one made from the checkpoint's hyperparameters."""
+    :func:`save_pretrained`); the card defaults to one made from the checkpoint's hyperparameters and, where
+    given, the run's ``test_accuracy`` (a fraction) on ``data``, which also go into ``config.json``."""
+    if test_accuracy is not None and not 0.0 <= test_accuracy <= 1.0:
+        raise ValueError(f"test_accuracy={test_accuracy}: give the run's accuracy as a fraction in [0, 1]")
     model, hparams = model_from_checkpoint(checkpoint)
-    card = model_card or card_text(hparams["model_name"], recipe=hparams.get("recipe"), source=Path(checkpoint).name)
-    return save_pretrained(model, folder, model_args=hparams.get("model_kwargs") or None, model_card=card)
+    card = model_card or card_text(
+        hparams["model_name"],
+        recipe=hparams.get("recipe"),
+        data=data,
+        test_acc=test_accuracy,
+        steps=hparams["global_step"],
+        source=Path(checkpoint).name,
+    )
+    results = {key: value for key, value in (("test_accuracy", test_accuracy), ("data", data)) if value is not None}
+    return save_pretrained(
+        model, folder, model_args=hparams.get("model_kwargs") or None, model_card=card, results=results or None
+    )
 
 
 def card_text(

@@ -151,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("checkpoint", type=Path, help="the .ckpt that timm-ll train wrote")
     export.add_argument("folder", type=Path, help="the folder to write (created)")
+    export.add_argument(
+        "--test-accuracy",
+        type=float,
+        default=None,
+        help="the run's test accuracy as a fraction (e.g. 0.78), written into config.json and the card",
+    )
+    export.add_argument("--data", default=None, help="the data the run trained and was tested on (e.g. 'CIFAR-10')")
     return parser
 
 
@@ -332,7 +339,7 @@ def run_export(args: argparse.Namespace) -> Path:
     from timm_ll.export import export_checkpoint
 
     try:
-        folder = export_checkpoint(args.checkpoint, args.folder)
+        folder = export_checkpoint(args.checkpoint, args.folder, test_accuracy=args.test_accuracy, data=args.data)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
     print(f"wrote {folder}: load it with timm.create_model('local-dir:{folder}', pretrained=True)")

@@ -213,7 +213,10 @@ def _export(
         steps=steps,
         shattering=dict(monitor.last_measurement) if monitor is not None else None,
     )
-    save_pretrained(module.model, folder, model_args=module.hparams["model_kwargs"] or None, model_card=card)
+    results = dict(test_accuracy=float(metrics["test/acc"]), steps=steps) | ({"data": data} if data else {})
+    save_pretrained(
+        module.model, folder, model_args=module.hparams["model_kwargs"] or None, model_card=card, results=results
+    )
     return str(folder)
 
 
