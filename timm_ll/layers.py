@@ -168,8 +168,10 @@ def crelu(x: torch.Tensor, dim: int = 1, recompute: bool = True) -> torch.Tensor
     """
     if torch.jit.is_scripting():
         return torch.cat((F.relu(x), F.relu(-x)), dim=dim)
-    if not x.requires_grad or not torch.is_grad_enabled() or torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():  # plain ops for a compiler or an exporter
         return torch.cat((F.relu(x), F.relu(-x)), dim=dim)
+    if not x.requires_grad or not torch.is_grad_enabled():  # inference: the two-pass kernel, nothing kept
+        return _crelu_values(x, dim)
     override = _DEPRECATED_OVERRIDE.get()
     out = _CReLUFunction.apply(x, dim, recompute if override is None else override)
     out.grad_fn.made_at = out._version  # an in-place change after this is seen by the next conv
