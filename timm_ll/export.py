@@ -141,6 +141,7 @@ def card_text(
         "",
         "```python",
         "import timm  # with timm-ll installed; no import of timm_ll needed",
+        "",
         'model = timm.create_model("local-dir:<this folder>", pretrained=True)',
         "```",
         "",
