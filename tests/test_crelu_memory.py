@@ -232,3 +232,14 @@ def test_two_threads_with_different_choices_do_not_see_each_others():
         thread.join()
     assert expected[False] > 1.3 * expected[True]
     assert seen == {choice: [expected[choice]] * 5 for choice in models}
+
+
+@pytest.mark.parametrize("dim", [1, -1])
+def test_the_inference_path_equals_the_concatenation_and_keeps_channels_last(dim):
+    z = torch.randn(3, 6, 5, 5).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        out = crelu(z, dim)
+    assert torch.equal(out, _reference_pair(z, dim))
+    assert out.is_contiguous(memory_format=torch.channels_last)  # what the next conv wants
+    traced = torch.jit.trace(CReLU(dim), z)  # an exporter records torch.cat, not the out= kernel
+    assert any(node.kind() == "aten::cat" for node in traced.inlined_graph.nodes())
