@@ -45,6 +45,8 @@ __all__ = [
     "orthogonal_",
     "mirror_weight_",
     "init_looks_linear_",
+    "init_layer_looks_linear_",
+    "NORM_TYPES",
     "OrthogonalKind",
     "tat_gain",
     "leaky_relu_cmap",
@@ -55,6 +57,8 @@ __all__ = [
 
 OrthogonalKind = Literal["flattened", "delta"]
 _LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+# the norm layers a re-initialization resets (weight 1, bias 0, running statistics cleared)
+NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 def _check_layer(module: nn.Module) -> None:
@@ -267,11 +271,21 @@ def init_looks_linear_(
         ``model``.
     """
     for module in model.modules():
-        if isinstance(module, _LAYER_TYPES):
-            if mirrored(module):
-                looks_linear_(module, kind, alpha)
-            elif getattr(module, "groups", 1) == 1:
-                orthogonal_(module, kind)
-        elif isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
-            module.reset_parameters()
+        init_layer_looks_linear_(module, isinstance(module, _LAYER_TYPES) and mirrored(module), alpha, kind)
     return model
+
+
+def init_layer_looks_linear_(
+    module: nn.Module, mirrored: bool, alpha: float = 1.0, kind: OrthogonalKind = "flattened"
+) -> nn.Module:
+    """:func:`init_looks_linear_`'s treatment of one module (for a model that re-initializes a single layer,
+    e.g. a new classifier): a conv/linear layer gets :func:`looks_linear_` if ``mirrored``, else (with
+    ``groups=1``) :func:`orthogonal_`; a norm layer its default reset; anything else is left as it is."""
+    if isinstance(module, _LAYER_TYPES):
+        if mirrored:
+            looks_linear_(module, kind, alpha)
+        elif getattr(module, "groups", 1) == 1:
+            orthogonal_(module, kind)
+    elif isinstance(module, NORM_TYPES):
+        module.reset_parameters()
+    return module

@@ -70,7 +70,7 @@ from timm.models._features import feature_take_indices
 from torch import nn
 
 from timm_ll.deprecations import warn_moved
-from timm_ll.init import OrthogonalKind, looks_linear_, max_reachable_eta, orthogonal_, tat_slope
+from timm_ll.init import NORM_TYPES, OrthogonalKind, init_layer_looks_linear_, max_reachable_eta, tat_slope
 from timm_ll.layers import CReLU, CReLUConv2d, TATLeakyReLU
 from timm_ll.models._checkpoint import check_pretrained_file, checkpoint_filter_fn
 
@@ -222,8 +222,6 @@ def _from_deprecated_spellings(
             raise ValueError(f"init={init!r}: use 'he', 'looks_linear' or 'orthogonal'")
         looks_linear = looks_linear or init == "looks_linear"
         weight_init = "he" if init == "looks_linear" else init
-    if block in ("basic", BasicBlock) and act_layer not in (None, "relu", nn.ReLU):
-        raise ValueError("the residual block is the He et al. baseline and takes a ReLU act_layer")
     return block, act_layer, looks_linear, weight_init
 
 
@@ -304,6 +302,8 @@ class CifarNet(nn.Module):
         block = _resolve("block", block, BLOCKS)
         act_layer = _resolve("act_layer", act_layer, ACT_LAYERS) or (CReLU if looks_linear else nn.ReLU)
         act_mult = getattr(act_layer, "channel_multiplier", 1)
+        if block is BasicBlock and act_layer is not nn.ReLU:
+            raise ValueError("the residual block is the He et al. baseline and takes a ReLU act_layer")
         if weight_init not in ("he", "orthogonal"):
             raise ValueError(f"weight_init={weight_init!r}: use 'he' or 'orthogonal' (or looks_linear=True)")
         if looks_linear and act_mult != 2:
@@ -391,16 +391,14 @@ class CifarNet(nn.Module):
         He: Kaiming normal (fan_out) convolutions, the classifier left at its default. Norm layers
         are reset (weight 1, bias 0), so that at init, in eval mode, they are affine.
         """
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            if self.looks_linear and module is not self.stem.conv:
-                looks_linear_(module, self.orthogonal, alpha=self.slope)
-            elif self.looks_linear or self.weight_init == "orthogonal":
-                orthogonal_(module, self.orthogonal)
-            elif isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        elif isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
+        if self.looks_linear or self.weight_init == "orthogonal":
+            mirrored = self.looks_linear and module is not self.stem.conv
+            init_layer_looks_linear_(module, mirrored, alpha=self.slope if mirrored else 1.0, kind=self.orthogonal)
+        elif isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, NORM_TYPES):
             module.reset_parameters()
 
     @torch.jit.ignore
