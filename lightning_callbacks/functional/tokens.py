@@ -49,12 +49,18 @@ class TokenReading:
 
 def token_matrix(sample: torch.Tensor, layout: TokenLayout = "NTD") -> torch.Tensor | None:
     """One sample's tokens as a ``(T, D)`` matrix (see the module docstring), or None without a token axis."""
+    tokens = _token_matrices(sample.unsqueeze(0), layout)
+    return None if tokens is None else tokens[0]
+
+
+def _token_matrices(samples: torch.Tensor, layout: TokenLayout) -> torch.Tensor | None:
+    """Every sample's tokens at once, ``(m, T, D)`` (a view), or None without a token axis."""
     if layout not in TOKEN_LAYOUTS:
         raise ValueError(f"layout={layout!r}: use one of {TOKEN_LAYOUTS}")
-    if sample.dim() == 2:
-        return sample if layout == "NTD" else sample.T
-    if sample.dim() == 3:  # (C, H, W): a spatial position is a token of C channels
-        return sample.flatten(1).T
+    if samples.dim() == 3:
+        return samples if layout == "NTD" else samples.mT
+    if samples.dim() == 4:  # (m, C, H, W): a spatial position is a token of C channels
+        return samples.flatten(2).mT
     return None
 
 
@@ -102,13 +108,9 @@ def _readings(samples: torch.Tensor, layout: TokenLayout, mask: torch.Tensor | N
     :func:`~lightning_callbacks.functional.singular_values` computes them for a float32 matrix.
     """
     nan = math.nan
-    first = token_matrix(samples[0], layout)
-    if first is None:
+    tokens = _token_matrices(samples, layout)
+    if tokens is None:
         return [TokenReading(nan, nan, "no token axis")] * samples.shape[0]
-    if samples.dim() == 4:  # (m, C, H, W): every sample's spatial positions at once
-        tokens = samples.flatten(2).mT
-    else:
-        tokens = samples if layout == "NTD" else samples.mT
     if mask is not None and mask.numel() == tokens.shape[1]:
         tokens = tokens[:, mask.reshape(-1).to(tokens.device) != 0]
     if tokens.shape[1] < 2:
