@@ -19,7 +19,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # loaded by examples/regenerate_docs.py as well as run as a script
 
-from timm_ll.app.reporting import machine, machine_of, publish  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent))  # the step-times benchmark it builds on
+from step_times import measure, resnet_of_its_depth  # noqa: E402  (the step-times benchmark's medians and rows)
+
+from timm_ll.app.reporting import machine, machine_of, publish, step_ratio  # noqa: E402
 
 NUMBERS = REPO / "docs" / "results" / "memory_format.json"
 MODELS = "plain56,ll_plain56,cifar_resnet110,ll_slim110,tat_slim110"
@@ -43,11 +46,10 @@ def section(numbers: Path) -> str:
     ]
     for name in run["models"]:
         plain, last = rows[name]["step_s"], rows[name + SUFFIX]["step_s"]
-        depth = name.removeprefix(name.rstrip("0123456789"))
-        reference = f"cifar_resnet{depth}"
+        reference = resnet_of_its_depth(name)
         if reference in rows:
-            to_plain = f"{plain / rows[reference]['step_s']:.2f}x"
-            to_last = f"{last / rows[reference + SUFFIX]['step_s']:.2f}x"
+            to_plain = f"{step_ratio(run, name, reference):.2f}x"
+            to_last = f"{step_ratio(run, name + SUFFIX, reference + SUFFIX):.2f}x"
         else:
             to_plain = to_last = "-"
         lines.append(f"| {name} | {plain:.3f} | {last:.3f} | **{last / plain:.2f}x** | {to_plain} | {to_last} |")
@@ -64,8 +66,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args(argv)
-    from step_times import measure  # the step-times benchmark's alternated medians
-
     models = args.models.split(",")
     rows = measure([label for name in models for label in (name, name + SUFFIX)], args.repeats, args.batch_size)
     measured = dict(machine=machine(), repeats=args.repeats, batch_size=args.batch_size, models=models, rows=rows)
@@ -73,5 +73,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).parent))
     main()

@@ -49,6 +49,12 @@ OLD = f" ({OLD_COMMIT})"  # suffix of a looks-linear model measured with that co
 CHANNELS_LAST = " [channels-last]"  # suffix of a model and batch in the channels-last memory format
 
 
+def model_of(label: str) -> str:
+    """The timm name a row's label measures: ``"tat_slim110 (d0c4c85)"``, ``"plain56 [channels-last]"`` ->
+    the name before the first space."""
+    return label.split(" ")[0]
+
+
 def with_old_crelu_classes(model: torch.nn.Module) -> torch.nn.Module:
     """``model`` with every CReLU and CReLUConv*d switched to ``OLD_COMMIT``'s classes (same parameters)."""
     source = subprocess.run(
@@ -83,7 +89,7 @@ class Subject:
     """One row: a model, its optimizer and data, and whether the CReLU recomputation is on."""
 
     def __init__(self, label: str, batch_size: int, device: str) -> None:
-        self.label, self.name = label, label.split(" ")[0]
+        self.label, self.name = label, model_of(label)
         self.model = timm.create_model(self.name).to(device).train()
         if BEFORE in label:
             timm_ll.set_crelu_recompute(self.model, False)

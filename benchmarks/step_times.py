@@ -22,6 +22,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # loaded by examples/regenerate_docs.py as well as run as a script
+sys.path.insert(0, str(Path(__file__).parent))  # the models benchmark, whose step and row labels it uses
+
+from models import Subject, model_of  # noqa: E402  (the models benchmark's step: same optimizer, data and timing)
 
 from timm_ll.app.reporting import machine, machine_of, publish, step_ratio  # noqa: E402
 
@@ -34,9 +37,6 @@ NUMBERS = REPO / "docs" / "results" / "step_times.json"
 
 def measure(names: list[str], repeats: int, batch_size: int) -> dict[str, dict[str, float]]:
     """Median step time (s) and parameter count of each model, the models alternated step by step."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from models import Subject  # the models benchmark's step: same optimizer, data shape and timing
-
     subjects = [Subject(name, batch_size, "cpu") for name in names]
     for subject in subjects:
         subject.step()  # warm-up
@@ -47,6 +47,12 @@ def measure(names: list[str], repeats: int, batch_size: int) -> dict[str, dict[s
         s.label: dict(step_s=statistics.median(s.times), params=sum(p.numel() for p in s.model.parameters()))
         for s in subjects
     }
+
+
+def resnet_of_its_depth(label: str) -> str:
+    """The ResNet a row's model is compared with: ``"tat_slim110 (d0c4c85)"`` -> ``"cifar_resnet110"``."""
+    model = model_of(label)
+    return f"cifar_resnet{model.removeprefix(model.rstrip('0123456789'))}"
 
 
 def section(numbers: Path) -> str:
@@ -65,9 +71,7 @@ def section(numbers: Path) -> str:
         "|---|---|---|---|",
     ]
     for name, r in rows.items():
-        model = name.split(" (")[0]  # a row "<model> (<commit>)" is that model with an old commit's classes
-        depth = model.removeprefix(model.rstrip("0123456789"))
-        reference = f"cifar_resnet{depth}"
+        reference = resnet_of_its_depth(name)
         text = f"{step_ratio(run, name, reference):.2f}x" if reference in rows else "-"
         lines.append(f"| {name} | {r['params']:,} | {r['step_s']:.3f} | {text} |")
     return "\n".join(lines)
