@@ -1,4 +1,4 @@
-"""Train-step times of the seeded study's models on this machine: what "equal wall-clock" means there.
+"""Train-step times of the studies' models on this machine: what "equal wall-clock" means there.
 
     python benchmarks/step_times.py [--models ll_slim110,cifar_resnet110,...] [--repeats 10]
 
@@ -9,7 +9,8 @@ models alternated step by step, so that a slow phase of the machine hits every m
 is the median over ``--repeats`` steps after one warm-up. Run it with nothing else on the machine (pause a
 running study with ``kill -STOP``): the study's own wall times shared the machine and are no timings.
 Writes docs/results/step_times.json and the "step-times" block of docs/PERFORMANCE.md, which
-``examples/seeded_report.py`` reads to set the study's runs side by side at equal wall-clock.
+``examples/seeded_report.py`` and ``examples/long_study_report.py`` read to set the studies' runs side by side at
+equal wall-clock.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from models import Subject, model_of  # noqa: E402  (the models benchmark's step
 from timm_ll.app.reporting import machine, machine_of, publish, step_ratio  # noqa: E402
 
 MODELS = (
+    "cifar_resnet20,ll_slim20,tat_slim20,"  # the long study's depth 20 (examples/long_study.sh)
     "cifar_resnet110,ll_slim110,ll_plain110,tat_plain110,tat_slim110,"
     "cifar_resnet200,ll_slim200,plain200,tat_plain200,tat_slim200"
 )
@@ -59,13 +61,14 @@ def section(numbers: Path) -> str:
     """The block from the measured step times (``docs/results/step_times.json``)."""
     run = json.loads(numbers.read_text())
     rows = run["rows"]
+    models = "" if run.get("models", MODELS) == MODELS else f" --models '{run['models']}'"
     lines = [
-        f"## Train-step time of the seeded study's models (batch {run['batch_size']})",
+        f"## Train-step time of the studies' models (batch {run['batch_size']})",
         "",
-        f"Machine: {machine_of(run)}. `python benchmarks/step_times.py --repeats {run['repeats']}` with nothing else "
-        f"running: median of {run['repeats']} SGD steps (forward, backward, update) after one warm-up, the models "
-        "alternated step by step. The ratio is against the ResNet of the same depth, from the same run: a ResNet "
-        "takes that many steps in the time of one step of the model.",
+        f"Machine: {machine_of(run)}. `python benchmarks/step_times.py --repeats {run['repeats']}{models}` with "
+        f"nothing else running: median of {run['repeats']} SGD steps (forward, backward, update) after one warm-up, "
+        "the models alternated step by step. The ratio is against the ResNet of the same depth, from the same run: a "
+        "ResNet takes that many steps in the time of one step of the model.",
         "",
         "| model | params | step (s) | step / ResNet of its depth |",
         "|---|---|---|---|",
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args(argv)
     rows = measure(args.models.split(","), args.repeats, args.batch_size)
-    measured = dict(machine=machine(), repeats=args.repeats, batch_size=args.batch_size, rows=rows)
+    measured = dict(machine=machine(), repeats=args.repeats, batch_size=args.batch_size, models=args.models, rows=rows)
     print(publish(NUMBERS, measured, section, REPO / "docs" / "PERFORMANCE.md", "step-times"))
 
 

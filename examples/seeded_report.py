@@ -151,17 +151,20 @@ def closest_family(rows: list[dict], reference: str, among: list[str], seeds: tu
     return min(means, key=means.get)
 
 
-def target_lines(rows: list[dict]) -> list[str]:
-    """Each target against the point estimate of the paired mean difference, and what its interval allows."""
+def target_lines(
+    rows: list[dict], targets: dict[int, float] = TARGETS, families: tuple[str, ...] = EQUAL_COMPUTE
+) -> list[str]:
+    """Each target (points behind the ResNet of a depth, per family of ``families``) against the point estimate of
+    the paired mean difference, and what its interval allows."""
     cells, lines = errors_by_cell(rows), []
-    studied = [f for f in EQUAL_COMPUTE if any(family == f for _, family in cells)]  # at any depth
-    for (depth, target), family in ((item, f) for item in TARGETS.items() for f in studied):
-        if (depth, family) not in cells and family != EQUAL_COMPUTE[0]:
+    studied = [f for f in families if any(family == f for _, family in cells)]  # at any depth
+    for (depth, target), family in ((item, f) for item in targets.items() for f in studied):
+        if (depth, family) not in cells and family != families[0]:
             continue  # a newer family's target at a depth it was not run at ("if run", as the TAT study says)
         pairs = paired_differences(cells, depth, family)
         name = f"{family}{depth} minus {REFERENCE}{depth}"
         if not pairs:
-            lines.append(f"- Target: {name} <= +{target:.0f} points: no pair yet.")
+            lines.append(f"- Target: {name} <= +{target:g} points: no pair yet.")
             continue
         mean, low, high = paired_interval(pairs)
         verdict = "met" if mean <= target else f"missed by {mean - target:.2f} points"
@@ -173,7 +176,7 @@ def target_lines(rows: list[dict]) -> list[str]:
         )
         claim = "" if len(pairs) >= CLAIM_PAIRS else f" (fewer than {CLAIM_PAIRS} pairs: not a claim)"
         lines.append(
-            f"- Target: {name} <= +{target:.0f} points (point estimate): {mean:+.2f} over {len(pairs)} "
+            f"- Target: {name} <= +{target:g} points (point estimate): {mean:+.2f} over {len(pairs)} "
             f"pair{'s' if len(pairs) > 1 else ''}, {verdict}{allows}{claim}."
         )
     return lines

@@ -85,7 +85,8 @@ def _families() -> dict[str, str]:
 # (transformers, and Lightning and torchmetrics through it), a probe of the program's own, and imports of timm's
 # parts. `None` marks a library that must be installed for its order to be tested.
 IMPORT_ORDERS = {
-    "lightning": ("import lightning", "lightning"),
+    # `import lightning.pytorch` runs lightning/__init__.py first, which imports all of Lightning: the same modules in
+    # the same order as `import lightning`, so one entry covers both spellings
     "lightning.pytorch": ("import lightning.pytorch", "lightning"),
     "torchmetrics": ("import torchmetrics", "torchmetrics"),
     "transformers": ("import transformers", "transformers"),

@@ -531,6 +531,83 @@ def test_long_study_script_runs_its_plan_in_order(tmp_path):
         f"{common} cpu-long --depths 110 {pair} --seeds 2",
         f"{common} cpu-long --depths 20,110 --families ll_slim --seeds 0",
     ]
+    # the report's plan (which it lists the missing runs of) is these sweeps, expanded as depth_sweep.py loops
+    expanded = []
+    for line in log.read_text().splitlines():
+        opts = dict(zip(line.split()[::2], line.split()[1::2])) | {
+            "--model-kwargs": line.partition("--model-kwargs ")[2]
+        }
+        for depth in opts["--depths"].split(","):
+            for seed in opts["--seeds"].split(","):
+                for family in opts["--families"].split(","):
+                    kwargs = json.loads(opts["--model-kwargs"] or "{}")
+                    expanded.append((opts["--preset"], f"{family}{depth}", int(seed), kwargs))
+    assert list(_load("long_study_report").PLAN) == expanded
+
+
+def test_long_study_report_pairs_depths_and_seeds_states_its_targets_and_the_ablation(tmp_path):
+    report = _load("long_study_report")
+
+    def row(model, seed, error, preset="cpu-long", kwargs=None, init=0.5, end=0.9):
+        family, depth = model.rstrip("0123456789"), int(model[len(model.rstrip("0123456789")) :])
+        readings = [
+            dict(step=0, stats=dict(neighbor_corr=[init, 0.0])),
+            dict(step=10, stats=dict(neighbor_corr=[end, 0.0])),
+        ]
+        return dict(
+            model=model, family=family, depth=depth, seed=seed, test_acc=1 - error / 100, preset=preset,
+            budget="equal-steps", recipe=dict(lr=0.02, warmup_fraction=0.3), model_kwargs=kwargs or {},
+            steps=3900, train_images=50_000, batch_size=128, shattering=readings,
+            machine="x86_64; CPU only, 2 cores; 2026-12-07",
+        )  # fmt: skip
+
+    # errors (points): the ResNet gains 2 from depth on both seeds, tat_slim 0.5 and 1; tat_slim110 is 0.5 and 1.5
+    # behind ResNet-110 (mean +1.0: the target's edge)
+    errors = {("cifar_resnet20", 0): 22.0, ("cifar_resnet20", 1): 23.0, ("tat_slim20", 0): 21.0,
+              ("tat_slim20", 1): 23.5, ("cifar_resnet110", 0): 20.0, ("cifar_resnet110", 1): 21.0,
+              ("tat_slim110", 0): 20.5, ("tat_slim110", 1): 22.5}  # fmt: skip
+    rows = [row(m, s, e, init=0.2 + e / 100, end=1 - e / 100) for (m, s), e in errors.items()]
+    gains = report.depth_gain_lines(rows)
+    assert gains[0].startswith("- Depth, cifar_resnet110 minus cifar_resnet20 (seeds 0, 1): -2.00 / -2.00 points")
+    assert "interval" in gains[0]  # two equal gains: a zero-width interval below zero
+    assert "deeper is better" in gains[0]
+    assert "-0.50 / -1.00 points, mean -0.75" in gains[1] and "holds zero" in gains[1]
+    assert gains[2] == (
+        "- Target: tat_slim110 better than tat_slim20 on seeds 0 and 1 (seed 0: -0.50; seed 1: -1.00): met."
+    )
+    target = report.target_lines(rows, report.TARGETS, (report.TARGET_FAMILY,))
+    assert target[0].startswith("- Target: tat_slim110 minus cifar_resnet110 <= +1 points (point estimate): +1.00")
+    assert "not a claim" in target[0]  # two pairs of the three the claim needs
+    assert report.stretch_line(rows).startswith("- Stretch: tat_slim110 ahead of cifar_resnet110: +1.00 over 2 pairs")
+    # the monitor: readings made to rank the errors exactly (smoother at the end, lower error; the reverse at init)
+    rank = report.monitor_rank_lines(rows)
+    assert "reading at init: Spearman's rho +1.00 (p = " in rank[0] and "over 8 runs" in rank[0]
+    assert "reading at the end: Spearman's rho -1.00 (p = " in rank[1] and "over 8 runs" in rank[1]
+    assert "a rank correlation needs 4" in report.monitor_rank_lines(rows[:3])[0]
+    # the ablation: flattened ll_slim200 55 / 53, tat_slim200 44 / 43, delta ll_slim200 50 / 51
+    seeded = [row("ll_slim200", 0, 55.0, "cpu-600"), row("ll_slim200", 1, 53.0, "cpu-600"),
+              row("tat_slim200", 0, 44.0, "cpu-600"), row("tat_slim200", 1, 43.0, "cpu-600"),
+              dict(row("tat_slim200", 0, 60.0, "cpu-600"), recipe=dict(lr=0.04, warmup_fraction=0.3))]  # fmt: skip
+    delta = [row("ll_slim200", s, e, "cpu-600", report.DELTA) for s, e in ((0, 50.0), (1, 51.0))]
+    assert report.ablation_lines(rows, seeded) == [
+        "- Ablation (ll_slim200 with delta-orthogonal convs, cpu-600): no run yet."
+    ]
+    ablation = report.ablation_lines([*rows, *delta], seeded)
+    assert (
+        "of tat_slim's +11.00-point lead the delta init alone gives +5.00 (45%), the mirror ratio the other +6.00"
+        in ablation[0]
+    )
+    assert "+10.00-point lead the delta init alone gives +2.00 (20%)" in ablation[1]
+    # what is missing, in the plan's order; the delta runs are not the flattened ones
+    assert report.missing_runs([*rows, *delta])[:1] == ["cifar_resnet110 seed 2"]
+    assert 'll_slim200 seed 0 (cpu-600, {"orthogonal": "delta"})' in report.missing_runs(rows)
+    # the whole block from files, the ablation's rows kept out of the 10-epoch tables
+    results, seeded_file = tmp_path / "long.jsonl", tmp_path / "seeded.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in [*rows, *delta]))
+    seeded_file.write_text("".join(json.dumps(r) + "\n" for r in seeded))
+    text = report.section(results, seeded_file, tmp_path / "no_step_times.json")
+    assert "from 10 of the 14 planned runs" in text and "| 200 |" not in text
+    assert "Not landed yet: cifar_resnet110 seed 2, tat_slim110 seed 2, ll_slim20 seed 0, ll_slim110 seed 0." in text
 
 
 @pytest.mark.slow  # a tiny run, then its rerun in a fresh process

@@ -381,9 +381,10 @@ def test_the_readme_snippet_itself_gives_a_depth_profile_at_init(tmp_path):
     snippet = next(block for block in readme.split("```python")[1:] if "class Classifier" in block).split("```")[0]
     namespace: dict = {}
     exec(snippet.replace("trainer = L.Trainer(", "_unused = dict("), namespace)  # the module and the callback
-    # as the snippet's monitor (its defaults: every block, 4 lines x 64 points), without the trained net's reading
-    # at the end, which the profile at init does not need (in float64 it doubled the test's time)
-    monitor = ShatteringMonitor(measure_at_end=False)
+    # as the snippet's monitor (its default blocks: every block), without the trained net's reading at the end, which
+    # the profile at init does not need, and with a smaller probe than its default 4 lines x 64 points: an LL net's
+    # blocks read exactly 1 on any line, and in float64 the default probe took most of the test's time
+    monitor = ShatteringMonitor(measure_at_end=False, num_lines=2, num_points=16)
     # in float64: an LL net is exactly linear at init, but in float32 its cancelling halves leave round-off that
     # reads as a slightly rough gradient at some blocks, depending on the kernels (the CLI measures LL in float64)
     trainer = _trainer(tmp_path, [monitor], steps=1, precision="64-true")
