@@ -18,7 +18,6 @@ import argparse
 import json
 import math
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,6 +30,7 @@ from seeded_report import (  # noqa: E402
     monitor_lines,
     paired_interval,
     plot_curves,
+    publish_report,
     tables,
     target_lines,
     wall_clock_lines,
@@ -44,7 +44,6 @@ from timm_ll.app.reporting import (  # noqa: E402
     monitor_summary,
     read_results,
     seed_of,
-    write_section,
 )
 
 RESULTS = REPO / "docs" / "results" / "depth_study_cpu-long.jsonl"
@@ -250,14 +249,7 @@ def main(argv: list[str] | None = None) -> str:
     if not long_rows(rows):
         parser.error(f"{args.results}: no {LONG_PRESET} runs yet; run examples/long_study.sh first")
     text = section(args.results, args.seeded, args.step_times)
-    figures = REPO / "docs" / "figures" if args.doc else Path(tempfile.mkdtemp(prefix="timm-ll-long-study-"))
-    plot_curves(long_rows(rows)).savefig(figures / FIGURE, dpi=100)
-    if args.doc:
-        write_section(REPO / "docs" / "REPRODUCTION.md", "long-study", text)
-    else:
-        print(f"figure: {figures / FIGURE}")
-    print(text)
-    return text
+    return publish_report(text, plot_curves(long_rows(rows)), FIGURE, "long-study", args.doc)
 
 
 if __name__ == "__main__":

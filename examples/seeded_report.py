@@ -505,13 +505,20 @@ def main(argv: list[str] | None = None) -> str:
             parser.error(str(error))
         print(closest)
         return closest
-    text = section(args.results, args.step_times, rows)
-    figures = REPO / "docs" / "figures" if args.doc else Path(tempfile.mkdtemp(prefix="timm-ll-seeded-"))
-    plot_curves(rows).savefig(figures / FIGURE, dpi=100)
-    if args.doc:
-        write_section(REPO / "docs" / "REPRODUCTION.md", "seeded-study", text)
+    return publish_report(
+        section(args.results, args.step_times, rows), plot_curves(rows), FIGURE, "seeded-study", args.doc
+    )
+
+
+def publish_report(text: str, figure, figure_name: str, block: str, doc: bool) -> str:
+    """With ``doc``, write ``text`` as the block ``block`` of docs/REPRODUCTION.md and the figure as
+    docs/figures/``figure_name``; without, the figure into a temporary folder. Print the text and return it."""
+    folder = REPO / "docs" / "figures" if doc else Path(tempfile.mkdtemp(prefix=f"timm-ll-{block}-"))
+    figure.savefig(folder / figure_name, dpi=100)
+    if doc:
+        write_section(REPO / "docs" / "REPRODUCTION.md", block, text)
     else:
-        print(f"figure: {figures / FIGURE}")
+        print(f"figure: {folder / figure_name}")
     print(text)
     return text
 
