@@ -7,6 +7,8 @@
 # PRESET=gpu-deep SEEDS=0 runs the older unseeded sweep (ll_plain and cifar_resnet at 110 and 56).
 # PRESET=gpu-tat SEEDS=0 PROBE_MODELS=tat_slim200 runs the tailored-rectifier families (tat_slim, tat_plain) beside
 # cifar_resnet at depth 200, then 110 (docs/REPRODUCTION.md, "Tailored rectifiers at depth 200").
+# PRESET=gpu-long SEEDS=0 PROBE_MODELS=tat_slim110 runs the long study's 10-epoch budget on the GPU: cifar_resnet,
+# tat_slim and ll_slim at depth 110, then 200 (docs/REPRODUCTION.md, "Depth that pays"), rows in $OUT/gpu-long.jsonl.
 # BENCH=1 also runs the model benchmarks (benchmarks/models.py) first: about 3 more minutes.
 # Needs, carried into the repo root: .whl/ (the timm wheel) and .gpu_data/cifar10-jpeg.zip.
 # Everything it measures lands in $OUT; the sweep appends one JSON line per finished run, so a

@@ -6,6 +6,7 @@
     python examples/depth_sweep.py --preset gpu-deep     # depths 56/110, all 50k images: ~10 min on one H100
     python examples/depth_sweep.py --preset gpu-seeded --seeds 0,1   # ll_slim vs cifar_resnet at 110 (GPU)
     python examples/depth_sweep.py --preset gpu-tat --seeds 0        # tat_slim, tat_plain, ResNet at 200, 110
+    python examples/depth_sweep.py --preset gpu-long --seeds 0       # the long study's families at 110, 200 (GPU)
     python examples/depth_sweep.py --preset full         # the full recipe (GPU): 160 epochs per run
     python examples/depth_sweep.py --preset tiny --data digits   # seconds: checks the logic
 
@@ -72,6 +73,11 @@ PRESETS = {
     # with the study's recipe, fixed before any run: does a skip-free net gain from depth where a ResNet does?
     # tat_slim (the depth-200 winner) is the family the targets are about, ll_slim beside it (examples/long_study.sh)
     "cpu-long": dict(train_subset=None, epochs=10, steps=None, families="cifar_resnet,tat_slim", depths="20,110"),
+    # the same budget on a GPU (benchmarks/device_run.sh, PRESET=gpu-long): the three families of the long study at
+    # 110, then 200, which the CPU cannot reach at this budget
+    "gpu-long": dict(
+        train_subset=None, epochs=10, steps=None, families="cifar_resnet,tat_slim,ll_slim", depths="110,200"
+    ),
     "gpu-budget": dict(
         train_subset=None, epochs=6, steps=None, families="ll_plain,plain,cifar_resnet,crelu_plain", depths="20,56,110"
     ),

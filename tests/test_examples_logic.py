@@ -508,6 +508,11 @@ def test_cpu_long_is_ten_epochs_of_all_the_training_images():
     assert preset["train_subset"] is None and preset["epochs"] == 10 and preset["steps"] is None
     assert preset["families"].split(",") == ["cifar_resnet", "tat_slim"]
     assert round(preset["epochs"] * (50_000 // 128)) == 3_900  # the gpu-seeded and gpu-tat budget
+    on_a_gpu = _load("depth_sweep").PRESETS["gpu-long"]  # the same budget, the three families, at 110 and 200
+    budget = ("train_subset", "epochs", "steps")
+    assert [on_a_gpu[key] for key in budget] == [preset[key] for key in budget]
+    assert on_a_gpu["families"].split(",") == ["cifar_resnet", "tat_slim", "ll_slim"]
+    assert on_a_gpu["depths"].split(",") == ["110", "200"]
 
 
 def test_long_study_script_runs_its_plan_in_order(tmp_path):
