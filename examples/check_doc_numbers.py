@@ -21,7 +21,8 @@ leading sign and a unit go; a leading
 zero is optional (0.54 and .54); trailing zeros after the point are dropped (2.0 and 2, 1.50 and 1.5); and a
 source's longer number holds the prose's rounding of it (0.164 is held by 0.16443); a percentage is held by
 its fraction too (5% by 0.05). A number with a unit is held only where its source writes it bare (a table
-cell under its column's unit, a JSON value) or in the same unit: 1.5x is not held by "1.5 minutes".
+cell under its column's unit, a JSON value, a list after a declared unit such as "Wall time per run (s):") or
+in the same unit: 1.5x is not held by "1.5 minutes", nor by a bare 1.5 in a sentence of a block (a loss).
 Rounding holds only from a source's own figures: in a committed JSON file,
 a list of more than 16 items (a curve, a series of readings) holds a prose number only exactly, since
 thousands of full-precision floats would hold almost any rounded number by chance. Both ends of a range
@@ -123,12 +124,29 @@ def source_numbers(text: str) -> set[str]:
     return {number for number, _ in source_numbers_with_units(text)}
 
 
-def source_numbers_with_units(text: str) -> set[tuple[str, str]]:
+IN_A_SENTENCE = "sentence"  # the "unit" of a number written bare in a Markdown source's sentence
+
+
+def source_numbers_with_units(text: str, markdown: bool = False) -> set[tuple[str, str]]:
     """``(number, unit)`` for every number a source holds: the unit written right after it, by one name ("" for
-    none: a table cell under a column's unit, a JSON value, a number in a name)."""
-    return {
-        (normalize(m.group(1)), _UNITS.get(m.group(2) or "", m.group(2) or "")) for m in _SOURCE_NUMBER.finditer(text)
-    }
+    none: a table cell under a column's unit, a JSON value, a number in a name). In a Markdown source (a block, a
+    page) a number written bare outside a table is a count or a reading in a sentence, not a value under a column's
+    unit: its unit is :data:`IN_A_SENTENCE`, which holds only prose numbers without a unit (a loss of 1.18 in a
+    sentence does not hold "1.18x")."""
+    found = set()
+    for line in text.splitlines():
+        bare = IN_A_SENTENCE if markdown and not line.lstrip().startswith("|") else ""
+        declared = _DECLARED_UNIT.search(line) if markdown else None
+        for m in _SOURCE_NUMBER.finditer(line):
+            unit = m.group(2) or ""
+            if not unit and declared and m.start() > declared.end():
+                unit = declared.group(1)  # "Wall time per run (s): ll_plain20 175, ...": a list under its unit
+            found.add((normalize(m.group(1)), _UNITS.get(unit, unit) if unit else bare))
+    return found
+
+
+# a Markdown line that declares the unit of the list after it, as a table's header does: "Wall time per run (s):"
+_DECLARED_UNIT = re.compile(r"\((%|x|s|ms|µs|min|MiB|GiB|GB|kB|points|seconds|minutes|hours)\):")
 
 
 def held_by(raw: str, held: frozenset[str], held_floats: list[float]) -> bool:
@@ -181,16 +199,18 @@ class Source:
 
     text: str
     rounding_text: str
+    markdown: bool = False  # its bare numbers outside tables are a sentence's (source_numbers_with_units)
 
     @classmethod
     def of_text(cls, text: str) -> Source:
-        return cls(text, text)
+        """A marked block (Markdown)."""
+        return cls(text, text, markdown=True)
 
     @classmethod
     def of_file(cls, file: Path) -> Source:
         text = file.read_text()
         if file.suffix not in {".json", ".jsonl"}:
-            return cls(text, text)
+            return cls(text, text, markdown=file.suffix in {".md", ".txt"})
         documents = (
             [json.loads(line) for line in text.splitlines() if line.strip()]
             if file.suffix == ".jsonl"
@@ -289,7 +309,7 @@ def _numbers_of_sources(sources: tuple[Source, ...]) -> dict[str, tuple[frozense
     exact: dict[str, set[str]] = defaultdict(set)
     rounding: dict[str, set[str]] = defaultdict(set)
     for source in sources:
-        numbers = source_numbers_with_units(source.text)
+        numbers = source_numbers_with_units(source.text, source.markdown)
         # a block or a non-JSON file rounds all it holds; a JSON file's long series hold numbers only exactly
         roundable = numbers if source.rounding_text == source.text else source_numbers_with_units(source.rounding_text)
         for number, unit in numbers:
@@ -300,8 +320,9 @@ def _numbers_of_sources(sources: tuple[Source, ...]) -> dict[str, tuple[frozense
 
 
 def _held_in(by_unit: dict[str, tuple[frozenset[str], frozenset[str]]], unit: str | None) -> tuple[frozenset, list]:
-    """What holds a prose number written in ``unit``: the numbers written bare or in that unit (a bare prose
-    number, ``""``, is held by any; ``None``: every number, whatever its unit)."""
+    """What holds a prose number written in ``unit``: the numbers written bare (in a table or a JSON value) or in
+    that unit (a bare prose number, ``""``, is held by any, a sentence's bare numbers too; ``None``: every number,
+    whatever its unit)."""
     units = by_unit.keys() if unit in ("", None) else {"", unit} & by_unit.keys()
     exact = frozenset().union(*(by_unit[u][0] for u in units))
     return exact, sorted(float(v) for v in frozenset().union(*(by_unit[u][1] for u in units)))

@@ -161,3 +161,20 @@ def test_a_number_is_held_only_in_its_own_unit(tmp_path):
     assert found == [("1.5x", "is not in the sources the sentence names in its unit, x (a source holds it in another)")]
     assert check_doc_numbers.unit_of("1.5 minutes") == check_doc_numbers.unit_of("1.5 min") == "min"
     assert check_doc_numbers.unit_of("2.04x") == "x" and check_doc_numbers.unit_of("0.54") == ""
+
+
+def test_a_sentences_bare_number_holds_no_number_with_a_unit(tmp_path):
+    """In a block, a bare number in a sentence (a loss of 1.18) is no value under a column's unit: it holds a bare prose
+    number but not "1.18x"; a table cell, or a list after a declared unit ("Wall time per run (s):"), holds it."""
+    source = (
+        "Its last five logged losses average 1.18.\n\n| model | step / ResNet |\n|---|---|\n| a | 1.40 |\n\n"
+        "Wall time per run (s): a 405, b 82.\n"
+    )
+    held = check_doc_numbers.source_numbers_with_units(source, markdown=True)
+    assert ("1.18", check_doc_numbers.IN_A_SENTENCE) in held and ("1.4", "") in held and ("405", "s") in held
+    by_unit = check_doc_numbers._numbers_of_sources((check_doc_numbers.Source.of_text(source),))
+    holds = lambda raw, unit: check_doc_numbers.held_by(raw, *check_doc_numbers._held_in(by_unit, unit))  # noqa: E731
+    assert holds("1.18", "") and not holds("1.18", "x")
+    assert holds("1.40", "x") and holds("405", "s") and not holds("405", "x")
+    # a JSON file's bare values stay values: they hold a number in any unit
+    assert ("1.18", "") in check_doc_numbers.source_numbers_with_units('{"loss": 1.18}')
