@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling report w
 from seeded_report import (  # noqa: E402
     REFERENCE,
     errors_by_cell,
+    is_seed_run,
     loss_comparison_lines,
     monitor_lines,
     paired_interval,
@@ -182,7 +183,7 @@ def ablation_lines(rows: list[dict], seeded_rows: list[dict]) -> list[str]:
     seeded = {
         (r["model"], seed_of(r)): error_points(r)
         for r in seeded_rows
-        if r.get("recipe") == rows[0].get("recipe") and not model_kwargs_of(r)
+        if is_seed_run(r) and not model_kwargs_of(r)  # the study's recipe, equal steps, the registered init
     }
     lines = []
     for seed in sorted(delta):
