@@ -164,7 +164,7 @@ def target_lines(
         pairs = paired_differences(cells, depth, family)
         name = f"{family}{depth} minus {REFERENCE}{depth}"
         if not pairs:
-            lines.append(f"- Target: {name} <= +{target:g} points: no pair yet.")
+            lines.append(f"- Target: {name} <= {_points(target)}: no pair yet.")
             continue
         mean, low, high = paired_interval(pairs)
         verdict = "met" if mean <= target else f"missed by {mean - target:.2f} points"
@@ -176,10 +176,15 @@ def target_lines(
         )
         claim = "" if len(pairs) >= CLAIM_PAIRS else f" (fewer than {CLAIM_PAIRS} pairs: not a claim)"
         lines.append(
-            f"- Target: {name} <= +{target:g} points (point estimate): {mean:+.2f} over {len(pairs)} "
+            f"- Target: {name} <= {_points(target)} (point estimate): {mean:+.2f} over {len(pairs)} "
             f"pair{'s' if len(pairs) > 1 else ''}, {verdict}{allows}{claim}."
         )
     return lines
+
+
+def _points(target: float) -> str:
+    """A target in points, as "+1 point" or "+2 points"."""
+    return f"+{target:g} point{'' if target == 1 else 's'}"
 
 
 def recipe_lines(rows: list[dict]) -> list[str]:

@@ -581,7 +581,7 @@ def test_long_study_report_pairs_depths_and_seeds_states_its_targets_and_the_abl
         "- Target: tat_slim110 better than tat_slim20 on seeds 0 and 1 (seed 0: -0.50; seed 1: -1.00): met."
     )
     target = report.target_lines(rows, report.TARGETS, (report.TARGET_FAMILY,))
-    assert target[0].startswith("- Target: tat_slim110 minus cifar_resnet110 <= +1 points (point estimate): +1.00")
+    assert target[0].startswith("- Target: tat_slim110 minus cifar_resnet110 <= +1 point (point estimate): +1.00")
     assert "not a claim" in target[0]  # two pairs of the three the claim needs
     assert report.stretch_line(rows).startswith("- Stretch: tat_slim110 ahead of cifar_resnet110: +1.00 over 2 pairs")
     # the monitor: readings made to rank the errors exactly (smoother at the end, lower error; the reverse at init)
