@@ -29,6 +29,7 @@ from seeded_report import (  # noqa: E402
     is_seed_run,
     loss_comparison_lines,
     monitor_lines,
+    paired_differences,
     paired_interval,
     plot_curves,
     publish_report,
@@ -134,9 +135,7 @@ def depth_gain_lines(rows: list[dict]) -> list[str]:
 
 def stretch_line(rows: list[dict]) -> str:
     """The stretch target: :data:`TARGET_FAMILY` ahead of the ResNet at :data:`DEEP` (mean paired difference < 0)."""
-    cells = errors_by_cell(rows)
-    ours, reference = cells.get((DEEP, TARGET_FAMILY), {}), cells.get((DEEP, REFERENCE), {})
-    pairs = [ours[s] - reference[s] for s in sorted(ours) if s in reference]
+    pairs = paired_differences(errors_by_cell(rows), DEEP, TARGET_FAMILY)
     name = f"{TARGET_FAMILY}{DEEP} ahead of {REFERENCE}{DEEP}"
     if not pairs:
         return f"- Stretch: {name}: no pair yet."
